@@ -1,0 +1,172 @@
+//! The topic catalog: every topic funnelhub reads or writes, its partitions, key and
+//! value schema. Services create missing topics from it at start-up (see
+//! `funnelhub_kafka::admin`); nothing else names a topic.
+//!
+//! Keys are plain UTF-8 strings (Kafka's default partitioner hashes them). They are chosen
+//! so that the records whose order matters share a partition: every event of one session
+//! (tracking, onboarding) and every event of one order.
+
+use crate::codec::AvroRecord;
+use crate::derived::{
+    CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelTransition, MatchResult,
+    OpsTicket,
+};
+use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Every topic of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    RawTracking,
+    RawOrders,
+    RawOnboarding,
+    Deduped,
+    FunnelTransitions,
+    OpsTickets,
+    MatchResults,
+    CapiRequests,
+    CapiAttempts,
+    Dlq,
+}
+
+/// What the catalog says of one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Name after the catalog prefix, e.g. `raw.tracking`.
+    pub suffix: &'static str,
+    /// Partitions at creation (parallelism of every consumer group reading it).
+    pub partitions: i32,
+    /// How the record key is built.
+    pub key: &'static str,
+    /// Full Avro name of the value schema (subject `<topic>-value`).
+    pub value_schema: &'static str,
+    /// `retention.ms` set at creation: how far back a replay can go.
+    pub retention_ms: i64,
+    /// Who writes it.
+    pub producer: &'static str,
+}
+
+impl Topic {
+    /// Every topic, in pipeline order.
+    pub const ALL: [Topic; 10] = [
+        Topic::RawTracking,
+        Topic::RawOrders,
+        Topic::RawOnboarding,
+        Topic::Deduped,
+        Topic::FunnelTransitions,
+        Topic::OpsTickets,
+        Topic::MatchResults,
+        Topic::CapiRequests,
+        Topic::CapiAttempts,
+        Topic::Dlq,
+    ];
+
+    /// The catalog entry of this topic.
+    pub const fn spec(self) -> TopicSpec {
+        const fn spec(
+            suffix: &'static str,
+            key: &'static str,
+            value_schema: &'static str,
+            retention_days: i64,
+            producer: &'static str,
+        ) -> TopicSpec {
+            TopicSpec {
+                suffix,
+                partitions: 6,
+                key,
+                value_schema,
+                retention_ms: retention_days * DAY_MS,
+                producer,
+            }
+        }
+        match self {
+            Topic::RawTracking => spec("raw.tracking", "tenant_id:session_id", TrackingHit::FULL_NAME, 30, "edge"),
+            Topic::RawOrders => spec("raw.orders", "tenant_id:gateway:order_id", OrderEvent::FULL_NAME, 30, "edge"),
+            Topic::RawOnboarding => spec("raw.onboarding", "tenant_id:session_id", OnboardingEvent::FULL_NAME, 30, "edge"),
+            Topic::Deduped => spec("deduped.events", "the source record's key", DedupedEvent::FULL_NAME, 30, "dedupe processor"),
+            Topic::FunnelTransitions => spec("funnel.transitions", "tenant_id:subject_id", FunnelTransition::FULL_NAME, 30, "funnel processor"),
+            Topic::OpsTickets => spec("ops.tickets", "tenant_id:session_id", OpsTicket::FULL_NAME, 30, "funnel processor"),
+            Topic::MatchResults => spec("matching.results", "tenant_id:conversion_id", MatchResult::FULL_NAME, 30, "matcher"),
+            Topic::CapiRequests => spec("capi.requests", "tenant_id:event_id", CapiDispatchRequest::FULL_NAME, 30, "matcher"),
+            Topic::CapiAttempts => spec("capi.attempts", "tenant_id:pixel_id", DispatchAttempt::FULL_NAME, 30, "Meta CAPI sink"),
+            Topic::Dlq => spec("dlq", "the failed record's key", DlqRecord::FULL_NAME, 90, "every stage"),
+        }
+    }
+}
+
+/// Topic names under one prefix (`funnelhub` by default; tests use a unique one each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    prefix: String,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog::new("funnelhub")
+    }
+}
+
+impl Catalog {
+    /// A catalog whose topics are named `{prefix}.{suffix}`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Catalog {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The prefix of every topic name.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Full name of `topic`.
+    pub fn name(&self, topic: Topic) -> String {
+        format!("{}.{}", self.prefix, topic.spec().suffix)
+    }
+
+    /// Schema-registry subject of `topic`'s values (Confluent's TopicNameStrategy).
+    pub fn value_subject(&self, topic: Topic) -> String {
+        format!("{}-value", self.name(topic))
+    }
+
+    /// Every topic with its full name.
+    pub fn topics(&self) -> impl Iterator<Item = (Topic, String)> + '_ {
+        Topic::ALL.into_iter().map(|t| (t, self.name(t)))
+    }
+}
+
+/// A record key from its parts, joined with `:` (keys only feed the partitioner).
+pub fn key(parts: &[&str]) -> String {
+    parts.join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema_set::SchemaSet;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_schemas_exist() {
+        let catalog = Catalog::default();
+        let names: HashSet<_> = catalog.topics().map(|(_, n)| n).collect();
+        assert_eq!(names.len(), Topic::ALL.len());
+        assert!(names.contains("funnelhub.raw.tracking"));
+        for topic in Topic::ALL {
+            let spec = topic.spec();
+            assert!(SchemaSet::bundled().get(spec.value_schema).is_some(), "{topic:?}");
+            assert!(spec.partitions > 0 && spec.retention_ms > 0);
+        }
+        assert_eq!(
+            Catalog::new("t1").value_subject(Topic::Dlq),
+            "t1.dlq-value"
+        );
+    }
+
+    #[test]
+    fn session_events_share_a_key() {
+        // Every hit of one session lands on one partition, whatever its type.
+        assert_eq!(key(&["tenant", "s1"]), "tenant:s1");
+    }
+}

@@ -1,0 +1,162 @@
+//! Named types shared by several records (`avro/common/*.avsc`).
+
+use serde::{Deserialize, Serialize};
+
+/// `io.funnelhub.common.EventType`: every event the edge accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    Click,
+    Pageview,
+    InitiateCheckout,
+    Purchase,
+    Refund,
+    Chargeback,
+    Cancel,
+    OnboardingStarted,
+    DomainValidated,
+    DnsApplied,
+    AccountCreated,
+    InfraSynced,
+    OnboardingCompleted,
+    OnboardingFailed,
+    /// Written by a newer producer with a symbol this reader does not know.
+    Unknown,
+}
+
+impl EventType {
+    /// Every known event type, in funnel order within each family.
+    pub const ALL: [EventType; 14] = [
+        EventType::Click,
+        EventType::Pageview,
+        EventType::InitiateCheckout,
+        EventType::Purchase,
+        EventType::Refund,
+        EventType::Chargeback,
+        EventType::Cancel,
+        EventType::OnboardingStarted,
+        EventType::DomainValidated,
+        EventType::DnsApplied,
+        EventType::AccountCreated,
+        EventType::InfraSynced,
+        EventType::OnboardingCompleted,
+        EventType::OnboardingFailed,
+    ];
+
+    /// The name used on the wire by sources and in APIs (`onboarding.started`, `purchase`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Click => "click",
+            EventType::Pageview => "pageview",
+            EventType::InitiateCheckout => "initiate_checkout",
+            EventType::Purchase => "purchase",
+            EventType::Refund => "refund",
+            EventType::Chargeback => "chargeback",
+            EventType::Cancel => "cancel",
+            EventType::OnboardingStarted => "onboarding.started",
+            EventType::DomainValidated => "domain.validated",
+            EventType::DnsApplied => "dns.applied",
+            EventType::AccountCreated => "account.created",
+            EventType::InfraSynced => "infra.synced",
+            EventType::OnboardingCompleted => "onboarding.completed",
+            EventType::OnboardingFailed => "onboarding.failed",
+            EventType::Unknown => "unknown",
+        }
+    }
+
+    /// Parse a wire name (see [`EventType::as_str`]).
+    pub fn from_wire(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// `io.funnelhub.common.Source`: which edge endpoint produced an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    LandingPage,
+    Hotmart,
+    Kiwify,
+    Stripe,
+    OnboardingPortal,
+    Unknown,
+}
+
+/// `io.funnelhub.common.Gateway`: payment gateways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gateway {
+    Hotmart,
+    Kiwify,
+    Stripe,
+    Unknown,
+}
+
+/// `io.funnelhub.common.Consent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    /// May the event be sent to ad platforms? `false` blocks every Meta dispatch.
+    pub ads: bool,
+    /// May the event be kept for first-party analytics?
+    pub analytics: bool,
+}
+
+/// `io.funnelhub.common.HashedIdentity`: SHA-256 hex of values normalized per Meta's rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashedIdentity {
+    pub email_hash: Option<String>,
+    pub phone_hash: Option<String>,
+    pub first_name_hash: Option<String>,
+    pub last_name_hash: Option<String>,
+    pub city_hash: Option<String>,
+    pub state_hash: Option<String>,
+    pub zip_hash: Option<String>,
+    pub country_hash: Option<String>,
+    pub gender_hash: Option<String>,
+    pub birth_date_hash: Option<String>,
+    pub external_id_hash: Option<String>,
+}
+
+/// `io.funnelhub.common.Envelope`: fields every edge event carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Deterministic id (see [`crate::ids`]).
+    pub event_id: String,
+    pub tenant_id: String,
+    pub event_type: EventType,
+    /// Event time, ms since the Unix epoch.
+    pub occurred_at: i64,
+    /// When the edge accepted the event, ms since the Unix epoch.
+    pub received_at: i64,
+    pub source: Source,
+    /// Version of the funnelhub event contract ([`crate::SCHEMA_VERSION`]).
+    pub schema_version: i32,
+    pub consent: Consent,
+    pub identity: HashedIdentity,
+}
+
+/// `io.funnelhub.common.Utm`: campaign parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Utm {
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+    pub content: Option<String>,
+    pub term: Option<String>,
+}
+
+/// `io.funnelhub.common.ClickIds`: Meta click identifiers, raw.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClickIds {
+    pub fbclid: Option<String>,
+    pub fbc: Option<String>,
+    pub fbp: Option<String>,
+}
+
+/// `io.funnelhub.common.SourcePosition`: where a record was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourcePosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}

@@ -1,0 +1,206 @@
+//! Records the processors and sinks derive from edge events.
+
+use serde::{Deserialize, Serialize};
+
+use crate::common::{ClickIds, EventType, Gateway, HashedIdentity, SourcePosition};
+use crate::events::EdgeEvent;
+
+/// `io.funnelhub.derived.DedupedEvent`: an edge event that passed deduplication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DedupedEvent {
+    pub dedupe_key: String,
+    /// Source position of the first occurrence; the same position again is a replay.
+    pub first_seen: SourcePosition,
+    pub deduped_at: i64,
+    pub event: EdgeEvent,
+}
+
+/// `io.funnelhub.derived.Funnel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Funnel {
+    Onboarding,
+    Tracking,
+    Unknown,
+}
+
+/// `io.funnelhub.derived.FunnelStage`: stages of both funnels, each in funnel order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunnelStage {
+    Click,
+    Pageview,
+    InitiateCheckout,
+    Purchase,
+    Started,
+    DomainValidated,
+    DnsApplied,
+    AccountCreated,
+    InfraSynced,
+    Completed,
+    Unknown,
+}
+
+/// `io.funnelhub.derived.FunnelOutcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunnelOutcome {
+    InProgress,
+    Completed,
+    Failed,
+    Unknown,
+}
+
+/// `io.funnelhub.derived.FunnelTransition`: a session's stage or outcome changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunnelTransition {
+    pub transition_id: String,
+    pub tenant_id: String,
+    pub funnel: Funnel,
+    pub subject_id: String,
+    pub from_stage: Option<FunnelStage>,
+    pub to_stage: FunnelStage,
+    pub outcome: FunnelOutcome,
+    pub cause_event_id: String,
+    pub occurred_at: i64,
+    pub domain: Option<String>,
+    pub utm_campaign: Option<String>,
+}
+
+/// `io.funnelhub.derived.TicketKind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketKind {
+    AccountCreated,
+    OnboardingFailed,
+    Unknown,
+}
+
+/// `io.funnelhub.derived.OpsTicket`: one per session and kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpsTicket {
+    pub ticket_id: String,
+    pub tenant_id: String,
+    pub session_id: String,
+    pub domain: String,
+    pub kind: TicketKind,
+    pub subject: String,
+    pub cause_event_id: String,
+    pub created_at: i64,
+}
+
+/// `io.funnelhub.derived.MatchMethod`: which rule matched, deterministic rules first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchMethod {
+    ClickId,
+    SessionId,
+    EmailHash,
+    PhoneHash,
+    Scoring,
+    Unmatched,
+    Unknown,
+}
+
+/// `io.funnelhub.derived.MatchResult`: one decision per conversion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchResult {
+    pub match_id: String,
+    pub tenant_id: String,
+    pub conversion_id: String,
+    pub order_id: String,
+    pub gateway: Gateway,
+    pub conversion_type: EventType,
+    pub original_conversion_id: Option<String>,
+    pub matched_event_id: Option<String>,
+    pub matched_session_id: Option<String>,
+    pub method: MatchMethod,
+    pub score: f64,
+    pub signals: Vec<String>,
+    pub decided_at: i64,
+}
+
+/// `io.funnelhub.derived.CapiDispatchRequest`: one server event for Meta's Conversions API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapiDispatchRequest {
+    pub dispatch_id: String,
+    pub tenant_id: String,
+    pub pixel_id: String,
+    pub event_name: String,
+    pub event_id: String,
+    /// ms since the Unix epoch; Meta receives seconds.
+    pub event_time: i64,
+    pub action_source: String,
+    pub event_source_url: Option<String>,
+    pub identity: HashedIdentity,
+    pub click_ids: ClickIds,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub value: Option<f64>,
+    pub currency: Option<String>,
+    pub content_ids: Vec<String>,
+    pub order_id: Option<String>,
+    pub consent_ads: bool,
+    pub blocked_reason: Option<String>,
+    pub match_id: Option<String>,
+}
+
+/// `io.funnelhub.derived.AttemptOutcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Sent,
+    Retrying,
+    FailedPermanent,
+    Expired,
+    Blocked,
+    Unknown,
+}
+
+/// `io.funnelhub.derived.DispatchAttempt`: audit of one attempt against Meta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchAttempt {
+    pub attempt_id: String,
+    pub tenant_id: String,
+    pub pixel_id: String,
+    pub request_id: String,
+    pub event_ids: Vec<String>,
+    pub attempt: i32,
+    pub outcome: AttemptOutcome,
+    pub http_status: Option<i32>,
+    pub fbtrace_id: Option<String>,
+    pub events_received: Option<i32>,
+    pub error_code: Option<i32>,
+    pub error_subcode: Option<i32>,
+    pub error_message: Option<String>,
+    pub latency_ms: i64,
+    pub attempted_at: i64,
+}
+
+/// `io.funnelhub.derived.DlqReason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DlqReason {
+    Undecodable,
+    UnknownSchema,
+    InvalidRecord,
+    PermanentDeliveryFailure,
+    Unknown,
+}
+
+/// `io.funnelhub.derived.DlqRecord`: a record a stage could not process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlqRecord {
+    pub dlq_id: String,
+    pub stage: String,
+    pub reason: DlqReason,
+    pub error: String,
+    pub source: Option<SourcePosition>,
+    pub tenant_id: Option<String>,
+    pub event_id: Option<String>,
+    #[serde(with = "apache_avro::serde::bytes_opt")]
+    pub key: Option<Vec<u8>>,
+    #[serde(with = "apache_avro::serde::bytes_opt")]
+    pub value: Option<Vec<u8>>,
+    pub failed_at: i64,
+}

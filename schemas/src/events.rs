@@ -1,0 +1,78 @@
+//! Edge events: what `ingest/` produces to the raw topics.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::common::{ClickIds, Envelope, Gateway, Utm};
+
+/// `io.funnelhub.events.TrackingHit`: click, pageview or initiate_checkout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackingHit {
+    pub envelope: Envelope,
+    pub session_id: String,
+    /// The browser pixel's `eventID`, when sent.
+    pub client_event_id: Option<String>,
+    pub page_url: Option<String>,
+    pub referrer: Option<String>,
+    pub utm: Utm,
+    pub click_ids: ClickIds,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// initiate_checkout: cart value in major units.
+    pub value: Option<f64>,
+    pub currency: Option<String>,
+    pub content_ids: Vec<String>,
+}
+
+/// `io.funnelhub.events.OrderEvent`: a gateway order as purchase/refund/chargeback/cancel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderEvent {
+    pub envelope: Envelope,
+    pub gateway: Gateway,
+    pub order_id: String,
+    pub gateway_event_id: Option<String>,
+    pub gateway_status: String,
+    /// Minor units of `currency`.
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub product_id: Option<String>,
+    pub product_name: Option<String>,
+    pub payment_method: Option<String>,
+    pub original_order_id: Option<String>,
+    pub session_id: Option<String>,
+    pub utm: Utm,
+    pub click_ids: ClickIds,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// `io.funnelhub.events.OnboardingEvent`: an onboarding-portal milestone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnboardingEvent {
+    pub envelope: Envelope,
+    pub session_id: String,
+    pub domain: String,
+    /// The portal's `data`, flattened to strings, personal data removed or hashed.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Any edge event: the union carried by [`crate::derived::DedupedEvent`].
+/// Variant order is the Avro union order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EdgeEvent {
+    TrackingHit(TrackingHit),
+    OrderEvent(OrderEvent),
+    OnboardingEvent(OnboardingEvent),
+}
+
+impl EdgeEvent {
+    /// The common envelope of whichever event this is.
+    pub fn envelope(&self) -> &Envelope {
+        match self {
+            EdgeEvent::TrackingHit(e) => &e.envelope,
+            EdgeEvent::OrderEvent(e) => &e.envelope,
+            EdgeEvent::OnboardingEvent(e) => &e.envelope,
+        }
+    }
+}
