@@ -1,1 +1,40 @@
+//! Kafka and schema-registry plumbing every funnelhub service calls: one way to configure
+//! clients ([`client`]), create topics ([`admin`]) and put Avro on the wire ([`avro`]).
 
+pub mod admin;
+pub mod avro;
+pub mod client;
+pub mod config;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use avro::{DecodeError, SchemaRegistry, TopicCodec};
+pub use config::{KafkaConfig, SchemaRegistryConfig};
+
+/// Errors of Kafka and registry plumbing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kafka client call failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Creating topics failed for a reason other than "already exists".
+    #[error("kafka admin: {0}")]
+    Admin(String),
+    /// The schema registry refused or could not be reached.
+    #[error("schema registry: {0}")]
+    Registry(String),
+    /// Encoding or decoding failed.
+    #[error(transparent)]
+    Codec(#[from] funnelhub_schemas::Error),
+}
+
+impl Error {
+    /// Whether trying again later can succeed (broker or registry unreachable).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Kafka(e) => !matches!(e, rdkafka::error::KafkaError::ClientConfig(..)),
+            Error::Registry(_) => true,
+            Error::Admin(_) | Error::Codec(_) => false,
+        }
+    }
+}

@@ -81,16 +81,76 @@ impl Topic {
             }
         }
         match self {
-            Topic::RawTracking => spec("raw.tracking", "tenant_id:session_id", TrackingHit::FULL_NAME, 30, "edge"),
-            Topic::RawOrders => spec("raw.orders", "tenant_id:gateway:order_id", OrderEvent::FULL_NAME, 30, "edge"),
-            Topic::RawOnboarding => spec("raw.onboarding", "tenant_id:session_id", OnboardingEvent::FULL_NAME, 30, "edge"),
-            Topic::Deduped => spec("deduped.events", "the source record's key", DedupedEvent::FULL_NAME, 30, "dedupe processor"),
-            Topic::FunnelTransitions => spec("funnel.transitions", "tenant_id:subject_id", FunnelTransition::FULL_NAME, 30, "funnel processor"),
-            Topic::OpsTickets => spec("ops.tickets", "tenant_id:session_id", OpsTicket::FULL_NAME, 30, "funnel processor"),
-            Topic::MatchResults => spec("matching.results", "tenant_id:conversion_id", MatchResult::FULL_NAME, 30, "matcher"),
-            Topic::CapiRequests => spec("capi.requests", "tenant_id:event_id", CapiDispatchRequest::FULL_NAME, 30, "matcher"),
-            Topic::CapiAttempts => spec("capi.attempts", "tenant_id:pixel_id", DispatchAttempt::FULL_NAME, 30, "Meta CAPI sink"),
-            Topic::Dlq => spec("dlq", "the failed record's key", DlqRecord::FULL_NAME, 90, "every stage"),
+            Topic::RawTracking => spec(
+                "raw.tracking",
+                "tenant_id:session_id",
+                TrackingHit::FULL_NAME,
+                30,
+                "edge",
+            ),
+            Topic::RawOrders => spec(
+                "raw.orders",
+                "tenant_id:gateway:order_id",
+                OrderEvent::FULL_NAME,
+                30,
+                "edge",
+            ),
+            Topic::RawOnboarding => spec(
+                "raw.onboarding",
+                "tenant_id:session_id",
+                OnboardingEvent::FULL_NAME,
+                30,
+                "edge",
+            ),
+            Topic::Deduped => spec(
+                "deduped.events",
+                "the source record's key",
+                DedupedEvent::FULL_NAME,
+                30,
+                "dedupe processor",
+            ),
+            Topic::FunnelTransitions => spec(
+                "funnel.transitions",
+                "tenant_id:subject_id",
+                FunnelTransition::FULL_NAME,
+                30,
+                "funnel processor",
+            ),
+            Topic::OpsTickets => spec(
+                "ops.tickets",
+                "tenant_id:session_id",
+                OpsTicket::FULL_NAME,
+                30,
+                "funnel processor",
+            ),
+            Topic::MatchResults => spec(
+                "matching.results",
+                "tenant_id:conversion_id",
+                MatchResult::FULL_NAME,
+                30,
+                "matcher",
+            ),
+            Topic::CapiRequests => spec(
+                "capi.requests",
+                "tenant_id:event_id",
+                CapiDispatchRequest::FULL_NAME,
+                30,
+                "matcher",
+            ),
+            Topic::CapiAttempts => spec(
+                "capi.attempts",
+                "tenant_id:pixel_id",
+                DispatchAttempt::FULL_NAME,
+                30,
+                "Meta CAPI sink",
+            ),
+            Topic::Dlq => spec(
+                "dlq",
+                "the failed record's key",
+                DlqRecord::FULL_NAME,
+                90,
+                "every stage",
+            ),
         }
     }
 }
@@ -155,13 +215,13 @@ mod tests {
         assert!(names.contains("funnelhub.raw.tracking"));
         for topic in Topic::ALL {
             let spec = topic.spec();
-            assert!(SchemaSet::bundled().get(spec.value_schema).is_some(), "{topic:?}");
+            assert!(
+                SchemaSet::bundled().get(spec.value_schema).is_some(),
+                "{topic:?}"
+            );
             assert!(spec.partitions > 0 && spec.retention_ms > 0);
         }
-        assert_eq!(
-            Catalog::new("t1").value_subject(Topic::Dlq),
-            "t1.dlq-value"
-        );
+        assert_eq!(Catalog::new("t1").value_subject(Topic::Dlq), "t1.dlq-value");
     }
 
     #[test]

@@ -98,7 +98,9 @@ pub fn split_frame(bytes: &[u8]) -> Result<(u32, &[u8]), Error> {
             "{} bytes, shorter than the 5-byte header",
             bytes.len()
         ))),
-        [other, ..] => Err(Error::Frame(format!("magic byte {other:#04x}, expected 0x00"))),
+        [other, ..] => Err(Error::Frame(format!(
+            "magic byte {other:#04x}, expected 0x00"
+        ))),
     }
 }
 
@@ -179,11 +181,7 @@ mod tests {
 
     #[test]
     fn frame_header_is_magic_byte_and_big_endian_id() {
-        let bytes = encode(
-            0x0102_0304,
-            &crate::testing::sample_ops_ticket(),
-        )
-        .expect("encodes");
+        let bytes = encode(0x0102_0304, &crate::testing::sample_ops_ticket()).expect("encodes");
         assert_eq!(&bytes[..HEADER_LEN], &[0, 1, 2, 3, 4]);
         let (id, body) = split_frame(&bytes).expect("framed");
         assert_eq!(id, 0x0102_0304);

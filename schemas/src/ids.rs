@@ -9,7 +9,8 @@ const NAMESPACE: Uuid = Uuid::from_u128(0x6f0c_6f3e_4c1b_4d8e_9a57_2b1e_8e0f_a9d
 /// A UUIDv5 over `kind` and `parts`, separated by the ASCII unit separator so that
 /// `("a:b", "c")` and `("a", "b:c")` never collide.
 pub fn deterministic_id(kind: &str, parts: &[&str]) -> String {
-    let mut name = Vec::with_capacity(kind.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    let mut name =
+        Vec::with_capacity(kind.len() + parts.iter().map(|p| p.len() + 1).sum::<usize>());
     name.extend_from_slice(kind.as_bytes());
     for part in parts {
         name.push(0x1f);
@@ -25,13 +26,22 @@ mod tests {
     #[test]
     fn same_inputs_same_id_and_separator_prevents_collisions() {
         let a = deterministic_id("order", &["t1", "stripe", "pi_1", "purchase"]);
-        assert_eq!(a, deterministic_id("order", &["t1", "stripe", "pi_1", "purchase"]));
-        assert_ne!(a, deterministic_id("order", &["t1", "stripe", "pi_1", "refund"]));
+        assert_eq!(
+            a,
+            deterministic_id("order", &["t1", "stripe", "pi_1", "purchase"])
+        );
+        assert_ne!(
+            a,
+            deterministic_id("order", &["t1", "stripe", "pi_1", "refund"])
+        );
         assert_ne!(
             deterministic_id("k", &["a:b", "c"]),
             deterministic_id("k", &["a", "b:c"])
         );
-        assert_ne!(deterministic_id("k", &["ab"]), deterministic_id("k", &["a", "b"]));
+        assert_ne!(
+            deterministic_id("k", &["ab"]),
+            deterministic_id("k", &["a", "b"])
+        );
         assert_eq!(Uuid::parse_str(&a).expect("uuid").get_version_num(), 5);
     }
 }

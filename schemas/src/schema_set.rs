@@ -18,23 +18,56 @@ use crate::Error;
 const FILES: &[(&str, &str)] = &[
     ("TrackingHit", include_str!("../avro/TrackingHit.avsc")),
     ("OrderEvent", include_str!("../avro/OrderEvent.avsc")),
-    ("OnboardingEvent", include_str!("../avro/OnboardingEvent.avsc")),
+    (
+        "OnboardingEvent",
+        include_str!("../avro/OnboardingEvent.avsc"),
+    ),
     ("DedupedEvent", include_str!("../avro/DedupedEvent.avsc")),
-    ("FunnelTransition", include_str!("../avro/FunnelTransition.avsc")),
+    (
+        "FunnelTransition",
+        include_str!("../avro/FunnelTransition.avsc"),
+    ),
     ("OpsTicket", include_str!("../avro/OpsTicket.avsc")),
     ("MatchResult", include_str!("../avro/MatchResult.avsc")),
-    ("CapiDispatchRequest", include_str!("../avro/CapiDispatchRequest.avsc")),
-    ("DispatchAttempt", include_str!("../avro/DispatchAttempt.avsc")),
+    (
+        "CapiDispatchRequest",
+        include_str!("../avro/CapiDispatchRequest.avsc"),
+    ),
+    (
+        "DispatchAttempt",
+        include_str!("../avro/DispatchAttempt.avsc"),
+    ),
     ("DlqRecord", include_str!("../avro/DlqRecord.avsc")),
-    ("common/EventType", include_str!("../avro/common/EventType.avsc")),
+    (
+        "common/EventType",
+        include_str!("../avro/common/EventType.avsc"),
+    ),
     ("common/Source", include_str!("../avro/common/Source.avsc")),
-    ("common/Gateway", include_str!("../avro/common/Gateway.avsc")),
-    ("common/Consent", include_str!("../avro/common/Consent.avsc")),
-    ("common/HashedIdentity", include_str!("../avro/common/HashedIdentity.avsc")),
-    ("common/Envelope", include_str!("../avro/common/Envelope.avsc")),
+    (
+        "common/Gateway",
+        include_str!("../avro/common/Gateway.avsc"),
+    ),
+    (
+        "common/Consent",
+        include_str!("../avro/common/Consent.avsc"),
+    ),
+    (
+        "common/HashedIdentity",
+        include_str!("../avro/common/HashedIdentity.avsc"),
+    ),
+    (
+        "common/Envelope",
+        include_str!("../avro/common/Envelope.avsc"),
+    ),
     ("common/Utm", include_str!("../avro/common/Utm.avsc")),
-    ("common/ClickIds", include_str!("../avro/common/ClickIds.avsc")),
-    ("common/SourcePosition", include_str!("../avro/common/SourcePosition.avsc")),
+    (
+        "common/ClickIds",
+        include_str!("../avro/common/ClickIds.avsc"),
+    ),
+    (
+        "common/SourcePosition",
+        include_str!("../avro/common/SourcePosition.avsc"),
+    ),
 ];
 
 /// One self-contained record schema: its JSON (what a registry stores) and the parsed form.
@@ -69,8 +102,8 @@ impl SchemaSet {
         for (file, text) in FILES {
             let json: Value = serde_json::from_str(text)
                 .map_err(|e| Error::Schema(format!("{file}.avsc: {e}")))?;
-            let name = full_name(&json)
-                .ok_or_else(|| Error::Schema(format!("{file}.avsc: no name")))?;
+            let name =
+                full_name(&json).ok_or_else(|| Error::Schema(format!("{file}.avsc: no name")))?;
             if !file.starts_with("common/") {
                 top_level.push(name.clone());
             }

@@ -108,14 +108,14 @@ fn opt_string() -> impl Strategy<Value = Option<String>> {
 }
 
 fn arb_identity() -> impl Strategy<Value = HashedIdentity> {
-    (opt_string(), opt_string(), opt_string()).prop_map(|(email_hash, phone_hash, external_id_hash)| {
-        HashedIdentity {
+    (opt_string(), opt_string(), opt_string()).prop_map(
+        |(email_hash, phone_hash, external_id_hash)| HashedIdentity {
             email_hash,
             phone_hash,
             external_id_hash,
             ..HashedIdentity::default()
-        }
-    })
+        },
+    )
 }
 
 fn arb_envelope() -> impl Strategy<Value = Envelope> {
@@ -128,17 +128,27 @@ fn arb_envelope() -> impl Strategy<Value = Envelope> {
         any::<(bool, bool)>(),
         arb_identity(),
     )
-        .prop_map(|(event_id, tenant_id, event_type, occurred_at, received_at, (ads, analytics), identity)| Envelope {
-            event_id,
-            tenant_id,
-            event_type,
-            occurred_at,
-            received_at,
-            source: Source::LandingPage,
-            schema_version: crate::SCHEMA_VERSION,
-            consent: Consent { ads, analytics },
-            identity,
-        })
+        .prop_map(
+            |(
+                event_id,
+                tenant_id,
+                event_type,
+                occurred_at,
+                received_at,
+                (ads, analytics),
+                identity,
+            )| Envelope {
+                event_id,
+                tenant_id,
+                event_type,
+                occurred_at,
+                received_at,
+                source: Source::LandingPage,
+                schema_version: crate::SCHEMA_VERSION,
+                consent: Consent { ads, analytics },
+                identity,
+            },
+        )
 }
 
 fn arb_utm() -> impl Strategy<Value = Utm> {
@@ -151,7 +161,11 @@ fn arb_utm() -> impl Strategy<Value = Utm> {
 }
 
 fn arb_click_ids() -> impl Strategy<Value = ClickIds> {
-    (opt_string(), opt_string(), opt_string()).prop_map(|(fbclid, fbc, fbp)| ClickIds { fbclid, fbc, fbp })
+    (opt_string(), opt_string(), opt_string()).prop_map(|(fbclid, fbc, fbp)| ClickIds {
+        fbclid,
+        fbc,
+        fbp,
+    })
 }
 
 /// Any tracking hit.
@@ -165,20 +179,22 @@ pub fn arb_tracking_hit() -> impl Strategy<Value = TrackingHit> {
         proptest::option::of(-1e12f64..1e12),
         proptest::collection::vec(any::<String>(), 0..4),
     )
-        .prop_map(|(envelope, session_id, page_url, utm, click_ids, value, content_ids)| TrackingHit {
-            envelope,
-            session_id,
-            client_event_id: None,
-            page_url,
-            referrer: None,
-            utm,
-            click_ids,
-            client_ip: None,
-            user_agent: None,
-            value,
-            currency: None,
-            content_ids,
-        })
+        .prop_map(
+            |(envelope, session_id, page_url, utm, click_ids, value, content_ids)| TrackingHit {
+                envelope,
+                session_id,
+                client_event_id: None,
+                page_url,
+                referrer: None,
+                utm,
+                click_ids,
+                client_ip: None,
+                user_agent: None,
+                value,
+                currency: None,
+                content_ids,
+            },
+        )
 }
 
 /// Any order event.
@@ -191,24 +207,26 @@ pub fn arb_order_event() -> impl Strategy<Value = OrderEvent> {
         opt_string(),
         arb_utm(),
     )
-        .prop_map(|(envelope, gateway, order_id, amount_minor, original_order_id, utm)| OrderEvent {
-            envelope,
-            gateway,
-            order_id,
-            gateway_event_id: None,
-            gateway_status: "x".into(),
-            amount_minor,
-            currency: Some("BRL".into()),
-            product_id: None,
-            product_name: None,
-            payment_method: None,
-            original_order_id,
-            session_id: None,
-            utm,
-            click_ids: ClickIds::default(),
-            client_ip: None,
-            user_agent: None,
-        })
+        .prop_map(
+            |(envelope, gateway, order_id, amount_minor, original_order_id, utm)| OrderEvent {
+                envelope,
+                gateway,
+                order_id,
+                gateway_event_id: None,
+                gateway_status: "x".into(),
+                amount_minor,
+                currency: Some("BRL".into()),
+                product_id: None,
+                product_name: None,
+                payment_method: None,
+                original_order_id,
+                session_id: None,
+                utm,
+                click_ids: ClickIds::default(),
+                client_ip: None,
+                user_agent: None,
+            },
+        )
 }
 
 /// Any onboarding event.
@@ -219,12 +237,14 @@ pub fn arb_onboarding_event() -> impl Strategy<Value = OnboardingEvent> {
         any::<String>(),
         proptest::collection::btree_map(any::<String>(), any::<String>(), 0..4),
     )
-        .prop_map(|(envelope, session_id, domain, attributes)| OnboardingEvent {
-            envelope,
-            session_id,
-            domain,
-            attributes,
-        })
+        .prop_map(
+            |(envelope, session_id, domain, attributes)| OnboardingEvent {
+                envelope,
+                session_id,
+                domain,
+                attributes,
+            },
+        )
 }
 
 /// Any deduped event (exercises the union of the three edge events).
@@ -234,14 +254,25 @@ pub fn arb_deduped_event() -> impl Strategy<Value = DedupedEvent> {
         arb_order_event().prop_map(EdgeEvent::OrderEvent),
         arb_onboarding_event().prop_map(EdgeEvent::OnboardingEvent),
     ];
-    (any::<String>(), any::<String>(), any::<i32>(), any::<i64>(), event).prop_map(
-        |(dedupe_key, topic, partition, offset, event)| DedupedEvent {
-            dedupe_key,
-            first_seen: SourcePosition { topic, partition, offset },
-            deduped_at: offset,
-            event,
-        },
+    (
+        any::<String>(),
+        any::<String>(),
+        any::<i32>(),
+        any::<i64>(),
+        event,
     )
+        .prop_map(
+            |(dedupe_key, topic, partition, offset, event)| DedupedEvent {
+                dedupe_key,
+                first_seen: SourcePosition {
+                    topic,
+                    partition,
+                    offset,
+                },
+                deduped_at: offset,
+                event,
+            },
+        )
 }
 
 /// Any DLQ record (exercises optional bytes and an optional record).
@@ -257,7 +288,11 @@ pub fn arb_dlq_record() -> impl Strategy<Value = DlqRecord> {
             stage: "dedupe".into(),
             reason: DlqReason::Undecodable,
             error,
-            source: source.map(|(topic, partition, offset)| SourcePosition { topic, partition, offset }),
+            source: source.map(|(topic, partition, offset)| SourcePosition {
+                topic,
+                partition,
+                offset,
+            }),
             tenant_id: None,
             event_id: None,
             key,
@@ -267,7 +302,12 @@ pub fn arb_dlq_record() -> impl Strategy<Value = DlqRecord> {
 }
 
 /// One sample of every derived record type not covered by a strategy above.
-pub fn sample_derived() -> (FunnelTransition, MatchResult, CapiDispatchRequest, DispatchAttempt) {
+pub fn sample_derived() -> (
+    FunnelTransition,
+    MatchResult,
+    CapiDispatchRequest,
+    DispatchAttempt,
+) {
     (
         FunnelTransition {
             transition_id: "tr-1".into(),

@@ -59,12 +59,23 @@ fn reads_records_written_with_an_older_compatible_schema() {
         panic!("a record")
     };
     values.retain(|(name, _)| name != "content_ids");
-    let value = Value::Record(values).resolve(old).expect("fits the old schema");
-    let body = apache_avro::to_avro_datum(old, value).expect("old writer encodes");
+    let value = Value::Record(values)
+        .resolve(old)
+        .expect("fits the old schema");
+    let body = apache_avro::writer::datum::GenericDatumWriter::builder(old)
+        .build()
+        .and_then(|w| w.write_value_to_vec(value))
+        .expect("old writer encodes");
 
     let decoded = Decoder::<TrackingHit>::for_writer(old)
         .expect("compatible")
         .decode(&body)
         .expect("decodes");
-    assert_eq!(decoded, TrackingHit { content_ids: vec![], ..hit });
+    assert_eq!(
+        decoded,
+        TrackingHit {
+            content_ids: vec![],
+            ..hit
+        }
+    );
 }

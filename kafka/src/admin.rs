@@ -1,0 +1,75 @@
+//! Topic creation. The local broker does not auto-create topics, and funnelhub never relies
+//! on auto-creation anywhere: every service creates what the catalog names at start-up.
+
+use std::time::Duration;
+
+use funnelhub_schemas::Catalog;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::{client, Error, KafkaConfig};
+
+/// One topic funnelhub wants to exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicRequest {
+    pub name: String,
+    pub partitions: i32,
+    /// Topic-level configs set at creation (`retention.ms`, `cleanup.policy`...).
+    pub configs: Vec<(&'static str, String)>,
+}
+
+/// What [`ensure_topics`] did for one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicOutcome {
+    Created,
+    AlreadyExisted,
+}
+
+/// The catalog's topics under `config`'s prefix, with their partitions and retention.
+pub fn catalog_requests(config: &KafkaConfig) -> Vec<TopicRequest> {
+    Catalog::new(&config.topic_prefix)
+        .topics()
+        .map(|(topic, name)| {
+            let spec = topic.spec();
+            TopicRequest {
+                name,
+                partitions: config.partitions.unwrap_or(spec.partitions),
+                configs: vec![("retention.ms", spec.retention_ms.to_string())],
+            }
+        })
+        .collect()
+}
+
+/// Create every requested topic that does not exist yet. Idempotent: an existing topic is
+/// left as it is and reported as [`TopicOutcome::AlreadyExisted`].
+pub async fn ensure_topics(
+    config: &KafkaConfig,
+    requests: &[TopicRequest],
+) -> Result<Vec<(String, TopicOutcome)>, Error> {
+    let admin = client::admin(config, "funnelhub-admin")?;
+    let new_topics: Vec<NewTopic<'_>> = requests
+        .iter()
+        .map(|r| {
+            r.configs.iter().fold(
+                NewTopic::new(
+                    &r.name,
+                    r.partitions,
+                    TopicReplication::Fixed(config.replication_factor),
+                ),
+                |topic, (k, v)| topic.set(k, v),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics(&new_topics, &options).await?;
+    results
+        .into_iter()
+        .map(|result| match result {
+            Ok(name) => Ok((name, TopicOutcome::Created)),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                Ok((name, TopicOutcome::AlreadyExisted))
+            }
+            Err((name, code)) => Err(Error::Admin(format!("creating topic {name}: {code}"))),
+        })
+        .collect()
+}
