@@ -1,1 +1,140 @@
-fn main() {}
+//! `funnelhub`: the command that runs every part of the pipeline.
+
+mod config;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use funnelhub_kafka::admin::{catalog_requests, ensure_topics, TopicOutcome};
+use funnelhub_kafka::SchemaRegistry;
+use funnelhub_schemas::Catalog;
+
+use crate::config::{Config, FlagOverrides, KafkaFlags, SchemaRegistryFlags};
+
+/// Kafka-native server-side tracking and funnel pipeline.
+///
+/// Configuration: built-in defaults (they match `scripts/stack up`) → TOML file →
+/// FUNNELHUB_<SECTION>__<FIELD> environment variables → flags. `funnelhub config` prints it.
+#[derive(Debug, Parser)]
+#[command(name = "funnelhub", version, about, long_about)]
+struct Cli {
+    /// TOML configuration file (default: $FUNNELHUB_CONFIG, else ./funnelhub.toml if present).
+    #[arg(long, global = true, env = "FUNNELHUB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides [kafka] brokers).
+    #[arg(long, global = true)]
+    brokers: Option<String>,
+    /// Schema registry URL clients use (overrides [schema_registry] url).
+    #[arg(long, global = true)]
+    registry_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline on the local stack: creates topics, serves the schema registry,
+    /// registers every schema, prints what is up, runs until Ctrl-C.
+    Up {
+        /// Stop after printing what is up (smoke test).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Serve the Confluent-compatible schema registry (schemas stored in Kafka's
+    /// `_schemas` topic) until Ctrl-C.
+    Registry,
+    /// Create the catalog's missing topics (idempotent) and list every topic.
+    Topics,
+    /// Register every topic's value schema with the schema registry and print the ids.
+    Schemas,
+    /// Print the effective configuration as TOML.
+    Config,
+    /// HTTP edge: tracking hits and signed webhooks to Avro on Kafka (issue #4).
+    Edge,
+    /// Stateful processors: dedupe, funnel stages, conversion matching (issues #5, #6).
+    Process,
+    /// Sinks: `capi` (Meta Conversions API, issue #7) or `clickhouse` (issue #8).
+    Sink {
+        /// Which sink.
+        #[arg(value_parser = ["capi", "clickhouse"])]
+        which: String,
+    },
+    /// Reset a consumer group's offsets to replay history (issue #10).
+    Replay,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let flags = FlagOverrides {
+        kafka: cli.brokers.map(|brokers| KafkaFlags { brokers }),
+        schema_registry: cli.registry_url.map(|url| SchemaRegistryFlags { url }),
+    };
+    let config = Config::load(cli.config.as_deref(), &flags).context("loading configuration")?;
+    match cli.command {
+        Command::Up { once } => up::run(&config, once).await,
+        Command::Registry => {
+            let registry = funnelhub_registry::start(&config.registry, &config.kafka)
+                .await
+                .context("starting the schema registry")?;
+            println!("schema registry listening on {}", registry.url());
+            tokio::signal::ctrl_c().await?;
+            registry.stop().await?;
+            Ok(())
+        }
+        Command::Topics => {
+            let created = ensure_topics(&config.kafka, &catalog_requests(&config.kafka)).await?;
+            for (name, outcome) in created {
+                let what = match outcome {
+                    TopicOutcome::Created => "created",
+                    TopicOutcome::AlreadyExisted => "exists",
+                };
+                println!("{what:8} {name}");
+            }
+            Ok(())
+        }
+        Command::Schemas => {
+            let registry = SchemaRegistry::new(&config.schema_registry)?;
+            let catalog = Catalog::new(&config.kafka.topic_prefix);
+            for (topic, id) in registry.register_catalog(&catalog).await? {
+                println!("{id:>4}  {topic}-value");
+            }
+            Ok(())
+        }
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&config)?);
+            Ok(())
+        }
+        Command::Edge => not_yet("edge", 4),
+        Command::Process => not_yet("process", 5),
+        Command::Sink { which } => not_yet(
+            &format!("sink {which}"),
+            if which == "capi" { 7 } else { 8 },
+        ),
+        Command::Replay => not_yet("replay", 10),
+    }
+}
+
+fn not_yet(command: &str, issue: u32) -> anyhow::Result<()> {
+    anyhow::bail!("`funnelhub {command}` is not built yet (issue #{issue})")
+}

@@ -73,3 +73,21 @@ pub async fn ensure_topics(
         })
         .collect()
 }
+
+/// Ask the cluster for its metadata: proves the brokers answer Kafka requests, and
+/// returns the broker addresses they advertise.
+pub async fn check_brokers(config: &KafkaConfig) -> Result<Vec<String>, Error> {
+    let admin = client::admin(config, "funnelhub-admin")?;
+    tokio::task::spawn_blocking(move || {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))?;
+        Ok(metadata
+            .brokers()
+            .iter()
+            .map(|b| format!("{}:{}", b.host(), b.port()))
+            .collect())
+    })
+    .await
+    .map_err(|e| Error::Admin(e.to_string()))?
+}

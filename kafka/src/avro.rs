@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use funnelhub_schemas::codec::{encode, split_frame};
-use funnelhub_schemas::{AvroRecord, Decoder};
+use funnelhub_schemas::{AvroRecord, Catalog, Decoder, RecordSchema, SchemaSet};
 use schema_registry_converter::async_impl::schema_registry::{
     get_schema_by_id, post_schema, SrSettings,
 };
@@ -75,19 +75,40 @@ impl SchemaRegistry {
         })
     }
 
-    /// Register `T`'s bundled schema under `subject` (idempotent: an identical schema
-    /// gets its existing id). Fails if the registry refuses it as incompatible.
-    pub async fn register<T: AvroRecord>(&self, subject: &str) -> Result<u32, Error> {
-        let record = T::record_schema();
+    /// Register `schema` under `subject` (idempotent: an identical schema gets its
+    /// existing id). Fails if the registry refuses it as incompatible.
+    pub async fn register(&self, subject: &str, schema: &RecordSchema) -> Result<u32, Error> {
         let supplied = SuppliedSchema::new(
-            Some(record.full_name.clone()),
+            Some(schema.full_name.clone()),
             SchemaType::Avro,
-            record.json.clone(),
+            schema.json.clone(),
         );
         let registered = post_schema(&self.settings, subject.to_owned(), supplied)
             .await
-            .map_err(|e| Error::Registry(format!("registering {subject}: {}", describe(&e))))?;
+            .map_err(|e| {
+                let text = format!("registering {subject}: {}", describe(&e));
+                if text.contains("status 409") || text.contains("status 422") {
+                    Error::SchemaRejected(text)
+                } else {
+                    Error::Registry(text)
+                }
+            })?;
         Ok(registered.id)
+    }
+
+    /// Register the value schema of every catalog topic; returns (topic, schema id).
+    pub async fn register_catalog(&self, catalog: &Catalog) -> Result<Vec<(String, u32)>, Error> {
+        let mut ids = Vec::new();
+        for (topic, name) in catalog.topics() {
+            let schema = SchemaSet::bundled()
+                .get(topic.spec().value_schema)
+                .expect("catalog schemas are bundled (checked by funnelhub-schemas tests)");
+            ids.push((
+                name.clone(),
+                self.register(&catalog.value_subject(topic), schema).await?,
+            ));
+        }
+        Ok(ids)
     }
 
     /// The writer schema with `id`, from cache or from the registry.
@@ -143,7 +164,9 @@ impl<T> std::fmt::Debug for TopicCodec<T> {
 impl<T: AvroRecord> TopicCodec<T> {
     /// Register `T`'s schema for `topic`'s values and build the codec.
     pub async fn register(registry: &SchemaRegistry, topic: &str) -> Result<Self, Error> {
-        let schema_id = registry.register::<T>(&format!("{topic}-value")).await?;
+        let schema_id = registry
+            .register(&format!("{topic}-value"), T::record_schema())
+            .await?;
         Ok(TopicCodec {
             registry: registry.clone(),
             schema_id,

@@ -47,14 +47,19 @@ pub fn producer(
 }
 
 /// A consumer in `group` that never commits by itself and starts at the earliest offset
-/// when the group has no committed position.
+/// when the group has no committed position. `overrides` are extra librdkafka properties
+/// (e.g. a short `fetch.wait.max.ms` for a rarely written topic read for latency).
 pub fn consumer(
     config: &KafkaConfig,
     client_id: &str,
     group: &str,
+    overrides: &[(&str, &str)],
 ) -> Result<StreamConsumer, Error> {
-    client_config(config, client_id)
-        .set("group.id", group)
+    let mut cc = client_config(config, client_id);
+    for (k, v) in overrides {
+        cc.set(*k, *v);
+    }
+    cc.set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")

@@ -20,9 +20,12 @@ pub enum Error {
     /// Creating topics failed for a reason other than "already exists".
     #[error("kafka admin: {0}")]
     Admin(String),
-    /// The schema registry refused or could not be reached.
+    /// The schema registry could not be reached or failed.
     #[error("schema registry: {0}")]
     Registry(String),
+    /// The schema registry refused a schema (incompatible or invalid).
+    #[error("schema registry refused the schema: {0}")]
+    SchemaRejected(String),
     /// Encoding or decoding failed.
     #[error(transparent)]
     Codec(#[from] funnelhub_schemas::Error),
@@ -34,7 +37,7 @@ impl Error {
         match self {
             Error::Kafka(e) => !matches!(e, rdkafka::error::KafkaError::ClientConfig(..)),
             Error::Registry(_) => true,
-            Error::Admin(_) | Error::Codec(_) => false,
+            Error::Admin(_) | Error::SchemaRejected(_) | Error::Codec(_) => false,
         }
     }
 }

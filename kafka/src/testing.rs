@@ -20,3 +20,42 @@ pub fn kafka_config(test: &str) -> KafkaConfig {
 pub fn unique(name: &str) -> String {
     format!("test-{name}-{}", uuid::Uuid::new_v4().simple())
 }
+
+/// Read `count` records from every partition of `topic`, from the beginning, within
+/// `timeout`; returns (key, value) pairs. Fails the test if fewer arrive.
+pub async fn read_records(
+    config: &KafkaConfig,
+    topic: &str,
+    count: usize,
+    timeout: std::time::Duration,
+) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    use rdkafka::consumer::Consumer;
+    use rdkafka::Message;
+
+    let consumer = crate::client::consumer(
+        config,
+        "test-reader",
+        &unique("reader"),
+        &[("fetch.wait.max.ms", "50")],
+    )
+    .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut records = Vec::with_capacity(count);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while records.len() < count {
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "only {} of {count} records arrived on {topic}",
+                    records.len()
+                )
+            })
+            .expect("consume");
+        records.push((
+            message.key().map(<[u8]>::to_vec),
+            message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        ));
+    }
+    records
+}

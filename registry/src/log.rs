@@ -73,10 +73,12 @@ impl SchemaLog {
         let producer = client::producer(kafka, "funnelhub-registry", TIMEOUT).map_err(store)?;
         // A group id is required by the client but never used: the partition is assigned
         // by hand and no offset is ever committed.
+        // A write waits for the reader to see it: do not let fetches idle.
         let consumer: StreamConsumer = client::consumer(
             kafka,
             "funnelhub-registry-reader",
             "funnelhub-registry-reader",
+            &[("fetch.wait.max.ms", "10")],
         )
         .map_err(store)?;
         let mut assignment = TopicPartitionList::new();

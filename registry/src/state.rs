@@ -188,7 +188,7 @@ impl State {
             }
             (LogKey::Config { subject, .. }, value) => {
                 let level = value
-                    .map(|v| serde_json::from_slice::<ConfigValue>(v))
+                    .map(serde_json::from_slice::<ConfigValue>)
                     .transpose()
                     .map_err(|e| format!("bad config value: {e}"))?
                     .map(|c| c.compatibility_level);

@@ -1,0 +1,33 @@
+# Shared helpers of scripts/stack, scripts/run and scripts/test (sourced, not run).
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '[%s] %s\n' "${script_name:-funnelhub}" "$*"; }
+die() { printf '[%s] error: %s\n' "${script_name:-funnelhub}" "$*" >&2; exit 1; }
+
+# Install Debian packages that are not installed yet (apt-get update once, only if needed).
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log "installing ${missing[*]} (Debian packages)"
+  $sudo apt-get update -qq >/dev/null || die "apt-get update failed"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+}
+
+# A Python virtualenv in .venv with Confluent's official client (interoperability tests).
+python_env() {
+  local py="$repo/.venv/bin/python"
+  if [ -x "$py" ] && "$py" -c "import confluent_kafka.schema_registry.avro, fastavro, yaml" 2>/dev/null; then
+    return 0
+  fi
+  apt_install python3-venv
+  log "installing confluent-kafka (PyPI) into .venv"
+  python3 -m venv "$repo/.venv" || die "python3 -m venv failed"
+  "$py" -m pip install -q "confluent-kafka[avro,schemaregistry]==2.16.0" "pyyaml==6.0.2" \
+    || die "pip install confluent-kafka failed"
+}

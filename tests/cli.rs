@@ -1,0 +1,88 @@
+//! The `funnelhub` binary as a user runs it, against the real local stack.
+
+use std::process::Command;
+
+use funnelhub_kafka::testing::{kafka_config, unique};
+use funnelhub_schemas::{Catalog, Topic};
+
+fn funnelhub() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_funnelhub"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[test]
+fn up_creates_topics_serves_the_registry_and_registers_every_schema() {
+    let kafka = kafka_config("cli-up");
+    let port = free_port();
+    let run = || {
+        funnelhub()
+            .args(["up", "--once", "--brokers", &kafka.brokers])
+            .env("FUNNELHUB_KAFKA__TOPIC_PREFIX", &kafka.topic_prefix)
+            .env("FUNNELHUB_REGISTRY__TOPIC", unique("_schemas-cli"))
+            .env("FUNNELHUB_REGISTRY__LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "FUNNELHUB_SCHEMA_REGISTRY__URL",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .output()
+            .expect("runs")
+    };
+    let first = run();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(stdout.contains("funnelhub is up"), "{stdout}");
+    let catalog = Catalog::new(&kafka.topic_prefix);
+    for topic in Topic::ALL {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&format!("{} ", catalog.name(topic))))
+            .unwrap_or_else(|| panic!("{topic:?} listed:\n{stdout}"));
+        assert!(
+            line.contains("created") && line.contains("schema id"),
+            "{line}"
+        );
+    }
+    // Run again: idempotent, everything already exists.
+    let second = run();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.matches(" exists").count(),
+        Topic::ALL.len(),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn up_says_how_to_start_the_stack_when_kafka_is_down() {
+    let output = funnelhub()
+        .args([
+            "up",
+            "--once",
+            "--brokers",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("scripts/stack up"), "{stderr}");
+}
+
+#[test]
+fn commands_of_later_issues_say_so() {
+    let output = funnelhub().arg("edge").output().expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("issue #4"));
+}
