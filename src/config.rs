@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use funnelhub_ingest::{EdgeConfig, TenantConfig};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistryConfig};
 use funnelhub_registry::RegistryConfig;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,10 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// `[clickhouse]`: where analysts' tables live.
     pub clickhouse: ClickHouseConfig,
+    /// `[edge]`: the HTTP edge.
+    pub edge: EdgeConfig,
+    /// `[[tenants]]`: who may send events, with their secrets (never printed).
+    pub tenants: Vec<TenantConfig>,
 }
 
 /// `[clickhouse]` section.

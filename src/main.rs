@@ -52,7 +52,8 @@ enum Command {
     Schemas,
     /// Print the effective configuration as TOML.
     Config,
-    /// HTTP edge: tracking hits and signed webhooks to Avro on Kafka (issue #4).
+    /// HTTP edge: landing-page hits and signed gateway/onboarding webhooks to Avro on
+    /// Kafka, answered after the broker acknowledged; until Ctrl-C.
     Edge,
     /// Stateful processors: dedupe, funnel stages, conversion matching (issues #5, #6).
     Process,
@@ -125,7 +126,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", toml::to_string_pretty(&config)?);
             Ok(())
         }
-        Command::Edge => not_yet("edge", 4),
+        Command::Edge => {
+            let edge = funnelhub_ingest::start(
+                &config.edge,
+                config.tenants.clone(),
+                &config.kafka,
+                &config.schema_registry,
+                Some(funnelhub_runtime::prometheus()),
+            )
+            .await
+            .context("starting the edge")?;
+            println!(
+                "edge listening on {} ({} tenants)",
+                edge.url(),
+                config.tenants.len()
+            );
+            tokio::signal::ctrl_c().await?;
+            edge.stop().await?;
+            Ok(())
+        }
         Command::Process => not_yet("process", 5),
         Command::Sink { which } => not_yet(
             &format!("sink {which}"),

@@ -1,9 +1,8 @@
 //! `funnelhub up`: the main job on the local stack.
 //!
-//! Today it brings up the foundation every other part runs on: checks the brokers,
-//! creates the catalog's topics, serves the embedded schema registry, registers every
-//! value schema, and reports what is up. The edge, processors and sinks join it as they
-//! are built.
+//! Checks the brokers, creates the catalog's topics, serves the embedded schema registry,
+//! registers every value schema, serves the edge, and reports what is up. The processors
+//! and sinks join it as they are built.
 
 use std::fmt::Write as _;
 
@@ -33,6 +32,15 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         .register_catalog(&catalog)
         .await
         .with_context(|| format!("registering schemas at {}", config.schema_registry.url))?;
+    let edge = funnelhub_ingest::start(
+        &config.edge,
+        config.tenants.clone(),
+        &config.kafka,
+        &config.schema_registry,
+        Some(funnelhub_runtime::prometheus()),
+    )
+    .await
+    .context("starting the edge")?;
     let clickhouse = clickhouse_version(&config.clickhouse.url).await;
 
     let mut out = String::new();
@@ -49,6 +57,36 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         registry.url(),
         config.registry.topic
     )?;
+    writeln!(
+        out,
+        "  edge             {} (metrics at /metrics)",
+        edge.url()
+    )?;
+    if config.tenants.is_empty() {
+        writeln!(out, "                   no tenants configured: every request gets 404 (see funnelhub.example.toml)")?;
+    }
+    for tenant in &config.tenants {
+        let configured = [
+            ("hotmart", tenant.hotmart_hottok.is_some()),
+            ("kiwify", tenant.kiwify_token.is_some()),
+            ("stripe", !tenant.stripe_signing_secrets.is_empty()),
+            ("onboard", tenant.onboard_secret.is_some()),
+        ];
+        let sources: Vec<&str> = std::iter::once("track")
+            .chain(
+                configured
+                    .iter()
+                    .filter(|(_, on)| *on)
+                    .map(|(name, _)| *name),
+            )
+            .collect();
+        writeln!(
+            out,
+            "                   tenant {:<12} {}",
+            tenant.id,
+            sources.join(", ")
+        )?;
+    }
     match &clickhouse {
         Ok(version) => writeln!(
             out,
@@ -82,13 +120,13 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         )?;
     }
     print!("{out}");
-    if once {
-        registry.stop().await?;
-        return Ok(());
+    if !once {
+        println!("Press Ctrl-C to stop.");
+        tokio::signal::ctrl_c().await?;
+        println!("stopping");
     }
-    println!("Press Ctrl-C to stop.");
-    tokio::signal::ctrl_c().await?;
-    println!("stopping");
+    // The edge first: it needs the registry until its last request.
+    edge.stop().await?;
     registry.stop().await?;
     Ok(())
 }

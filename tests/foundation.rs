@@ -9,7 +9,8 @@ use funnelhub_kafka::testing::{kafka_config, read_records, unique};
 use funnelhub_kafka::{
     client, DecodeError, Error, KafkaConfig, SchemaRegistry, SchemaRegistryConfig, TopicCodec,
 };
-use funnelhub_registry::{RegistryConfig, RunningRegistry};
+use funnelhub_registry::RegistryConfig;
+use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::events::TrackingHit;
 use funnelhub_schemas::testing::*;
 use funnelhub_schemas::{AvroRecord, Catalog, RecordSchema, Topic};
@@ -19,7 +20,7 @@ use rdkafka::producer::FutureRecord;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A registry on a free port with its own `_schemas` topic, plus a client for it.
-async fn registry(kafka: &KafkaConfig) -> (RunningRegistry, SchemaRegistry) {
+async fn registry(kafka: &KafkaConfig) -> (RunningServer, SchemaRegistry) {
     let running = funnelhub_registry::start(
         &RegistryConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),

@@ -1,3 +1,303 @@
 //! The HTTP edge (`funnelhub edge`): landing-page tracking hits, signed gateway webhooks
 //! and onboarding-portal webhooks, validated, normalized, personal data hashed, written to
-//! the raw topics as Avro, answered only after the broker acknowledged. Issue #4.
+//! the raw topics as Avro, answered only after the broker acknowledged.
+//!
+//! Routes (every one takes the tenant as `?tenant=<id>`; unknown tenant → 404):
+//! - `POST /api/v1/track/{click,pageview,initiate_checkout}` ([`tracking`])
+//! - `POST /api/v1/webhooks/{hotmart,kiwify,stripe}` ([`webhooks`])
+//! - `POST /api/v1/webhooks/onboard` ([`webhooks::onboard`])
+//! - `GET /healthz` (process up), `GET /readyz` (broker and registry reachable),
+//!   `GET /metrics` (Prometheus)
+
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod producer;
+pub mod request;
+pub mod tracking;
+pub mod validate;
+pub mod webhooks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, SchemaRegistryConfig};
+use funnelhub_runtime::RunningServer;
+use funnelhub_schemas::common::Gateway;
+use funnelhub_schemas::events::EdgeEvent;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rdkafka::producer::Producer;
+use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use config::{EdgeConfig, Secret, TenantConfig};
+pub use error::ApiError;
+use producer::EdgeProducer;
+use request::{client_ip, now_ms, parse_json, require_json_or_text, QueryParams, Tenants};
+use webhooks::Outcome;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct EdgeState {
+    pub config: EdgeConfig,
+    pub tenants: Tenants,
+    pub producer: EdgeProducer,
+    pub registry_url: String,
+    pub prometheus: Option<PrometheusHandle>,
+}
+
+/// Connect to Kafka and the registry, then serve the edge on `config.listen`.
+pub async fn start(
+    config: &EdgeConfig,
+    tenants: Vec<TenantConfig>,
+    kafka: &KafkaConfig,
+    registry: &SchemaRegistryConfig,
+    prometheus: Option<PrometheusHandle>,
+) -> Result<RunningServer, funnelhub_kafka::Error> {
+    let producer = EdgeProducer::connect(
+        kafka,
+        &SchemaRegistry::new(registry)?,
+        Duration::from_millis(config.produce_timeout_ms),
+        config.retry_after_secs,
+    )
+    .await?;
+    let state = Arc::new(EdgeState {
+        config: config.clone(),
+        tenants: Tenants::new(tenants),
+        producer,
+        registry_url: registry.url.clone(),
+        prometheus,
+    });
+    let server = funnelhub_runtime::serve(config.listen, app(state))
+        .await
+        .map_err(|e| {
+            funnelhub_kafka::Error::Admin(format!("cannot listen on {}: {e}", config.listen))
+        })?;
+    tracing::info!(addr = %server.addr(), "edge listening");
+    Ok(server)
+}
+
+/// The edge's routes.
+pub fn app(state: Arc<EdgeState>) -> Router {
+    let tenants = state.tenants.clone();
+    // Browsers may call the tracking routes from the tenant's landing-page origins only.
+    let cors = CorsLayer::new()
+        .allow_methods([Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .allow_origin(AllowOrigin::predicate(move |origin, parts| {
+            let query = QueryParams::parse(parts.uri.query());
+            match (query.get("tenant"), origin.to_str()) {
+                (Some(tenant), Ok(origin)) => tenants.allows_origin(tenant, origin),
+                _ => false,
+            }
+        }));
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/api/v1/track/{kind}", post(track).layer(cors))
+        .route("/api/v1/webhooks/onboard", post(onboard))
+        .route("/api/v1/webhooks/{gateway}", post(gateway_webhook))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::NotFound(uri.path().chars().take(128).collect()).into_response()
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+type Body = Result<Bytes, BytesRejection>;
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// Count the outcome of a request by route.
+fn respond(route: &'static str, result: Result<Response, ApiError>) -> Response {
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            metrics::rejected(route, e.reason());
+            e.into_response()
+        }
+    };
+    metrics::request(route, response.status().as_u16());
+    response
+}
+
+fn accepted(event_id: &str) -> Response {
+    Json(json!({"status": "accepted", "event_id": event_id})).into_response()
+}
+
+async fn track(
+    State(s): State<Arc<EdgeState>>,
+    Path(kind): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    peer: Peer,
+    body: Body,
+) -> Response {
+    let Some(event_type) = tracking::event_type(&kind) else {
+        return respond(
+            "track.unknown",
+            Err(ApiError::NotFound(format!(
+                "/api/v1/track/{}",
+                kind.chars().take(32).collect::<String>()
+            ))),
+        );
+    };
+    let route = match kind.as_str() {
+        "click" => "track.click",
+        "pageview" => "track.pageview",
+        _ => "track.initiate_checkout",
+    };
+    respond(
+        route,
+        async {
+            let query = QueryParams::parse(query.as_deref());
+            let tenant = s.tenants.resolve(&query)?;
+            require_json_or_text(&headers)?;
+            let body = request::body(body, s.config.max_body_bytes)?;
+            let ctx = tracking::RequestContext {
+                client_ip: client_ip(
+                    &headers,
+                    s.config.client_ip_header.as_deref(),
+                    peer.map(|p| p.0 .0),
+                ),
+                user_agent: headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|ua| ua.chars().take(512).collect()),
+                received_at: now_ms(),
+            };
+            let hit = tracking::build_hit(event_type, &tenant, parse_json(&body)?, &ctx)?;
+            let event_id = hit.envelope.event_id.clone();
+            s.producer.send(&EdgeEvent::TrackingHit(hit)).await?;
+            Ok(accepted(&event_id))
+        }
+        .await,
+    )
+}
+
+async fn gateway_webhook(
+    State(s): State<Arc<EdgeState>>,
+    Path(gateway): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (route, gateway) = match gateway.as_str() {
+        "hotmart" => ("webhook.hotmart", Gateway::Hotmart),
+        "kiwify" => ("webhook.kiwify", Gateway::Kiwify),
+        "stripe" => ("webhook.stripe", Gateway::Stripe),
+        other => {
+            return respond(
+                "webhook.unknown",
+                Err(ApiError::UnknownGateway(other.chars().take(32).collect())),
+            )
+        }
+    };
+    respond(
+        route,
+        async {
+            let query = QueryParams::parse(query.as_deref());
+            let tenant = s.tenants.resolve(&query)?;
+            let body = request::body(body, s.config.max_body_bytes)?;
+            let received_at = now_ms();
+            let outcome = match gateway {
+                Gateway::Hotmart => webhooks::hotmart::handle(&tenant, &headers, &body)?,
+                Gateway::Kiwify => webhooks::kiwify::handle(&tenant, &query, &body)?,
+                _ => webhooks::stripe::handle(
+                    &tenant,
+                    &headers,
+                    &body,
+                    received_at,
+                    s.config.stripe_tolerance_secs,
+                )?,
+            };
+            match outcome {
+                Outcome::Ignored(name) => {
+                    metrics::ignored(route, name.clone());
+                    Ok(Json(json!({"status": "ignored", "gateway_event": name})).into_response())
+                }
+                Outcome::Order(draft) => {
+                    let order = draft.finish(&tenant, gateway, received_at);
+                    let event_id = order.envelope.event_id.clone();
+                    s.producer.send(&EdgeEvent::OrderEvent(order)).await?;
+                    Ok(accepted(&event_id))
+                }
+            }
+        }
+        .await,
+    )
+}
+
+async fn onboard(
+    State(s): State<Arc<EdgeState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(
+        "webhook.onboard",
+        async {
+            let query = QueryParams::parse(query.as_deref());
+            let tenant = s.tenants.resolve(&query)?;
+            let body = request::body(body, s.config.max_body_bytes)?;
+            let event = webhooks::onboard::handle(&tenant, &headers, &body, now_ms())?;
+            let event_id = event.envelope.event_id.clone();
+            s.producer.send(&EdgeEvent::OnboardingEvent(event)).await?;
+            Ok(accepted(&event_id))
+        }
+        .await,
+    )
+}
+
+/// Ready when the broker answers a metadata request and the registry answers HTTP.
+async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
+    let producer = s.producer.producer().clone();
+    let broker = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, Duration::from_secs(2))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let registry = reqwest::Client::new()
+        .get(format!("{}/subjects", s.registry_url))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    let status = |r: &Result<(), String>| {
+        r.as_ref()
+            .map_or_else(|e| format!("unavailable: {e}"), |_| "ok".into())
+    };
+    let body = json!({"broker": status(&broker), "registry": status(&registry)});
+    let code = if broker.is_ok() && registry.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn render_metrics(State(s): State<Arc<EdgeState>>) -> Response {
+    match &s.prometheus {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}

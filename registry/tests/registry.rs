@@ -2,7 +2,8 @@
 //! restarts, compatibility enforcement.
 
 use funnelhub_kafka::testing::{kafka_config, unique};
-use funnelhub_registry::{start, RegistryConfig, RunningRegistry};
+use funnelhub_registry::{start, RegistryConfig};
+use funnelhub_runtime::RunningServer;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -18,7 +19,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(registry: &RunningRegistry) -> Self {
+    fn new(registry: &RunningServer) -> Self {
         Client {
             http: reqwest::Client::new(),
             base: registry.url(),

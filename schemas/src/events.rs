@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{key, Topic};
 use crate::common::{ClickIds, Envelope, Gateway, Utm};
 
 /// `io.funnelhub.events.TrackingHit`: click, pageview or initiate_checkout.
@@ -67,6 +68,26 @@ pub enum EdgeEvent {
 }
 
 impl EdgeEvent {
+    /// The raw topic this event is written to.
+    pub fn topic(&self) -> Topic {
+        match self {
+            EdgeEvent::TrackingHit(_) => Topic::RawTracking,
+            EdgeEvent::OrderEvent(_) => Topic::RawOrders,
+            EdgeEvent::OnboardingEvent(_) => Topic::RawOnboarding,
+        }
+    }
+
+    /// The record key: every event of one session, or of one order, shares a partition.
+    pub fn key(&self) -> String {
+        match self {
+            EdgeEvent::TrackingHit(e) => key(&[&e.envelope.tenant_id, &e.session_id]),
+            EdgeEvent::OrderEvent(e) => {
+                key(&[&e.envelope.tenant_id, gateway_name(e.gateway), &e.order_id])
+            }
+            EdgeEvent::OnboardingEvent(e) => key(&[&e.envelope.tenant_id, &e.session_id]),
+        }
+    }
+
     /// The common envelope of whichever event this is.
     pub fn envelope(&self) -> &Envelope {
         match self {
@@ -74,5 +95,15 @@ impl EdgeEvent {
             EdgeEvent::OrderEvent(e) => &e.envelope,
             EdgeEvent::OnboardingEvent(e) => &e.envelope,
         }
+    }
+}
+
+/// The gateway's name as used in keys and URLs.
+pub fn gateway_name(gateway: Gateway) -> &'static str {
+    match gateway {
+        Gateway::Hotmart => "hotmart",
+        Gateway::Kiwify => "kiwify",
+        Gateway::Stripe => "stripe",
+        Gateway::Unknown => "unknown",
     }
 }

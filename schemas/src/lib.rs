@@ -9,6 +9,7 @@ pub mod codec;
 pub mod common;
 pub mod derived;
 pub mod events;
+pub mod identity;
 pub mod ids;
 pub mod schema_set;
 #[cfg(any(test, feature = "testing"))]

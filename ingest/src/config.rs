@@ -1,0 +1,177 @@
+//! `[edge]` and `[[tenants]]` configuration.
+//!
+//! Tenants are static configuration for now (the control plane of issue #11 replaces the
+//! source, not the type). Secrets deserialize from plain strings, never print: `Debug`
+//! redacts them and serializing (as `funnelhub config` does) masks all but the last four
+//! characters.
+
+use std::net::SocketAddr;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// `[edge]`: the HTTP edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Header holding the client IP, set by a trusted reverse proxy (`x-forwarded-for`:
+    /// first address; `x-real-ip`...). Unset: the TCP peer address. Only set it behind a
+    /// proxy that overwrites the header, or clients can forge their IP.
+    pub client_ip_header: Option<String>,
+    /// Largest accepted request body; larger → 413.
+    pub max_body_bytes: usize,
+    /// How long a request may wait for the broker's acknowledgement before 503.
+    pub produce_timeout_ms: u64,
+    /// `Retry-After` seconds sent with 503.
+    pub retry_after_secs: u32,
+    /// Stripe: reject signatures whose timestamp is older than this (Stripe's default).
+    pub stripe_tolerance_secs: i64,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            client_ip_header: None,
+            max_body_bytes: 256 * 1024,
+            produce_timeout_ms: 5_000,
+            retry_after_secs: 5,
+            stripe_tolerance_secs: 300,
+        }
+    }
+}
+
+/// A secret string: readable only through `expose_secret()`, masked when printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    /// The secret itself, for signature checks only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// `****abcd`: enough to tell two secrets apart, never enough to use one.
+    pub fn masked(&self) -> String {
+        let s = self.expose();
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(4)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if s.chars().count() <= 8 {
+            "****".into()
+        } else {
+            format!("****{tail}")
+        }
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(SecretString::from(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.masked())
+    }
+}
+
+/// One tenant: a business whose landing pages, gateways and portal send to funnelhub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Appears in every URL as `?tenant=<id>` and in every event.
+    pub id: String,
+    /// Origins of the tenant's landing pages, allowed by CORS (`https://lp.example.com`).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Consent when a source does not say: may events be sent to ad platforms?
+    #[serde(default = "yes")]
+    pub consent_ads_default: bool,
+    /// Consent when a source does not say: may events be kept for analytics?
+    #[serde(default = "yes")]
+    pub consent_analytics_default: bool,
+    /// Calling code added to phone numbers given without one (`55` for Brazil).
+    #[serde(default)]
+    pub phone_calling_code: Option<String>,
+    /// Hotmart: the account's hottok (`X-HOTMART-HOTTOK`).
+    #[serde(default)]
+    pub hotmart_hottok: Option<Secret>,
+    /// Kiwify: the webhook token (key of the `signature` HMAC-SHA1).
+    #[serde(default)]
+    pub kiwify_token: Option<Secret>,
+    /// Stripe: endpoint signing secrets (`whsec_...`); several while rotating.
+    #[serde(default)]
+    pub stripe_signing_secrets: Vec<Secret>,
+    /// Onboarding portal: the shared `X-Webhook-Secret`.
+    #[serde(default)]
+    pub onboard_secret: Option<Secret>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TenantConfig {
+    /// A tenant with only an id and defaults (tests, examples).
+    pub fn new(id: &str) -> Self {
+        TenantConfig {
+            id: id.into(),
+            allowed_origins: Vec::new(),
+            consent_ads_default: true,
+            consent_analytics_default: true,
+            phone_calling_code: None,
+            hotmart_hottok: None,
+            kiwify_token: None,
+            stripe_signing_secrets: Vec::new(),
+            onboard_secret: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let mut tenant = TenantConfig::new("acme");
+        tenant.stripe_signing_secrets = vec![Secret::from("whsec_abcdefghijklmnop")];
+        tenant.onboard_secret = Some(Secret::from("short"));
+        let debug = format!("{tenant:?}");
+        let json = serde_json::to_string(&tenant).expect("serializes");
+        for text in [&debug, &json] {
+            assert!(
+                !text.contains("whsec_abcdefghijklmnop") && !text.contains("short"),
+                "{text}"
+            );
+            assert!(text.contains("****mnop"), "{text}");
+        }
+        let parsed: TenantConfig =
+            serde_json::from_str(r#"{"id":"a","kiwify_token":"tok-123456789"}"#).expect("parses");
+        assert_eq!(parsed.kiwify_token.expect("set").expose(), "tok-123456789");
+    }
+}

@@ -1,0 +1,94 @@
+//! Writing edge events to their raw topics.
+//!
+//! A request is answered 2xx only after the broker acknowledged its record (idempotent
+//! producer, `acks=all`). When the broker does not acknowledge within
+//! `produce_timeout_ms` (down, partitioned, queue full), the request gets 503 with
+//! `Retry-After` and the sender retries; the retry carries the same deterministic
+//! `event_id`, so a record that was in fact stored before the timeout is deduplicated
+//! downstream.
+
+use std::time::{Duration, Instant};
+
+use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
+use funnelhub_kafka::{client, KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
+use funnelhub_schemas::Catalog;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+use crate::error::ApiError;
+use crate::metrics;
+
+/// The edge's producer and the codecs of the three raw topics.
+pub struct EdgeProducer {
+    producer: FutureProducer,
+    catalog: Catalog,
+    tracking: TopicCodec<TrackingHit>,
+    orders: TopicCodec<OrderEvent>,
+    onboarding: TopicCodec<OnboardingEvent>,
+    retry_after_secs: u32,
+    queue_timeout: Duration,
+}
+
+impl std::fmt::Debug for EdgeProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeProducer")
+            .field("catalog", &self.catalog)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EdgeProducer {
+    /// Create missing topics, register the raw topics' schemas, open the producer.
+    pub async fn connect(
+        kafka: &KafkaConfig,
+        registry: &SchemaRegistry,
+        produce_timeout: Duration,
+        retry_after_secs: u32,
+    ) -> Result<Self, funnelhub_kafka::Error> {
+        ensure_topics(kafka, &catalog_requests(kafka)).await?;
+        let catalog = Catalog::new(&kafka.topic_prefix);
+        let codec = |topic| catalog.name(topic);
+        use funnelhub_schemas::Topic::{RawOnboarding, RawOrders, RawTracking};
+        Ok(EdgeProducer {
+            producer: client::producer(kafka, "funnelhub-edge", produce_timeout)?,
+            tracking: TopicCodec::register(registry, &codec(RawTracking)).await?,
+            orders: TopicCodec::register(registry, &codec(RawOrders)).await?,
+            onboarding: TopicCodec::register(registry, &codec(RawOnboarding)).await?,
+            catalog,
+            retry_after_secs,
+            queue_timeout: produce_timeout,
+        })
+    }
+
+    /// The underlying producer (readiness checks).
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Encode `event`, write it, and return once the broker acknowledged it.
+    pub async fn send(&self, event: &EdgeEvent) -> Result<(), ApiError> {
+        let payload = match event {
+            EdgeEvent::TrackingHit(e) => self.tracking.encode(e),
+            EdgeEvent::OrderEvent(e) => self.orders.encode(e),
+            EdgeEvent::OnboardingEvent(e) => self.onboarding.encode(e),
+        }
+        .map_err(|e| ApiError::Internal(format!("encoding {}: {e}", event.envelope().event_id)))?;
+        let topic = self.catalog.name(event.topic());
+        let key = event.key();
+        let started = Instant::now();
+        // Waiting for queue space (producer queue full) is bounded like the delivery.
+        let result = self
+            .producer
+            .send(
+                FutureRecord::to(&topic).key(&key).payload(&payload),
+                Timeout::After(self.queue_timeout),
+            )
+            .await;
+        metrics::produce_latency(&topic, started.elapsed(), result.is_ok());
+        result.map(|_| ()).map_err(|(e, _)| ApiError::Unavailable {
+            reason: format!("broker did not acknowledge: {e}"),
+            retry_after_secs: self.retry_after_secs,
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! What every edge endpoint does with a request before its own logic: find the tenant,
+//! read the body within the limit, parse JSON naming the bad field, find the client IP.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{header, HeaderMap};
+use serde::de::DeserializeOwned;
+
+use crate::config::TenantConfig;
+use crate::error::ApiError;
+
+/// Tenants by id.
+#[derive(Debug, Clone, Default)]
+pub struct Tenants(Arc<HashMap<String, Arc<TenantConfig>>>);
+
+impl Tenants {
+    pub fn new(tenants: impl IntoIterator<Item = TenantConfig>) -> Self {
+        Tenants(Arc::new(
+            tenants
+                .into_iter()
+                .map(|t| (t.id.clone(), Arc::new(t)))
+                .collect(),
+        ))
+    }
+
+    /// The tenant a request's query names (`?tenant=<id>`).
+    pub fn resolve(&self, query: &QueryParams) -> Result<Arc<TenantConfig>, ApiError> {
+        let id = query
+            .get("tenant")
+            .ok_or_else(|| ApiError::missing("tenant"))?;
+        self.0.get(id).cloned().ok_or(ApiError::UnknownTenant)
+    }
+
+    /// Is `origin` one of `tenant_id`'s landing-page origins?
+    pub fn allows_origin(&self, tenant_id: &str, origin: &str) -> bool {
+        self.0
+            .get(tenant_id)
+            .is_some_and(|t| t.allowed_origins.iter().any(|o| o == origin))
+    }
+}
+
+/// Decoded query-string parameters (first value wins).
+#[derive(Debug, Default)]
+pub struct QueryParams(HashMap<String, String>);
+
+impl QueryParams {
+    pub fn parse(query: Option<&str>) -> Self {
+        let mut map = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+        }
+        QueryParams(map)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// The body, or 413 when over the limit.
+pub fn body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) => ApiError::PayloadTooLarge(limit),
+        other => ApiError::Internal(other.to_string()),
+    })
+}
+
+/// Accept JSON bodies sent as `application/json`, as `text/plain` (`navigator.sendBeacon`)
+/// or without a content type.
+pub fn require_json_or_text(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let content_type = value.to_str().unwrap_or_default().to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    match essence {
+        "application/json" | "text/plain" | "" => Ok(()),
+        other if other.ends_with("+json") => Ok(()),
+        other => Err(ApiError::UnsupportedMediaType(other.to_owned())),
+    }
+}
+
+/// Parse JSON into `T`. A syntax error is `malformed_json`; a value of the wrong type
+/// names its path (`data.purchase.price.value`).
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data if path != "." => {
+                ApiError::field(path, inner.to_string())
+            }
+            _ => ApiError::MalformedJson(inner.to_string()),
+        }
+    })
+}
+
+/// The client's IP: from the trusted proxy header when configured, else the TCP peer.
+pub fn client_ip(
+    headers: &HeaderMap,
+    header_name: Option<&str>,
+    peer: Option<SocketAddr>,
+) -> Option<String> {
+    let from_header = header_name.and_then(|name| {
+        let value = headers.get(name)?.to_str().ok()?;
+        // X-Forwarded-For: client, proxy1, proxy2
+        value.split(',').next()?.trim().parse::<IpAddr>().ok()
+    });
+    from_header
+        .or(peer.map(|p| p.ip()))
+        .map(|ip| ip.to_string())
+}
+
+/// Now, in ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_name_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Inner {
+            #[allow(dead_code)]
+            value: f64,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Outer {
+            #[allow(dead_code)]
+            price: Inner,
+        }
+        let err = parse_json::<Outer>(br#"{"price":{"value":"x"}}"#).expect_err("bad type");
+        assert!(
+            matches!(&err, ApiError::InvalidField { field, .. } if field == "price.value"),
+            "{err:?}"
+        );
+        let err = parse_json::<Outer>(b"{not json").expect_err("syntax");
+        assert!(matches!(err, ApiError::MalformedJson(_)), "{err:?}");
+    }
+
+    #[test]
+    fn client_ip_prefers_the_trusted_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 10.0.0.1".parse().expect("value"),
+        );
+        let peer = Some(SocketAddr::from(([10, 0, 0, 1], 5000)));
+        assert_eq!(
+            client_ip(&headers, Some("x-forwarded-for"), peer).as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(client_ip(&headers, None, peer).as_deref(), Some("10.0.0.1"));
+        headers.insert("x-forwarded-for", "garbage".parse().expect("value"));
+        assert_eq!(
+            client_ip(&headers, Some("x-forwarded-for"), peer).as_deref(),
+            Some("10.0.0.1")
+        );
+    }
+}

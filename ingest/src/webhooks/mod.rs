@@ -1,0 +1,216 @@
+//! Gateway and onboarding-portal webhooks.
+//!
+//! Each gateway module checks authenticity the way that gateway documents it, then maps its
+//! payload onto an [`OrderDraft`]; [`OrderDraft::finish`] turns every draft into the
+//! canonical [`OrderEvent`] the same way (deterministic id, hashed identity, envelope).
+//! Webhooks of event types funnelhub does not use are acknowledged (so the gateway stops
+//! retrying) and counted, but produce nothing.
+
+pub mod hotmart;
+pub mod kiwify;
+pub mod onboard;
+pub mod stripe;
+
+use funnelhub_schemas::common::{ClickIds, Consent, Envelope, EventType, Gateway, Source, Utm};
+use funnelhub_schemas::events::{gateway_name, OrderEvent};
+use funnelhub_schemas::identity::RawIdentity;
+use funnelhub_schemas::ids::deterministic_id;
+use funnelhub_schemas::SCHEMA_VERSION;
+use hmac::digest::KeyInit;
+use hmac::Mac;
+use subtle::ConstantTimeEq;
+
+use crate::config::{Secret, TenantConfig};
+use crate::error::ApiError;
+use crate::validate::phone_rules;
+
+/// What a gateway webhook means for funnelhub.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A purchase, refund, chargeback or cancel.
+    Order(Box<OrderDraft>),
+    /// A valid webhook of a type funnelhub does not use (its name, for metrics).
+    Ignored(String),
+}
+
+/// A gateway order before the common finishing steps. No `Debug` of personal data.
+#[derive(Default)]
+pub struct OrderDraft {
+    /// Purchase, refund, chargeback or cancel.
+    pub kind: Option<EventType>,
+    pub order_id: String,
+    /// Extra part of the event id when one order can have several events of one kind
+    /// (partial refunds of different amounts).
+    pub id_discriminator: Option<String>,
+    pub gateway_event_id: Option<String>,
+    pub gateway_status: String,
+    pub occurred_at: Option<i64>,
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub product_id: Option<String>,
+    pub product_name: Option<String>,
+    pub payment_method: Option<String>,
+    pub original_order_id: Option<String>,
+    pub session_id: Option<String>,
+    pub utm: Utm,
+    pub click_ids: ClickIds,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub identity: RawIdentity,
+    pub consent_ads: Option<bool>,
+}
+
+impl std::fmt::Debug for OrderDraft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderDraft")
+            .field("kind", &self.kind)
+            .field("order_id", &self.order_id)
+            .field("gateway_status", &self.gateway_status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OrderDraft {
+    /// The canonical event. Its id is a function of tenant, gateway, order, kind (and
+    /// discriminator): every retry of the same webhook gets the same id.
+    pub fn finish(self, tenant: &TenantConfig, gateway: Gateway, received_at: i64) -> OrderEvent {
+        let kind = self.kind.unwrap_or(EventType::Unknown);
+        let mut parts = vec![
+            tenant.id.as_str(),
+            gateway_name(gateway),
+            self.order_id.as_str(),
+            kind.as_str(),
+        ];
+        if let Some(d) = &self.id_discriminator {
+            parts.push(d);
+        }
+        let source = match gateway {
+            Gateway::Hotmart => Source::Hotmart,
+            Gateway::Kiwify => Source::Kiwify,
+            Gateway::Stripe => Source::Stripe,
+            Gateway::Unknown => Source::Unknown,
+        };
+        OrderEvent {
+            envelope: Envelope {
+                event_id: deterministic_id("order", &parts),
+                tenant_id: tenant.id.clone(),
+                event_type: kind,
+                occurred_at: self.occurred_at.unwrap_or(received_at),
+                received_at,
+                source,
+                schema_version: SCHEMA_VERSION,
+                consent: Consent {
+                    ads: self.consent_ads.unwrap_or(tenant.consent_ads_default),
+                    analytics: tenant.consent_analytics_default,
+                },
+                identity: self.identity.hash(&phone_rules(tenant)),
+            },
+            gateway,
+            order_id: self.order_id,
+            gateway_event_id: self.gateway_event_id,
+            gateway_status: self.gateway_status,
+            amount_minor: self.amount_minor,
+            currency: self.currency,
+            product_id: self.product_id,
+            product_name: self.product_name,
+            payment_method: self.payment_method,
+            original_order_id: self.original_order_id,
+            session_id: self.session_id,
+            utm: self.utm,
+            click_ids: self.click_ids,
+            client_ip: self.client_ip,
+            user_agent: self.user_agent,
+        }
+    }
+}
+
+/// Constant-time comparison of a presented secret with the configured one.
+pub fn secret_matches(presented: &str, expected: &Secret) -> bool {
+    presented
+        .as_bytes()
+        .ct_eq(expected.expose().as_bytes())
+        .into()
+}
+
+/// Constant-time check of a hex MAC of `message` keyed with `key`.
+pub fn hex_mac_matches<M: Mac + KeyInit>(
+    key: &[u8],
+    message: &[&[u8]],
+    hex_signature: &str,
+) -> bool {
+    let Ok(signature) = hex::decode(hex_signature.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = <M as KeyInit>::new_from_slice(key) else {
+        return false;
+    };
+    for part in message {
+        mac.update(part);
+    }
+    mac.verify_slice(&signature).is_ok()
+}
+
+/// A non-empty string at a JSON path, or `None`.
+pub(crate) fn str_at<'a>(value: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(value, |v, key| v.get(key))
+        .and_then(serde_json::Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// An owned non-empty string at a JSON path.
+pub(crate) fn string_at(value: &serde_json::Value, path: &[&str]) -> Option<String> {
+    str_at(value, path).map(str::to_owned)
+}
+
+/// A number at a JSON path, also when sent as a string ("1990").
+pub(crate) fn number_at(value: &serde_json::Value, path: &[&str]) -> Option<f64> {
+    let v = path.iter().try_fold(value, |v, key| v.get(key))?;
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// A required string at a JSON path, or a 400 naming the path.
+pub(crate) fn required_at(value: &serde_json::Value, path: &[&str]) -> Result<String, ApiError> {
+    string_at(value, path).ok_or_else(|| ApiError::missing(&path.join(".")))
+}
+
+/// UTM parameters from a JSON object holding `utm_source`... keys.
+pub(crate) fn utm_from(value: &serde_json::Value, path: &[&str]) -> Utm {
+    let get = |key: &str| {
+        let mut full = path.to_vec();
+        full.push(key);
+        string_at(value, &full)
+    };
+    Utm {
+        source: get("utm_source"),
+        medium: get("utm_medium"),
+        campaign: get("utm_campaign"),
+        content: get("utm_content"),
+        term: get("utm_term"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_and_secrets_compare_correctly() {
+        type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(b"key").expect("key");
+        mac.update(b"a.b");
+        let good = hex::encode(mac.finalize().into_bytes());
+        assert!(hex_mac_matches::<HmacSha256>(
+            b"key",
+            &[b"a", b".", b"b"],
+            &good
+        ));
+        assert!(!hex_mac_matches::<HmacSha256>(b"key", &[b"a.c"], &good));
+        assert!(!hex_mac_matches::<HmacSha256>(b"other", &[b"a.b"], &good));
+        assert!(!hex_mac_matches::<HmacSha256>(b"key", &[b"a.b"], "zz"));
+        assert!(secret_matches("s3cret", &Secret::from("s3cret")));
+        assert!(!secret_matches("s3cre", &Secret::from("s3cret")));
+    }
+}

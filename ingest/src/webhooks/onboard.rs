@@ -1,0 +1,243 @@
+//! Onboarding-portal webhooks (`POST /api/v1/webhooks/onboard?tenant=<id>`, seeds 000-002).
+//!
+//! Authenticity: `X-Webhook-Secret` compared in constant time with the tenant's secret.
+//! Payload: `{event, domain, session_id, data, timestamp}` with `event` one of
+//! onboarding.started, domain.validated, dns.applied, account.created, infra.synced,
+//! onboarding.completed, onboarding.failed. `timestamp` is RFC 3339 or epoch seconds/ms
+//! (default: now). The event id follows the seeds' dedupe rule: one event per
+//! (event, session_id, domain), so portal retries collapse.
+//!
+//! `data` becomes string `attributes`. Personal data never passes through: keys naming an
+//! email or phone are hashed into the identity; keys naming documents, names, passwords,
+//! tokens or secrets are dropped.
+
+use std::collections::BTreeMap;
+
+use axum::http::HeaderMap;
+use funnelhub_schemas::common::{Consent, Envelope, EventType, Source};
+use funnelhub_schemas::events::OnboardingEvent;
+use funnelhub_schemas::identity::RawIdentity;
+use funnelhub_schemas::ids::deterministic_id;
+use funnelhub_schemas::SCHEMA_VERSION;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::secret_matches;
+use crate::config::TenantConfig;
+use crate::error::ApiError;
+use crate::request::parse_json;
+use crate::validate::{phone_rules, text};
+
+#[derive(Deserialize)]
+struct Payload {
+    event: Option<String>,
+    domain: Option<String>,
+    session_id: Option<String>,
+    #[serde(default)]
+    data: Option<serde_json::Map<String, Value>>,
+    timestamp: Option<Value>,
+}
+
+const ONBOARDING_EVENTS: [EventType; 7] = [
+    EventType::OnboardingStarted,
+    EventType::DomainValidated,
+    EventType::DnsApplied,
+    EventType::AccountCreated,
+    EventType::InfraSynced,
+    EventType::OnboardingCompleted,
+    EventType::OnboardingFailed,
+];
+
+/// Verify the secret, then build the event.
+pub fn handle(
+    tenant: &TenantConfig,
+    headers: &HeaderMap,
+    body: &[u8],
+    received_at: i64,
+) -> Result<OnboardingEvent, ApiError> {
+    let expected = tenant
+        .onboard_secret
+        .as_ref()
+        .ok_or_else(|| ApiError::UnknownGateway("onboard".into()))?;
+    let presented = headers
+        .get("x-webhook-secret")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::Unauthorized("missing X-Webhook-Secret"))?;
+    if !secret_matches(presented, expected) {
+        return Err(ApiError::Unauthorized("X-Webhook-Secret does not match"));
+    }
+    let payload: Payload = parse_json(body)?;
+    build(tenant, payload, received_at)
+}
+
+fn timestamp_ms(value: Option<Value>, received_at: i64) -> Result<i64, ApiError> {
+    let invalid = || ApiError::field("timestamp", "RFC 3339 string or epoch seconds/milliseconds");
+    match value {
+        None | Some(Value::Null) => Ok(received_at),
+        Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| invalid()),
+        // Below 10^11 it can only be seconds (10^11 ms is 1973).
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(s) if (1..100_000_000_000).contains(&s) => Ok(s * 1000),
+            Some(ms) if ms >= 100_000_000_000 => Ok(ms),
+            _ => Err(invalid()),
+        },
+        Some(_) => Err(invalid()),
+    }
+}
+
+fn build(
+    tenant: &TenantConfig,
+    payload: Payload,
+    received_at: i64,
+) -> Result<OnboardingEvent, ApiError> {
+    let event = text("event", payload.event, 64)?.ok_or_else(|| ApiError::missing("event"))?;
+    let event_type = EventType::from_wire(&event)
+        .filter(|t| ONBOARDING_EVENTS.contains(t))
+        .ok_or_else(|| ApiError::field("event", format!("unknown event {event:?}")))?;
+    let session_id = text("session_id", payload.session_id, 128)?
+        .ok_or_else(|| ApiError::missing("session_id"))?;
+    let domain = text("domain", payload.domain, 253)?
+        .map(|d| d.to_ascii_lowercase())
+        .ok_or_else(|| ApiError::missing("domain"))?;
+    let occurred_at = timestamp_ms(payload.timestamp, received_at)?;
+
+    let mut raw = RawIdentity::default();
+    let mut attributes = BTreeMap::new();
+    for (key, value) in payload.data.unwrap_or_default() {
+        let lower = key.to_ascii_lowercase();
+        let text = match value {
+            Value::String(s) => s,
+            Value::Null => continue,
+            other => other.to_string(),
+        };
+        if lower.contains("email") {
+            raw.email.get_or_insert(text);
+        } else if lower.contains("phone") || lower.contains("mobile") {
+            raw.phone.get_or_insert(text);
+        } else if [
+            "password", "secret", "token", "cpf", "cnpj", "document", "name",
+        ]
+        .iter()
+        .any(|sensitive| lower.contains(sensitive))
+        {
+            continue;
+        } else {
+            attributes.insert(key, text.chars().take(1024).collect());
+        }
+    }
+    Ok(OnboardingEvent {
+        envelope: Envelope {
+            event_id: deterministic_id("onboarding", &[&tenant.id, &event, &session_id, &domain]),
+            tenant_id: tenant.id.clone(),
+            event_type,
+            occurred_at,
+            received_at,
+            source: Source::OnboardingPortal,
+            schema_version: SCHEMA_VERSION,
+            consent: Consent {
+                ads: tenant.consent_ads_default,
+                analytics: tenant.consent_analytics_default,
+            },
+            identity: raw.hash(&phone_rules(tenant)),
+        },
+        session_id,
+        domain,
+        attributes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn tenant() -> TenantConfig {
+        let mut t = TenantConfig::new("acme");
+        t.onboard_secret = Some(Secret::from("ligbox-ops-secret"));
+        t
+    }
+
+    fn headers(secret: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-webhook-secret", secret.parse().expect("value"));
+        h
+    }
+
+    #[test]
+    fn account_created_with_personal_data_removed() {
+        let body = br#"{"event":"account.created","domain":"Cliente.com.br","session_id":"onb-1",
+            "data":{"admin_email":"admin@cliente.com.br","plan":"pro","mailboxes":5,"admin_name":"Ana","cpf":"123"},
+            "timestamp":"2026-11-20T10:00:00Z"}"#;
+        let event = handle(&tenant(), &headers("ligbox-ops-secret"), body, 0).expect("valid");
+        assert_eq!(event.envelope.event_type, EventType::AccountCreated);
+        assert_eq!(event.domain, "cliente.com.br");
+        assert_eq!(event.envelope.occurred_at, 1_795_168_800_000);
+        assert_eq!(
+            event.attributes.get("plan").map(String::as_str),
+            Some("pro")
+        );
+        assert_eq!(
+            event.attributes.get("mailboxes").map(String::as_str),
+            Some("5")
+        );
+        assert!(event.envelope.identity.email_hash.is_some());
+        let all = format!("{:?}", event.attributes);
+        assert!(
+            !all.contains("admin@") && !all.contains("Ana") && !all.contains("123"),
+            "{all}"
+        );
+        // A retry of the same milestone has the same id.
+        let again = handle(&tenant(), &headers("ligbox-ops-secret"), body, 99).expect("valid");
+        assert_eq!(event.envelope.event_id, again.envelope.event_id);
+    }
+
+    #[test]
+    fn refusals() {
+        let ok = br#"{"event":"dns.applied","domain":"a.com","session_id":"s"}"#;
+        assert!(matches!(
+            handle(&tenant(), &headers("nope"), ok, 0),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            handle(&tenant(), &HeaderMap::new(), ok, 0),
+            Err(ApiError::Unauthorized(_))
+        ));
+        let field = |body: &[u8]| match handle(&tenant(), &headers("ligbox-ops-secret"), body, 0) {
+            Err(ApiError::InvalidField { field, .. }) => field,
+            other => panic!("{:?}", other.map(|e| e.envelope.event_id)),
+        };
+        assert_eq!(
+            field(br#"{"event":"purchase","domain":"a.com","session_id":"s"}"#),
+            "event"
+        );
+        assert_eq!(field(br#"{"domain":"a.com","session_id":"s"}"#), "event");
+        assert_eq!(
+            field(br#"{"event":"dns.applied","session_id":"s"}"#),
+            "domain"
+        );
+        assert_eq!(
+            field(br#"{"event":"dns.applied","domain":"a.com"}"#),
+            "session_id"
+        );
+        assert_eq!(field(br#"{"event":"dns.applied","domain":"a.com","session_id":"s","timestamp":"yesterday"}"#), "timestamp");
+        assert_eq!(
+            field(br#"{"event":"dns.applied","domain":"a.com","session_id":"s","data":[1]}"#),
+            "data"
+        );
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(
+            timestamp_ms(Some(serde_json::json!(1_790_000_000)), 0).expect("s"),
+            1_790_000_000_000
+        );
+        assert_eq!(
+            timestamp_ms(Some(serde_json::json!(1_790_000_000_123i64)), 0).expect("ms"),
+            1_790_000_000_123
+        );
+        assert_eq!(timestamp_ms(None, 7).expect("default"), 7);
+    }
+}
