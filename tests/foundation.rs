@@ -7,7 +7,8 @@ use std::time::Duration;
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics, TopicOutcome};
 use funnelhub_kafka::testing::{kafka_config, read_records, unique};
 use funnelhub_kafka::{
-    client, DecodeError, Error, KafkaConfig, SchemaRegistry, SchemaRegistryConfig, TopicCodec,
+    client, AckedProducer, DecodeError, Error, KafkaConfig, SchemaRegistry, SchemaRegistryConfig,
+    TopicCodec,
 };
 use funnelhub_registry::RegistryConfig;
 use funnelhub_runtime::RunningServer;
@@ -15,7 +16,6 @@ use funnelhub_schemas::events::TrackingHit;
 use funnelhub_schemas::testing::*;
 use funnelhub_schemas::{AvroRecord, Catalog, RecordSchema, Topic};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::FutureRecord;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -36,9 +36,9 @@ async fn registry(kafka: &KafkaConfig) -> (RunningServer, SchemaRegistry) {
 }
 
 async fn produce(kafka: &KafkaConfig, topic: &str, key: &str, value: &[u8]) {
-    let producer = client::producer(kafka, "test", Duration::from_secs(10)).expect("producer");
-    producer
-        .send(FutureRecord::to(topic).key(key).payload(value), WAIT)
+    AckedProducer::new(kafka, "test", WAIT)
+        .expect("producer")
+        .send(topic, key.as_bytes(), Some(value))
         .await
         .expect("broker acknowledged");
 }

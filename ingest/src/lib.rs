@@ -260,7 +260,7 @@ async fn onboard(
 
 /// Ready when the broker answers a metadata request and the registry answers HTTP.
 async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
-    let producer = s.producer.producer().clone();
+    let producer = s.producer.producer().inner().clone();
     let broker = tokio::task::spawn_blocking(move || {
         producer
             .client()

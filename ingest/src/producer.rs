@@ -10,24 +10,21 @@
 use std::time::{Duration, Instant};
 
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
-use funnelhub_kafka::{client, KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_kafka::{AckedProducer, KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::Catalog;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 
 use crate::error::ApiError;
 use crate::metrics;
 
 /// The edge's producer and the codecs of the three raw topics.
 pub struct EdgeProducer {
-    producer: FutureProducer,
+    producer: AckedProducer,
     catalog: Catalog,
     tracking: TopicCodec<TrackingHit>,
     orders: TopicCodec<OrderEvent>,
     onboarding: TopicCodec<OnboardingEvent>,
     retry_after_secs: u32,
-    queue_timeout: Duration,
 }
 
 impl std::fmt::Debug for EdgeProducer {
@@ -51,18 +48,17 @@ impl EdgeProducer {
         let codec = |topic| catalog.name(topic);
         use funnelhub_schemas::Topic::{RawOnboarding, RawOrders, RawTracking};
         Ok(EdgeProducer {
-            producer: client::producer(kafka, "funnelhub-edge", produce_timeout)?,
+            producer: AckedProducer::new(kafka, "funnelhub-edge", produce_timeout)?,
             tracking: TopicCodec::register(registry, &codec(RawTracking)).await?,
             orders: TopicCodec::register(registry, &codec(RawOrders)).await?,
             onboarding: TopicCodec::register(registry, &codec(RawOnboarding)).await?,
             catalog,
             retry_after_secs,
-            queue_timeout: produce_timeout,
         })
     }
 
     /// The underlying producer (readiness checks).
-    pub fn producer(&self) -> &FutureProducer {
+    pub fn producer(&self) -> &AckedProducer {
         &self.producer
     }
 
@@ -77,16 +73,12 @@ impl EdgeProducer {
         let topic = self.catalog.name(event.topic());
         let key = event.key();
         let started = Instant::now();
-        // Waiting for queue space (producer queue full) is bounded like the delivery.
         let result = self
             .producer
-            .send(
-                FutureRecord::to(&topic).key(&key).payload(&payload),
-                Timeout::After(self.queue_timeout),
-            )
+            .send(&topic, key.as_bytes(), Some(&payload))
             .await;
         metrics::produce_latency(&topic, started.elapsed(), result.is_ok());
-        result.map(|_| ()).map_err(|(e, _)| ApiError::Unavailable {
+        result.map(|_| ()).map_err(|e| ApiError::Unavailable {
             reason: format!("broker did not acknowledge: {e}"),
             retry_after_secs: self.retry_after_secs,
         })

@@ -5,8 +5,6 @@
 //! partition. Consumers never auto-commit: each stage commits after its outputs are
 //! acknowledged (at-least-once), and its idempotent processing makes redelivery harmless.
 
-use std::time::Duration;
-
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::StreamConsumer;
@@ -26,22 +24,16 @@ pub fn client_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
     cc
 }
 
-/// An idempotent, `acks=all` producer. `message.timeout.ms` bounds how long a send may
-/// wait for the broker before failing (the caller then answers 503 or retries).
-pub fn producer(
-    config: &KafkaConfig,
-    client_id: &str,
-    message_timeout: Duration,
-) -> Result<FutureProducer, Error> {
+/// An idempotent, `acks=all` producer whose messages never time out inside librdkafka
+/// (see [`crate::producer`] for why); wrap it in [`crate::AckedProducer`] to send with a
+/// deadline.
+pub fn producer(config: &KafkaConfig, client_id: &str) -> Result<FutureProducer, Error> {
     client_config(config, client_id)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")
         .set("linger.ms", "5")
-        .set(
-            "message.timeout.ms",
-            message_timeout.as_millis().to_string(),
-        )
+        .set("message.timeout.ms", "0")
         .create()
         .map_err(Error::from)
 }

@@ -5,11 +5,13 @@ pub mod admin;
 pub mod avro;
 pub mod client;
 pub mod config;
+pub mod producer;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use avro::{DecodeError, SchemaRegistry, TopicCodec};
 pub use config::{KafkaConfig, SchemaRegistryConfig};
+pub use producer::{AckedProducer, SendError, Written};
 
 /// Errors of Kafka and registry plumbing.
 #[derive(Debug, thiserror::Error)]

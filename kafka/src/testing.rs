@@ -29,6 +29,17 @@ pub async fn read_records(
     count: usize,
     timeout: std::time::Duration,
 ) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    read_until(config, topic, timeout, |records| records.len() >= count).await
+}
+
+/// Read `topic` from the beginning until `done` says the records read so far suffice;
+/// fails the test after `timeout`.
+pub async fn read_until(
+    config: &KafkaConfig,
+    topic: &str,
+    timeout: std::time::Duration,
+    mut done: impl FnMut(&[(Option<Vec<u8>>, Vec<u8>)]) -> bool,
+) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
     use rdkafka::consumer::Consumer;
     use rdkafka::Message;
 
@@ -40,17 +51,12 @@ pub async fn read_records(
     )
     .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
-    let mut records = Vec::with_capacity(count);
+    let mut records = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
-    while records.len() < count {
+    while !done(&records) {
         let message = tokio::time::timeout_at(deadline, consumer.recv())
             .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "only {} of {count} records arrived on {topic}",
-                    records.len()
-                )
-            })
+            .unwrap_or_else(|_| panic!("gave up on {topic} after {} records", records.len()))
             .expect("consume");
         records.push((
             message.key().map(<[u8]>::to_vec),

@@ -14,9 +14,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use funnelhub_kafka::admin::{ensure_topics, TopicRequest};
-use funnelhub_kafka::{client, KafkaConfig};
+use funnelhub_kafka::{client, AckedProducer, KafkaConfig};
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio::sync::{watch, Mutex, MutexGuard};
@@ -30,7 +30,7 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 /// The log, its reader task and the state it builds.
 pub struct SchemaLog {
     topic: String,
-    producer: FutureProducer,
+    producer: AckedProducer,
     state: Arc<RwLock<State>>,
     /// Offset of the next record the reader will fold in.
     next_offset: watch::Receiver<i64>,
@@ -70,7 +70,7 @@ impl SchemaLog {
         )
         .await
         .map_err(store)?;
-        let producer = client::producer(kafka, "funnelhub-registry", TIMEOUT).map_err(store)?;
+        let producer = AckedProducer::new(kafka, "funnelhub-registry", TIMEOUT).map_err(store)?;
         // A group id is required by the client but never used: the partition is assigned
         // by hand and no offset is ever committed.
         // A write waits for the reader to see it: do not let fetches idle.
@@ -129,20 +129,16 @@ impl SchemaLog {
             .map(serde_json::to_vec)
             .transpose()
             .map_err(|e| RegistryError::Store(e.to_string()))?;
-        let mut record = FutureRecord::to(&self.topic).key(&key).partition(0);
-        if let Some(value) = &value {
-            record = record.payload(value);
-        }
-        let delivery = self
+        let written = self
             .producer
-            .send(record, TIMEOUT)
+            .send(&self.topic, &key, value.as_deref())
             .await
-            .map_err(|(e, _)| RegistryError::Store(e.to_string()))?;
-        self.wait_for(delivery.offset + 1).await
+            .map_err(|e| RegistryError::Store(e.to_string()))?;
+        self.wait_for(written.offset + 1).await
     }
 
     async fn catch_up(&self) -> Result<(), RegistryError> {
-        let producer = self.producer.clone();
+        let producer = self.producer.inner().clone();
         let topic = self.topic.clone();
         let (_, high) = tokio::task::spawn_blocking(move || {
             producer.client().fetch_watermarks(&topic, 0, TIMEOUT)

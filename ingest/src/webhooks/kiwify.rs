@@ -42,6 +42,16 @@ pub fn handle(
     normalize(event.get("order").unwrap_or(&event))
 }
 
+/// The `signature` query value Kiwify would append for `body`. For simulators and tests.
+pub fn sign(token: &str, body: &[u8]) -> String {
+    use hmac::digest::KeyInit;
+    use hmac::Mac;
+    let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(token.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// Kiwify's dates ("2024-01-15 10:30", or RFC 3339) as ms since the epoch.
 fn date_ms(text: Option<String>) -> Option<i64> {
     let text = text?;
@@ -120,8 +130,6 @@ pub fn normalize(order: &Value) -> Result<Outcome, ApiError> {
 mod tests {
     use super::*;
     use crate::config::Secret;
-    use hmac::digest::KeyInit;
-    use hmac::Mac;
 
     const PAID: &str = r#"{"order":{"order_id":"kw-1","order_status":"paid","webhook_event_type":"order_approved",
       "approved_date":"2026-11-20 10:30","payment_method":"pix",
@@ -131,9 +139,7 @@ mod tests {
       "TrackingParameters":{"sck":"sess-3","utm_source":"facebook","utm_campaign":"bf"}}}"#;
 
     fn sign(token: &str, body: &str) -> String {
-        let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(token.as_bytes()).expect("key");
-        mac.update(body.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        super::sign(token, body.as_bytes())
     }
 
     #[test]

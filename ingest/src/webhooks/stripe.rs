@@ -76,6 +76,21 @@ pub fn verify(
     Ok(())
 }
 
+/// The `Stripe-Signature` header Stripe would send for `body` at `timestamp` (unix
+/// seconds), computed as Stripe's libraries compute it. For simulators and tests.
+pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    use hmac::digest::KeyInit;
+    use hmac::Mac;
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
 /// Verify, then map the event.
 pub fn handle(
     tenant: &TenantConfig,
@@ -192,14 +207,9 @@ pub fn normalize(event: &Value) -> Result<Outcome, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hmac::digest::KeyInit;
-    use hmac::Mac;
 
-    /// Sign the way Stripe's libraries do (`stripe.WebhookSignature`).
-    pub(crate) fn sign(secret: &str, t: i64, body: &str) -> String {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
-        mac.update(format!("{t}.{body}").as_bytes());
-        format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    fn sign(secret: &str, t: i64, body: &str) -> String {
+        super::sign(secret, t, body.as_bytes())
     }
 
     #[test]
