@@ -520,17 +520,20 @@ async fn onboarding_webhook_checks_the_secret_and_the_event() {
     assert!(records.iter().all(|(key, _)| key == "acme:onb-1"));
 }
 
+/// (uri, headers, body, expected status, expected `error`, expected `field`)
+type RejectionCase = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    String,
+    StatusCode,
+    &'static str,
+    Option<&'static str>,
+);
+
 #[tokio::test]
 async fn every_rejection_has_its_status_and_names_the_problem_and_stores_nothing() {
     let edge = Edge::start("edge-reject").await;
-    let cases: Vec<(
-        &str,
-        &[(&str, &str)],
-        String,
-        StatusCode,
-        &str,
-        Option<&str>,
-    )> = vec![
+    let cases: Vec<RejectionCase> = vec![
         (
             "/api/v1/track/click?tenant=nobody",
             &[],
