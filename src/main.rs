@@ -127,15 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Edge => {
-            let edge = funnelhub_ingest::start(
-                &config.edge,
-                config.tenants.clone(),
-                &config.kafka,
-                &config.schema_registry,
-                Some(funnelhub_runtime::prometheus()),
-            )
-            .await
-            .context("starting the edge")?;
+            let edge = up::start_edge(&config).await?;
             println!(
                 "edge listening on {} ({} tenants)",
                 edge.url(),

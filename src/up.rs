@@ -32,15 +32,7 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         .register_catalog(&catalog)
         .await
         .with_context(|| format!("registering schemas at {}", config.schema_registry.url))?;
-    let edge = funnelhub_ingest::start(
-        &config.edge,
-        config.tenants.clone(),
-        &config.kafka,
-        &config.schema_registry,
-        Some(funnelhub_runtime::prometheus()),
-    )
-    .await
-    .context("starting the edge")?;
+    let edge = start_edge(config).await?;
     let clickhouse = clickhouse_version(&config.clickhouse.url).await;
 
     let mut out = String::new();
@@ -129,6 +121,19 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
     edge.stop().await?;
     registry.stop().await?;
     Ok(())
+}
+
+/// The edge as `funnelhub edge` and `funnelhub up` run it.
+pub async fn start_edge(config: &Config) -> anyhow::Result<funnelhub_runtime::RunningServer> {
+    funnelhub_ingest::start(
+        &config.edge,
+        config.tenants.clone(),
+        &config.kafka,
+        &config.schema_registry,
+        Some(funnelhub_runtime::prometheus()),
+    )
+    .await
+    .context("starting the edge")
 }
 
 async fn clickhouse_version(url: &str) -> anyhow::Result<String> {

@@ -64,6 +64,20 @@ impl EventType {
         }
     }
 
+    /// One of the seven onboarding-portal milestones?
+    pub fn is_onboarding(self) -> bool {
+        matches!(
+            self,
+            EventType::OnboardingStarted
+                | EventType::DomainValidated
+                | EventType::DnsApplied
+                | EventType::AccountCreated
+                | EventType::InfraSynced
+                | EventType::OnboardingCompleted
+                | EventType::OnboardingFailed
+        )
+    }
+
     /// Parse a wire name (see [`EventType::as_str`]).
     pub fn from_wire(name: &str) -> Option<EventType> {
         EventType::ALL.into_iter().find(|t| t.as_str() == name)

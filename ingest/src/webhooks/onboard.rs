@@ -38,16 +38,6 @@ struct Payload {
     timestamp: Option<Value>,
 }
 
-const ONBOARDING_EVENTS: [EventType; 7] = [
-    EventType::OnboardingStarted,
-    EventType::DomainValidated,
-    EventType::DnsApplied,
-    EventType::AccountCreated,
-    EventType::InfraSynced,
-    EventType::OnboardingCompleted,
-    EventType::OnboardingFailed,
-];
-
 /// Verify the secret, then build the event.
 pub fn handle(
     tenant: &TenantConfig,
@@ -94,7 +84,7 @@ fn build(
 ) -> Result<OnboardingEvent, ApiError> {
     let event = text("event", payload.event, 64)?.ok_or_else(|| ApiError::missing("event"))?;
     let event_type = EventType::from_wire(&event)
-        .filter(|t| ONBOARDING_EVENTS.contains(t))
+        .filter(|t| t.is_onboarding())
         .ok_or_else(|| ApiError::field("event", format!("unknown event {event:?}")))?;
     let session_id = text("session_id", payload.session_id, 128)?
         .ok_or_else(|| ApiError::missing("session_id"))?;
