@@ -66,7 +66,10 @@ async fn main() {
                 loop {
                     match producer.send_result(FutureRecord::to(topic).key(key).payload(value)) {
                         Ok(delivery) => break deliveries.push(delivery),
-                        Err((e, _)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                        Err((e, _))
+                            if e.rdkafka_error_code()
+                                == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                        {
                             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                         }
                         Err((e, _)) => panic!("enqueue failed: {e}"),
