@@ -15,9 +15,17 @@ use crate::{Error, KafkaConfig};
 
 /// Base client configuration: brokers plus the user's extra properties.
 pub fn client_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
+    with_defaults(config, client_id, &[])
+}
+
+/// `defaults`, then the user's `client_properties` on top (so any default can be tuned).
+fn with_defaults(config: &KafkaConfig, client_id: &str, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", &config.brokers)
         .set("client.id", client_id);
+    for (k, v) in defaults {
+        cc.set(*k, *v);
+    }
     for (k, v) in &config.client_properties {
         cc.set(k, v);
     }
@@ -28,14 +36,16 @@ pub fn client_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
 /// (see [`crate::producer`] for why); wrap it in [`crate::AckedProducer`] to send with a
 /// deadline.
 pub fn producer(config: &KafkaConfig, client_id: &str) -> Result<FutureProducer, Error> {
-    client_config(config, client_id)
-        .set("enable.idempotence", "true")
+    let mut cc = with_defaults(
+        config,
+        client_id,
+        &[("compression.type", "lz4"), ("linger.ms", "5")],
+    );
+    // Not overridable: the delivery guarantees depend on them.
+    cc.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "0")
-        .create()
-        .map_err(Error::from)
+        .set("message.timeout.ms", "0");
+    cc.create().map_err(Error::from)
 }
 
 /// A consumer in `group` that never commits by itself and starts at the earliest offset
