@@ -13,6 +13,7 @@ use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::{AckedProducer, KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::Catalog;
+use rdkafka::producer::Producer;
 
 use crate::error::ApiError;
 use crate::metrics;
@@ -47,8 +48,20 @@ impl EdgeProducer {
         let catalog = Catalog::new(&kafka.topic_prefix);
         let codec = |topic| catalog.name(topic);
         use funnelhub_schemas::Topic::{RawOnboarding, RawOrders, RawTracking};
+        let producer = AckedProducer::new(kafka, "funnelhub-edge", produce_timeout)?;
+        // Learn the raw topics' leaders before the first request, not during it.
+        for topic in [RawTracking, RawOrders, RawOnboarding] {
+            let (client, name) = (producer.inner().clone(), codec(topic));
+            tokio::task::spawn_blocking(move || {
+                client
+                    .client()
+                    .fetch_metadata(Some(&name), Duration::from_secs(10))
+            })
+            .await
+            .map_err(|e| funnelhub_kafka::Error::Admin(e.to_string()))??;
+        }
         Ok(EdgeProducer {
-            producer: AckedProducer::new(kafka, "funnelhub-edge", produce_timeout)?,
+            producer,
             tracking: TopicCodec::register(registry, &codec(RawTracking)).await?,
             orders: TopicCodec::register(registry, &codec(RawOrders)).await?,
             onboarding: TopicCodec::register(registry, &codec(RawOnboarding)).await?,
