@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the pipeline on the local stack: creates topics, serves the schema registry,
-    /// registers every schema, prints what is up, runs until Ctrl-C.
+    /// registers every schema, serves the edge, prints what is up, runs until Ctrl-C.
     Up {
         /// Stop after printing what is up (smoke test).
         #[arg(long)]

@@ -92,8 +92,10 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         )?,
     }
     writeln!(out, "  topics (prefix {}):", catalog.prefix())?;
-    for ((topic, name), (created, outcome)) in catalog.topics().zip(&outcomes) {
-        debug_assert_eq!(&name, created);
+    for (topic, name) in catalog.topics() {
+        let created = outcomes
+            .iter()
+            .any(|(n, outcome)| *n == name && *outcome == TopicOutcome::Created);
         let spec = topic.spec();
         let id = ids
             .iter()
@@ -104,11 +106,7 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
             "    {name:<36} {:>2} partitions  schema id {id:<3} key {:<28} {}",
             config.kafka.partitions.unwrap_or(spec.partitions),
             spec.key,
-            if *outcome == TopicOutcome::Created {
-                "created"
-            } else {
-                "exists"
-            },
+            if created { "created" } else { "exists" },
         )?;
     }
     print!("{out}");

@@ -21,7 +21,6 @@ use crate::metrics;
 /// The edge's producer and the codecs of the three raw topics.
 pub struct EdgeProducer {
     producer: AckedProducer,
-    catalog: Catalog,
     tracking: TopicCodec<TrackingHit>,
     orders: TopicCodec<OrderEvent>,
     onboarding: TopicCodec<OnboardingEvent>,
@@ -31,7 +30,7 @@ pub struct EdgeProducer {
 impl std::fmt::Debug for EdgeProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EdgeProducer")
-            .field("catalog", &self.catalog)
+            .field("tracking", &self.tracking)
             .finish_non_exhaustive()
     }
 }
@@ -46,28 +45,30 @@ impl EdgeProducer {
     ) -> Result<Self, funnelhub_kafka::Error> {
         ensure_topics(kafka, &catalog_requests(kafka)).await?;
         let catalog = Catalog::new(&kafka.topic_prefix);
-        let codec = |topic| catalog.name(topic);
         use funnelhub_schemas::Topic::{RawOnboarding, RawOrders, RawTracking};
-        let producer = AckedProducer::new(kafka, "funnelhub-edge", produce_timeout)?;
+        let edge = EdgeProducer {
+            producer: AckedProducer::new(kafka, "funnelhub-edge", produce_timeout)?,
+            tracking: TopicCodec::register(registry, &catalog.name(RawTracking)).await?,
+            orders: TopicCodec::register(registry, &catalog.name(RawOrders)).await?,
+            onboarding: TopicCodec::register(registry, &catalog.name(RawOnboarding)).await?,
+            retry_after_secs,
+        };
         // Learn the raw topics' leaders before the first request, not during it.
-        for topic in [RawTracking, RawOrders, RawOnboarding] {
-            let (client, name) = (producer.inner().clone(), codec(topic));
+        for topic in [
+            edge.tracking.topic(),
+            edge.orders.topic(),
+            edge.onboarding.topic(),
+        ] {
+            let (client, topic) = (edge.producer.inner().clone(), topic.to_owned());
             tokio::task::spawn_blocking(move || {
                 client
                     .client()
-                    .fetch_metadata(Some(&name), Duration::from_secs(10))
+                    .fetch_metadata(Some(&topic), Duration::from_secs(10))
             })
             .await
             .map_err(|e| funnelhub_kafka::Error::Admin(e.to_string()))??;
         }
-        Ok(EdgeProducer {
-            producer,
-            tracking: TopicCodec::register(registry, &codec(RawTracking)).await?,
-            orders: TopicCodec::register(registry, &codec(RawOrders)).await?,
-            onboarding: TopicCodec::register(registry, &codec(RawOnboarding)).await?,
-            catalog,
-            retry_after_secs,
-        })
+        Ok(edge)
     }
 
     /// The underlying producer (readiness checks).
@@ -77,20 +78,21 @@ impl EdgeProducer {
 
     /// Encode `event`, write it, and return once the broker acknowledged it.
     pub async fn send(&self, event: &EdgeEvent) -> Result<(), ApiError> {
-        let payload = match event {
-            EdgeEvent::TrackingHit(e) => self.tracking.encode(e),
-            EdgeEvent::OrderEvent(e) => self.orders.encode(e),
-            EdgeEvent::OnboardingEvent(e) => self.onboarding.encode(e),
-        }
-        .map_err(|e| ApiError::Internal(format!("encoding {}: {e}", event.envelope().event_id)))?;
-        let topic = self.catalog.name(event.topic());
+        let (topic, payload) = match event {
+            EdgeEvent::TrackingHit(e) => (self.tracking.topic(), self.tracking.encode(e)),
+            EdgeEvent::OrderEvent(e) => (self.orders.topic(), self.orders.encode(e)),
+            EdgeEvent::OnboardingEvent(e) => (self.onboarding.topic(), self.onboarding.encode(e)),
+        };
+        let payload = payload.map_err(|e| {
+            ApiError::Internal(format!("encoding {}: {e}", event.envelope().event_id))
+        })?;
         let key = event.key();
         let started = Instant::now();
         let result = self
             .producer
-            .send(&topic, key.as_bytes(), Some(&payload))
+            .send(topic, key.as_bytes(), Some(&payload))
             .await;
-        metrics::produce_latency(&topic, started.elapsed(), result.is_ok());
+        metrics::produce_latency(topic, started.elapsed(), result.is_ok());
         result.map(|_| ()).map_err(|e| ApiError::Unavailable {
             reason: format!("broker did not acknowledge: {e}"),
             retry_after_secs: self.retry_after_secs,

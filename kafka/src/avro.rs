@@ -148,6 +148,7 @@ fn classify(id: u32, e: &SRCError) -> DecodeError {
 /// Encoder and decoder of one topic's values of type `T`.
 pub struct TopicCodec<T> {
     registry: SchemaRegistry,
+    topic: String,
     schema_id: u32,
     decoders: RwLock<HashMap<u32, Arc<Decoder<T>>>>,
     _record: PhantomData<fn() -> T>,
@@ -156,6 +157,7 @@ pub struct TopicCodec<T> {
 impl<T> std::fmt::Debug for TopicCodec<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TopicCodec")
+            .field("topic", &self.topic)
             .field("schema_id", &self.schema_id)
             .finish_non_exhaustive()
     }
@@ -169,10 +171,16 @@ impl<T: AvroRecord> TopicCodec<T> {
             .await?;
         Ok(TopicCodec {
             registry: registry.clone(),
+            topic: topic.to_owned(),
             schema_id,
             decoders: RwLock::default(),
             _record: PhantomData,
         })
+    }
+
+    /// The topic whose values this codec reads and writes.
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// The registry id of the schema this codec writes.

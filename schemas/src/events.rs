@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{key, Topic};
+use crate::catalog::key;
 use crate::common::{ClickIds, Envelope, Gateway, Utm};
 
 /// `io.funnelhub.events.TrackingHit`: click, pageview or initiate_checkout.
@@ -68,15 +68,6 @@ pub enum EdgeEvent {
 }
 
 impl EdgeEvent {
-    /// The raw topic this event is written to.
-    pub fn topic(&self) -> Topic {
-        match self {
-            EdgeEvent::TrackingHit(_) => Topic::RawTracking,
-            EdgeEvent::OrderEvent(_) => Topic::RawOrders,
-            EdgeEvent::OnboardingEvent(_) => Topic::RawOnboarding,
-        }
-    }
-
     /// The record key: every event of one session, or of one order, shares a partition.
     pub fn key(&self) -> String {
         match self {
