@@ -54,6 +54,20 @@ pub struct EdgeState {
     pub prometheus: Option<PrometheusHandle>,
 }
 
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Topics, schema registration or the producer failed.
+    #[error(transparent)]
+    Kafka(#[from] funnelhub_kafka::Error),
+    /// The listen address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
 /// Connect to Kafka and the registry, then serve the edge on `config.listen`.
 pub async fn start(
     config: &EdgeConfig,
@@ -61,7 +75,7 @@ pub async fn start(
     kafka: &KafkaConfig,
     registry: &SchemaRegistryConfig,
     prometheus: Option<PrometheusHandle>,
-) -> Result<RunningServer, funnelhub_kafka::Error> {
+) -> Result<RunningServer, StartError> {
     let producer = EdgeProducer::connect(
         kafka,
         &SchemaRegistry::new(registry)?,
@@ -78,8 +92,9 @@ pub async fn start(
     });
     let server = funnelhub_runtime::serve(config.listen, app(state))
         .await
-        .map_err(|e| {
-            funnelhub_kafka::Error::Admin(format!("cannot listen on {}: {e}", config.listen))
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
         })?;
     tracing::info!(addr = %server.addr(), "edge listening");
     Ok(server)

@@ -36,16 +36,23 @@ fn with_defaults(config: &KafkaConfig, client_id: &str, defaults: &[(&str, &str)
 /// (see [`crate::producer`] for why); wrap it in [`crate::AckedProducer`] to send with a
 /// deadline.
 pub fn producer(config: &KafkaConfig, client_id: &str) -> Result<FutureProducer, Error> {
+    producer_config(config, client_id)
+        .create()
+        .map_err(Error::from)
+}
+
+/// What [`producer`] is built from: tunable defaults, the user's properties, then the
+/// settings the delivery guarantees depend on, which nothing overrides.
+fn producer_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut cc = with_defaults(
         config,
         client_id,
         &[("compression.type", "lz4"), ("linger.ms", "5")],
     );
-    // Not overridable: the delivery guarantees depend on them.
     cc.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("message.timeout.ms", "0");
-    cc.create().map_err(Error::from)
+    cc
 }
 
 /// A consumer in `group` that never commits by itself and starts at the earliest offset
@@ -77,4 +84,36 @@ pub fn admin(
     client_config(config, client_id)
         .create()
         .map_err(Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_properties_tune_defaults_but_not_delivery_guarantees() {
+        let config = KafkaConfig {
+            client_properties: [
+                ("linger.ms", "0"),
+                ("acks", "1"),
+                ("enable.idempotence", "false"),
+                ("message.timeout.ms", "5000"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            ..KafkaConfig::default()
+        };
+        let cc = producer_config(&config, "t");
+        assert_eq!(cc.get("linger.ms"), Some("0"), "a default the user tuned");
+        assert_eq!(
+            cc.get("compression.type"),
+            Some("lz4"),
+            "a default the user kept"
+        );
+        assert_eq!(cc.get("acks"), Some("all"));
+        assert_eq!(cc.get("enable.idempotence"), Some("true"));
+        assert_eq!(cc.get("message.timeout.ms"), Some("0"));
+        assert!(producer(&config, "t").is_ok());
+    }
 }
