@@ -305,10 +305,15 @@ fn parse_level(body: &Bytes) -> Result<CompatibilityLevel> {
         .ok_or(RegistryError::InvalidCompatibilityLevel)
 }
 
-async fn set_global_config(Axum(r): Shared, body: Bytes) -> Result<Response> {
-    let level = parse_level(&body)?;
-    write_config(&r, None, Some(level)).await?;
+/// `PUT /config` (no subject) and `PUT /config/{subject}`.
+async fn set_config(r: &Registry, subject: Option<String>, body: &Bytes) -> Result<Response> {
+    let level = parse_level(body)?;
+    write_config(r, subject, Some(level)).await?;
     Ok(reply(json!({ "compatibility": level })))
+}
+
+async fn set_global_config(Axum(r): Shared, body: Bytes) -> Result<Response> {
+    set_config(&r, None, &body).await
 }
 
 async fn set_subject_config(
@@ -316,9 +321,7 @@ async fn set_subject_config(
     Path(subject): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
-    let level = parse_level(&body)?;
-    write_config(&r, Some(subject), Some(level)).await?;
-    Ok(reply(json!({ "compatibility": level })))
+    set_config(&r, Some(subject), &body).await
 }
 
 async fn delete_subject_config(Axum(r): Shared, Path(subject): Path<String>) -> Result<Response> {

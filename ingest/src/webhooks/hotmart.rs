@@ -12,7 +12,7 @@
 //! link's `sck` parameter (`data.purchase.origin.sck`); `src` is read as `utm_source`.
 
 use axum::http::HeaderMap;
-use funnelhub_schemas::common::{ClickIds, EventType, Utm};
+use funnelhub_schemas::common::{EventType, Utm};
 use funnelhub_schemas::identity::RawIdentity;
 use serde_json::Value;
 
@@ -103,9 +103,7 @@ pub fn normalize(event: &Value) -> Result<Outcome, ApiError> {
             source: string_at(data, &["purchase", "origin", "src"]),
             ..Utm::default()
         },
-        click_ids: ClickIds::default(),
         client_ip: string_at(data, &["purchase", "buyer_ip"]),
-        user_agent: None,
         identity: RawIdentity {
             email: buyer(&["email"]),
             phone: buyer(&["checkout_phone"]).or_else(|| buyer(&["phone"])),
@@ -117,9 +115,8 @@ pub fn normalize(event: &Value) -> Result<Outcome, ApiError> {
             country: buyer(&["address", "country_iso"]),
             ..RawIdentity::default()
         },
-        consent_ads: None,
-        id_discriminator: None,
         order_id,
+        ..OrderDraft::default()
     })))
 }
 

@@ -93,7 +93,6 @@ pub fn normalize(order: &Value) -> Result<Outcome, ApiError> {
 
     Ok(Outcome::Order(Box::new(OrderDraft {
         kind: Some(kind),
-        gateway_event_id: None,
         gateway_status: name,
         occurred_at: date_ms(string_at(order, &["approved_date"]))
             .or_else(|| date_ms(string_at(order, &["updated_at"])))
@@ -112,7 +111,6 @@ pub fn normalize(order: &Value) -> Result<Outcome, ApiError> {
             ..ClickIds::default()
         },
         client_ip: customer("ip"),
-        user_agent: None,
         identity: RawIdentity {
             email: customer("email"),
             phone: customer("mobile"),
@@ -120,9 +118,8 @@ pub fn normalize(order: &Value) -> Result<Outcome, ApiError> {
             last_name,
             ..RawIdentity::default()
         },
-        consent_ads: None,
-        id_discriminator: None,
         order_id,
+        ..OrderDraft::default()
     })))
 }
 
