@@ -111,6 +111,9 @@ async fn every_schema_round_trips_through_the_registry_and_the_broker() {
     roundtrip(&kafka, &registry, Topic::CapiRequests, request).await;
     roundtrip(&kafka, &registry, Topic::CapiAttempts, attempt).await;
     roundtrip(&kafka, &registry, Topic::Dlq, dlq).await;
+    let (dedupe_state, funnel_state) = sample_changelogs();
+    roundtrip(&kafka, &registry, Topic::DedupeChangelog, dedupe_state).await;
+    roundtrip(&kafka, &registry, Topic::FunnelChangelog, funnel_state).await;
     running.stop().await.expect("stops");
 }
 

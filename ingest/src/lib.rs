@@ -40,8 +40,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use config::{EdgeConfig, Secret, TenantConfig};
 pub use error::ApiError;
+use funnelhub_schemas::ids::now_ms;
 use producer::EdgeProducer;
-use request::{client_ip, now_ms, parse_json, require_json_or_text, QueryParams, Tenants};
+use request::{client_ip, parse_json, require_json_or_text, QueryParams, Tenants};
 use webhooks::Outcome;
 
 /// What the handlers share.

@@ -119,11 +119,6 @@ pub fn client_ip(
         .map(|ip| ip.to_string())
 }
 
-/// Now, in ms since the Unix epoch.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

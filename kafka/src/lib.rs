@@ -5,7 +5,9 @@ pub mod admin;
 pub mod avro;
 pub mod client;
 pub mod config;
+pub mod dlq;
 pub mod producer;
+pub mod stage;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -1,2 +1,121 @@
-//! Stateful consumers (`funnelhub process`): dedupe, funnel stages and conversion matching,
-//! each replay-safe with durable state. Issues #5 and #6.
+//! Stateful consumers (`funnelhub process`): replay-safe dedupe ([`dedupe`]) and
+//! out-of-order-safe funnel stages with ops tickets ([`funnel`]). Each runs as a Kafka
+//! consumer group on [`funnelhub_kafka::stage`]: scale out by starting more processes,
+//! state follows the partitions through their changelog topics. See `docs/processors.md`.
+
+pub mod config;
+pub mod dedupe;
+pub mod funnel;
+
+use std::sync::Arc;
+
+use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
+use funnelhub_kafka::dlq::DeadLetters;
+use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_schemas::{Catalog, Topic};
+
+pub use config::ProcessConfig;
+
+/// Which stages a process runs (all by default; split them to scale them apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stages {
+    All,
+    Dedupe,
+    Funnel,
+}
+
+/// Why the processors did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Kafka(#[from] funnelhub_kafka::Error),
+}
+
+/// The stages running in this process.
+#[derive(Debug)]
+pub struct Processors {
+    stages: Vec<RunningStage>,
+}
+
+impl Processors {
+    /// Names of the running stages.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.stages.iter().map(RunningStage::name).collect()
+    }
+
+    /// Whether a stage stopped on a fatal error.
+    pub fn has_failed(&self) -> bool {
+        self.stages.iter().any(RunningStage::has_stopped)
+    }
+
+    /// Finish the batches in hand, commit, leave the groups.
+    pub async fn stop(self) -> Result<(), String> {
+        let mut failures = Vec::new();
+        for stage in self.stages {
+            let name = stage.name();
+            if let Err(e) = stage.stop().await {
+                failures.push(format!("{name}: {e}"));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
+    }
+}
+
+/// Create missing topics, register schemas and join the consumer groups.
+pub async fn start(
+    kafka: &KafkaConfig,
+    registry: &SchemaRegistry,
+    config: &ProcessConfig,
+    which: Stages,
+) -> Result<Processors, StartError> {
+    config.validate().map_err(StartError::Config)?;
+    ensure_topics(kafka, &catalog_requests(kafka)).await?;
+    let catalog = Catalog::new(&kafka.topic_prefix);
+    let catalog = &catalog;
+    let mut stages = Vec::new();
+    let settings = |stage: &str| StageSettings {
+        group: format!("{}-{stage}", config.group_prefix),
+        max_batch: config.max_batch,
+        ..StageSettings::default()
+    };
+    if matches!(which, Stages::All | Stages::Dedupe) {
+        let stage = Arc::new(dedupe::DedupeStage {
+            window_ms: config.dedupe_window_ms(),
+            tracking: TopicCodec::register(registry, &catalog.name(Topic::RawTracking)).await?,
+            orders: TopicCodec::register(registry, &catalog.name(Topic::RawOrders)).await?,
+            onboarding: TopicCodec::register(registry, &catalog.name(Topic::RawOnboarding)).await?,
+            deduped: TopicCodec::register(registry, &catalog.name(Topic::Deduped)).await?,
+            dead_letters: Arc::new(DeadLetters::new(
+                "dedupe",
+                TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
+            )),
+            changelog: TopicCodec::register(registry, &catalog.name(Topic::DedupeChangelog))
+                .await?,
+        });
+        stages.push(stage::spawn(kafka, stage, settings("dedupe"))?);
+    }
+    if matches!(which, Stages::All | Stages::Funnel) {
+        let stage = Arc::new(funnel::FunnelStageProcessor {
+            ttl_ms: config.session_ttl_ms(),
+            deduped: TopicCodec::register(registry, &catalog.name(Topic::Deduped)).await?,
+            transitions: TopicCodec::register(registry, &catalog.name(Topic::FunnelTransitions))
+                .await?,
+            tickets: TopicCodec::register(registry, &catalog.name(Topic::OpsTickets)).await?,
+            dead_letters: Arc::new(DeadLetters::new(
+                "funnel",
+                TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
+            )),
+            changelog: TopicCodec::register(registry, &catalog.name(Topic::FunnelChangelog))
+                .await?,
+        });
+        stages.push(stage::spawn(kafka, stage, settings("funnel"))?);
+    }
+    Ok(Processors { stages })
+}

@@ -12,8 +12,13 @@ use crate::derived::{
     OpsTicket,
 };
 use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
+use crate::state::{DedupeChangelog, FunnelChangelog};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// Retention of the dedupe changelog: the longest dedupe window is one day less.
+pub const DEDUPE_CHANGELOG_RETENTION_DAYS: i64 = 15;
+/// Retention of the funnel changelog: the longest session TTL is one day less.
+pub const FUNNEL_CHANGELOG_RETENTION_DAYS: i64 = 31;
 
 /// Every topic of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,6 +33,10 @@ pub enum Topic {
     CapiRequests,
     CapiAttempts,
     Dlq,
+    /// Dedupe state, replayed by a new owner of a source partition.
+    DedupeChangelog,
+    /// Funnel state, replayed by a new owner of a source partition.
+    FunnelChangelog,
 }
 
 /// What the catalog says of one topic.
@@ -49,7 +58,7 @@ pub struct TopicSpec {
 
 impl Topic {
     /// Every topic, in pipeline order.
-    pub const ALL: [Topic; 10] = [
+    pub const ALL: [Topic; 12] = [
         Topic::RawTracking,
         Topic::RawOrders,
         Topic::RawOnboarding,
@@ -60,6 +69,8 @@ impl Topic {
         Topic::CapiRequests,
         Topic::CapiAttempts,
         Topic::Dlq,
+        Topic::DedupeChangelog,
+        Topic::FunnelChangelog,
     ];
 
     /// The catalog entry of this topic.
@@ -104,7 +115,7 @@ impl Topic {
             ),
             Topic::Deduped => spec(
                 "deduped.events",
-                "the source record's key",
+                "tenant_id:session_id (orders: that too when they carry a session id, else the order's key)",
                 DedupedEvent::FULL_NAME,
                 30,
                 "dedupe processor",
@@ -150,6 +161,22 @@ impl Topic {
                 DlqRecord::FULL_NAME,
                 90,
                 "every stage",
+            ),
+            // Retention bounds the dedupe window and the session TTL a processor may be
+            // configured with (it checks at start-up): state older than that is gone.
+            Topic::DedupeChangelog => spec(
+                "dedupe.changelog",
+                "source_topic:source_partition",
+                DedupeChangelog::FULL_NAME,
+                DEDUPE_CHANGELOG_RETENTION_DAYS,
+                "dedupe processor",
+            ),
+            Topic::FunnelChangelog => spec(
+                "funnel.changelog",
+                "source_topic:source_partition",
+                FunnelChangelog::FULL_NAME,
+                FUNNEL_CHANGELOG_RETENTION_DAYS,
+                "funnel processor",
             ),
         }
     }

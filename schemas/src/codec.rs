@@ -23,6 +23,7 @@ use crate::derived::{
 };
 use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
 use crate::schema_set::{RecordSchema, SchemaSet};
+use crate::state::{DedupeChangelog, FunnelChangelog};
 use crate::Error;
 
 /// The Confluent wire-format magic byte.
@@ -62,6 +63,8 @@ avro_records! {
     CapiDispatchRequest => "io.funnelhub.derived.CapiDispatchRequest",
     DispatchAttempt => "io.funnelhub.derived.DispatchAttempt",
     DlqRecord => "io.funnelhub.derived.DlqRecord",
+    DedupeChangelog => "io.funnelhub.state.DedupeChangelog",
+    FunnelChangelog => "io.funnelhub.state.FunnelChangelog",
 }
 
 /// One resolved writer per bundled schema, built once (resolving names is not free).
@@ -173,6 +176,8 @@ mod tests {
             CapiDispatchRequest::FULL_NAME,
             DispatchAttempt::FULL_NAME,
             DlqRecord::FULL_NAME,
+            DedupeChangelog::FULL_NAME,
+            FunnelChangelog::FULL_NAME,
         ] {
             assert!(SchemaSet::bundled().get(name).is_some(), "{name}");
             assert!(WRITERS.contains_key(name), "{name}");

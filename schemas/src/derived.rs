@@ -15,6 +15,21 @@ pub struct DedupedEvent {
     pub event: EdgeEvent,
 }
 
+impl DedupedEvent {
+    /// The record key on `deduped.events`: the session (`tenant_id:session_id`) for every
+    /// event that belongs to one, orders included, so a session's funnel is read from one
+    /// partition; an order without a session keeps its source key.
+    pub fn key(&self) -> String {
+        match &self.event {
+            EdgeEvent::OrderEvent(order) => match &order.session_id {
+                Some(session) => crate::catalog::key(&[&order.envelope.tenant_id, session]),
+                None => self.event.key(),
+            },
+            _ => self.event.key(),
+        }
+    }
+}
+
 /// `io.funnelhub.derived.Funnel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -39,6 +54,57 @@ pub enum FunnelStage {
     InfraSynced,
     Completed,
     Unknown,
+}
+
+impl Funnel {
+    /// The Avro symbol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Funnel::Onboarding => "onboarding",
+            Funnel::Tracking => "tracking",
+            Funnel::Unknown => "unknown",
+        }
+    }
+
+    /// The stage that completes this funnel.
+    pub fn last_stage(self) -> Option<FunnelStage> {
+        match self {
+            Funnel::Onboarding => Some(FunnelStage::Completed),
+            Funnel::Tracking => Some(FunnelStage::Purchase),
+            Funnel::Unknown => None,
+        }
+    }
+}
+
+impl FunnelStage {
+    /// The Avro symbol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunnelStage::Click => "click",
+            FunnelStage::Pageview => "pageview",
+            FunnelStage::InitiateCheckout => "initiate_checkout",
+            FunnelStage::Purchase => "purchase",
+            FunnelStage::Started => "started",
+            FunnelStage::DomainValidated => "domain_validated",
+            FunnelStage::DnsApplied => "dns_applied",
+            FunnelStage::AccountCreated => "account_created",
+            FunnelStage::InfraSynced => "infra_synced",
+            FunnelStage::Completed => "completed",
+            FunnelStage::Unknown => "unknown",
+        }
+    }
+}
+
+impl FunnelOutcome {
+    /// The Avro symbol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunnelOutcome::InProgress => "in_progress",
+            FunnelOutcome::Completed => "completed",
+            FunnelOutcome::Failed => "failed",
+            FunnelOutcome::Unknown => "unknown",
+        }
+    }
 }
 
 /// `io.funnelhub.derived.FunnelOutcome`.
@@ -74,6 +140,17 @@ pub enum TicketKind {
     AccountCreated,
     OnboardingFailed,
     Unknown,
+}
+
+impl TicketKind {
+    /// The Avro symbol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketKind::AccountCreated => "account_created",
+            TicketKind::OnboardingFailed => "onboarding_failed",
+            TicketKind::Unknown => "unknown",
+        }
+    }
 }
 
 /// `io.funnelhub.derived.OpsTicket`: one per session and kind.

@@ -19,6 +19,13 @@ pub fn deterministic_id(kind: &str, parts: &[&str]) -> String {
     Uuid::new_v5(&NAMESPACE, &name).to_string()
 }
 
+/// Now, in ms since the Unix epoch (the unit of every timestamp in the schemas).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ pub mod events;
 pub mod identity;
 pub mod ids;
 pub mod schema_set;
+pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

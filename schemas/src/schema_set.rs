@@ -39,6 +39,14 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("DlqRecord", include_str!("../avro/DlqRecord.avsc")),
     (
+        "DedupeChangelog",
+        include_str!("../avro/DedupeChangelog.avsc"),
+    ),
+    (
+        "FunnelChangelog",
+        include_str!("../avro/FunnelChangelog.avsc"),
+    ),
+    (
         "common/EventType",
         include_str!("../avro/common/EventType.avsc"),
     ),
@@ -224,7 +232,7 @@ mod tests {
     #[test]
     fn every_top_level_schema_is_self_contained() {
         let set = SchemaSet::bundled();
-        assert_eq!(set.iter().count(), 10);
+        assert_eq!(set.iter().count(), 12);
         for record in set.iter() {
             // Parsing alone (no other schemas supplied) proves no dangling reference.
             let reparsed = Schema::parse_str(&record.json).expect(&record.full_name);

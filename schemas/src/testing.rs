@@ -377,3 +377,43 @@ pub fn sample_derived() -> (
         },
     )
 }
+
+/// One dedupe changelog and one funnel changelog (with a session that holds a transition,
+/// a ticket and a timeline).
+pub fn sample_changelogs() -> (crate::state::DedupeChangelog, crate::state::FunnelChangelog) {
+    use crate::state::*;
+    let (transition, ..) = sample_derived();
+    (
+        DedupeChangelog {
+            source_topic: "funnelhub.raw.onboarding".into(),
+            source_partition: 2,
+            entries: vec![DedupeEntry {
+                dedupe_key: "acme:onboarding:e-1".into(),
+                first_seen_offset: 41,
+                record_time: 1_790_000_000_000,
+            }],
+        },
+        FunnelChangelog {
+            source_topic: "funnelhub.deduped.events".into(),
+            source_partition: 2,
+            sessions: vec![FunnelSession {
+                transitions: vec![transition],
+                tickets: vec![sample_ops_ticket()],
+                tenant_id: "acme".into(),
+                funnel: Funnel::Onboarding,
+                subject_id: "onb-1".into(),
+                stage: Some(FunnelStage::DnsApplied),
+                outcome: FunnelOutcome::InProgress,
+                last_record_time: 1_790_000_000_000,
+                domain: Some("cliente.com.br".into()),
+                utm_campaign: None,
+                timeline: vec![TimelineEntry {
+                    event_id: "e-1".into(),
+                    event_type: EventType::DnsApplied,
+                    occurred_at: 1_790_000_000_000,
+                }],
+                expired: false,
+            }],
+        },
+    )
+}

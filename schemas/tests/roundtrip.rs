@@ -38,6 +38,9 @@ fn samples_of_every_type() {
     roundtrip(&matched);
     roundtrip(&request);
     roundtrip(&attempt);
+    let (dedupe, funnel) = sample_changelogs();
+    roundtrip(&dedupe);
+    roundtrip(&funnel);
 }
 
 /// A record written by an older schema (before `content_ids` existed) is read with the

@@ -1,0 +1,445 @@
+//! Dedupe: raw edge topics → `deduped.events`, each event once.
+//!
+//! The key (see [`dedupe_key`]) is remembered with the source position of its first
+//! occurrence. Reading the key again at a *different* position is a duplicate (a retried
+//! webhook, a double-clicked beacon) and is dropped; at the *same* position it is a replay
+//! (offsets reset, or a restart re-reading an uncommitted batch) and is emitted again,
+//! unchanged. Keys expire by record time (the edge's `received_at`), never by wall time,
+//! so a replay of old history sees the window it saw the first time.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use funnelhub_kafka::dlq::DeadLetters;
+use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
+use funnelhub_kafka::{DecodeError, TopicCodec};
+use funnelhub_schemas::catalog::key;
+use funnelhub_schemas::derived::{DedupedEvent, DlqReason};
+use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
+use funnelhub_schemas::ids::now_ms;
+use funnelhub_schemas::state::{DedupeChangelog, DedupeEntry};
+
+/// Changelog records hold at most this many entries (bounded message size).
+const CHANGELOG_CHUNK: usize = 2000;
+
+/// The dedupe key of an event, scoped by tenant:
+/// - tracking hits: event type and `event_id` (the browser's id when it sent one);
+/// - gateway orders: `event_id`, a function of gateway, order id and canonical status;
+/// - onboarding: the seeds' rule, `(event_type, session_id, domain)`.
+pub fn dedupe_key(event: &EdgeEvent) -> String {
+    let envelope = event.envelope();
+    match event {
+        EdgeEvent::TrackingHit(_) => key(&[
+            &envelope.tenant_id,
+            "track",
+            envelope.event_type.as_str(),
+            &envelope.event_id,
+        ]),
+        EdgeEvent::OrderEvent(_) => key(&[&envelope.tenant_id, "order", &envelope.event_id]),
+        EdgeEvent::OnboardingEvent(e) => key(&[
+            &envelope.tenant_id,
+            "onboarding",
+            envelope.event_type.as_str(),
+            &e.session_id,
+            &e.domain,
+        ]),
+    }
+}
+
+/// What [`DedupeState::check`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// First occurrence: emit.
+    New,
+    /// The first occurrence read again (same position): emit again.
+    Replay,
+    /// Same key at another position: drop.
+    Duplicate { first_seen_offset: i64 },
+}
+
+impl Verdict {
+    fn label(self) -> &'static str {
+        match self {
+            Verdict::New => "new",
+            Verdict::Replay => "replay",
+            Verdict::Duplicate { .. } => "duplicate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    offset: i64,
+    time: i64,
+}
+
+/// The keys seen on one source partition within the window. Pure logic, no I/O.
+#[derive(Debug)]
+pub struct DedupeState {
+    window_ms: i64,
+    seen: HashMap<Arc<str>, Seen>,
+    /// Keys in the order they were first seen, for expiry.
+    arrivals: VecDeque<(i64, Arc<str>)>,
+    /// Newest record time seen.
+    watermark: i64,
+    /// Entries not yet written to the changelog.
+    pending: Vec<DedupeEntry>,
+}
+
+impl DedupeState {
+    /// An empty state whose keys live `window_ms` of record time.
+    pub fn new(window_ms: i64) -> Self {
+        DedupeState {
+            window_ms,
+            seen: HashMap::new(),
+            arrivals: VecDeque::new(),
+            watermark: i64::MIN,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Keys currently remembered.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Classify the record at `offset` with `key` and record time `time`, remembering the
+    /// key if it is new.
+    pub fn check(&mut self, key: &str, offset: i64, time: i64) -> Verdict {
+        if let Some(seen) = self.seen.get(key) {
+            return if seen.offset == offset {
+                Verdict::Replay
+            } else {
+                Verdict::Duplicate {
+                    first_seen_offset: seen.offset,
+                }
+            };
+        }
+        self.remember(Arc::from(key), offset, time);
+        self.pending.push(DedupeEntry {
+            dedupe_key: key.to_owned(),
+            first_seen_offset: offset,
+            record_time: time,
+        });
+        self.expire();
+        Verdict::New
+    }
+
+    fn remember(&mut self, key: Arc<str>, offset: i64, time: i64) {
+        self.watermark = self.watermark.max(time);
+        self.arrivals.push_back((time, key.clone()));
+        self.seen.insert(key, Seen { offset, time });
+    }
+
+    /// Forget keys older than the window behind the newest record time.
+    fn expire(&mut self) {
+        let cutoff = self.watermark.saturating_sub(self.window_ms);
+        while let Some((time, _)) = self.arrivals.front() {
+            if *time >= cutoff {
+                break;
+            }
+            let (time, key) = self.arrivals.pop_front().expect("front exists");
+            if self.seen.get(&key).is_some_and(|s| s.time == time) {
+                self.seen.remove(&key);
+            }
+        }
+    }
+
+    /// Apply entries read from the changelog (restore).
+    pub fn restore(&mut self, entries: Vec<DedupeEntry>) {
+        for entry in entries {
+            if !self.seen.contains_key(entry.dedupe_key.as_str()) {
+                self.remember(
+                    Arc::from(entry.dedupe_key),
+                    entry.first_seen_offset,
+                    entry.record_time,
+                );
+            }
+        }
+        self.expire();
+    }
+
+    /// New entries since the last call.
+    pub fn take_pending(&mut self) -> Vec<DedupeEntry> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// The dedupe stage: codecs of its inputs and outputs.
+#[derive(Debug)]
+pub struct DedupeStage {
+    pub(crate) window_ms: i64,
+    pub(crate) tracking: TopicCodec<TrackingHit>,
+    pub(crate) orders: TopicCodec<OrderEvent>,
+    pub(crate) onboarding: TopicCodec<OnboardingEvent>,
+    pub(crate) deduped: TopicCodec<DedupedEvent>,
+    pub(crate) dead_letters: Arc<DeadLetters>,
+    pub(crate) changelog: TopicCodec<DedupeChangelog>,
+}
+
+impl DedupeStage {
+    async fn decode(&self, record: &Record, bytes: &[u8]) -> Result<EdgeEvent, DecodeError> {
+        let topic = &*record.topic;
+        if topic == self.tracking.topic() {
+            self.tracking
+                .decode(bytes)
+                .await
+                .map(EdgeEvent::TrackingHit)
+        } else if topic == self.orders.topic() {
+            self.orders.decode(bytes).await.map(EdgeEvent::OrderEvent)
+        } else {
+            self.onboarding
+                .decode(bytes)
+                .await
+                .map(EdgeEvent::OnboardingEvent)
+        }
+    }
+}
+
+impl Stage for DedupeStage {
+    type Processor = DedupeProcessor;
+
+    fn name(&self) -> &'static str {
+        "dedupe"
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![
+            self.tracking.topic().to_owned(),
+            self.orders.topic().to_owned(),
+            self.onboarding.topic().to_owned(),
+        ]
+    }
+
+    fn changelog(&self) -> &TopicCodec<DedupeChangelog> {
+        &self.changelog
+    }
+
+    fn processor(self: &Arc<Self>, topic: &str, partition: i32) -> DedupeProcessor {
+        DedupeProcessor {
+            stage: self.clone(),
+            topic: topic.to_owned(),
+            partition,
+            state: DedupeState::new(self.window_ms),
+        }
+    }
+}
+
+/// Dedupe of one source partition.
+#[derive(Debug)]
+pub struct DedupeProcessor {
+    stage: Arc<DedupeStage>,
+    topic: String,
+    partition: i32,
+    state: DedupeState,
+}
+
+impl PartitionProcessor for DedupeProcessor {
+    type Changelog = DedupeChangelog;
+
+    fn restore(&mut self, change: DedupeChangelog) {
+        if change.source_topic == self.topic && change.source_partition == self.partition {
+            self.state.restore(change.entries);
+        }
+    }
+
+    async fn process(
+        &mut self,
+        batch: &[Record],
+        out: &mut Vec<Output>,
+    ) -> Result<(), ProcessError> {
+        // Decode everything first: an outage fails the batch before any state changes.
+        let mut decoded = Vec::with_capacity(batch.len());
+        for record in batch {
+            let Some(bytes) = record.value.as_deref() else {
+                decoded.push(Err((
+                    DlqReason::InvalidRecord,
+                    "record has no value".to_owned(),
+                )));
+                continue;
+            };
+            match self.stage.decode(record, bytes).await {
+                Ok(event) => decoded.push(Ok(event)),
+                Err(DecodeError::Registry(e)) => return Err(ProcessError::Retryable(e)),
+                Err(e @ DecodeError::Undecodable(_)) => {
+                    decoded.push(Err((DlqReason::Undecodable, e.to_string())))
+                }
+                Err(e @ DecodeError::UnknownSchema(_)) => {
+                    decoded.push(Err((DlqReason::UnknownSchema, e.to_string())))
+                }
+            }
+        }
+        let deduped_at = now_ms();
+        let (mut new, mut replayed, mut duplicates) = (0u64, 0u64, 0u64);
+        for (record, event) in batch.iter().zip(decoded) {
+            let event = match event {
+                Ok(event) => event,
+                Err((reason, error)) => {
+                    out.push(
+                        self.stage
+                            .dead_letters
+                            .letter(record, reason, error)
+                            .map_err(fatal)?,
+                    );
+                    continue;
+                }
+            };
+            let dedupe_key = dedupe_key(&event);
+            let verdict =
+                self.state
+                    .check(&dedupe_key, record.offset, event.envelope().received_at);
+            match verdict {
+                Verdict::New => new += 1,
+                Verdict::Replay => replayed += 1,
+                Verdict::Duplicate { first_seen_offset } => {
+                    duplicates += 1;
+                    tracing::debug!(
+                        topic = self.topic,
+                        partition = self.partition,
+                        offset = record.offset,
+                        first_seen_offset,
+                        "duplicate dropped"
+                    );
+                    continue;
+                }
+            }
+            let deduped = DedupedEvent {
+                dedupe_key,
+                first_seen: record.position(),
+                deduped_at,
+                event,
+            };
+            out.push(Output {
+                topic: Arc::from(self.stage.deduped.topic()),
+                key: deduped.key().into_bytes(),
+                value: self.stage.deduped.encode(&deduped).map_err(fatal)?,
+            });
+        }
+        for (verdict, count) in [
+            (Verdict::New, new),
+            (Verdict::Replay, replayed),
+            (
+                Verdict::Duplicate {
+                    first_seen_offset: 0,
+                },
+                duplicates,
+            ),
+        ] {
+            if count > 0 {
+                metrics::counter!("funnelhub_dedupe_events_total", "verdict" => verdict.label())
+                    .increment(count);
+            }
+        }
+        metrics::gauge!(
+            "funnelhub_dedupe_keys",
+            "topic" => self.topic.clone(),
+            "partition" => self.partition.to_string(),
+        )
+        .set(self.state.len() as f64);
+        Ok(())
+    }
+
+    fn take_changes(&mut self) -> Vec<DedupeChangelog> {
+        let pending = self.state.take_pending();
+        pending
+            .chunks(CHANGELOG_CHUNK)
+            .map(|entries| DedupeChangelog {
+                source_topic: self.topic.clone(),
+                source_partition: self.partition,
+                entries: entries.to_vec(),
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn fatal(e: impl std::fmt::Display) -> ProcessError {
+    ProcessError::Fatal(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 60 * 60 * 1000;
+
+    #[test]
+    fn same_position_is_a_replay_other_position_a_duplicate() {
+        let mut state = DedupeState::new(24 * HOUR);
+        assert_eq!(state.check("k", 10, 0), Verdict::New);
+        assert_eq!(state.check("k", 10, 0), Verdict::Replay);
+        assert_eq!(
+            state.check("k", 12, HOUR),
+            Verdict::Duplicate {
+                first_seen_offset: 10
+            }
+        );
+        assert_eq!(state.check("other", 13, HOUR), Verdict::New);
+        assert_eq!(state.take_pending().len(), 2, "only first occurrences");
+        assert!(state.take_pending().is_empty());
+    }
+
+    #[test]
+    fn keys_expire_by_record_time_not_wall_time() {
+        let mut state = DedupeState::new(24 * HOUR);
+        state.check("old", 1, 0);
+        state.check("fresh", 2, 23 * HOUR);
+        assert_eq!(state.len(), 2, "nothing is a day old yet");
+        // A record 25 h after the first pushes the first key out of the window.
+        state.check("later", 3, 25 * HOUR);
+        assert_eq!(state.len(), 2);
+        assert_eq!(state.check("old", 4, 25 * HOUR), Verdict::New, "forgotten");
+        assert_eq!(
+            state.check("fresh", 5, 25 * HOUR),
+            Verdict::Duplicate {
+                first_seen_offset: 2
+            }
+        );
+    }
+
+    #[test]
+    fn restore_rebuilds_the_same_verdicts() {
+        let mut original = DedupeState::new(24 * HOUR);
+        for (i, key) in ["a", "b", "c"].iter().enumerate() {
+            original.check(key, i as i64, i as i64 * HOUR);
+        }
+        let mut restored = DedupeState::new(24 * HOUR);
+        restored.restore(original.take_pending());
+        assert_eq!(restored.len(), 3);
+        assert_eq!(restored.check("b", 1, 5 * HOUR), Verdict::Replay);
+        assert_eq!(
+            restored.check("c", 9, 5 * HOUR),
+            Verdict::Duplicate {
+                first_seen_offset: 2
+            }
+        );
+        assert!(
+            restored.take_pending().is_empty(),
+            "restored keys are not written back"
+        );
+    }
+
+    #[test]
+    fn onboarding_key_is_type_session_and_domain() {
+        use funnelhub_schemas::testing::sample_onboarding_event;
+        let a = sample_onboarding_event();
+        let mut b = a.clone();
+        b.envelope.event_id = "another id".into();
+        b.envelope.occurred_at += 1000;
+        assert_eq!(
+            dedupe_key(&EdgeEvent::OnboardingEvent(a.clone())),
+            dedupe_key(&EdgeEvent::OnboardingEvent(b)),
+            "a re-sent milestone is the same milestone"
+        );
+        let mut c = a.clone();
+        c.domain = "other.com".into();
+        assert_ne!(
+            dedupe_key(&EdgeEvent::OnboardingEvent(a)),
+            dedupe_key(&EdgeEvent::OnboardingEvent(c))
+        );
+    }
+}

@@ -1,0 +1,470 @@
+//! Funnel stages: `deduped.events` → `funnel.transitions` and `ops.tickets`.
+//!
+//! Two funnels, each with a fixed stage order:
+//! - onboarding, per portal `session_id`: started → domain_validated → dns_applied →
+//!   account_created → infra_synced → completed; `onboarding.failed` is an outcome;
+//! - tracking, per landing-page session: click → pageview → initiate_checkout → purchase
+//!   (a gateway purchase that carries the session id; the matcher adds the others).
+//!
+//! A session's stage is the furthest stage reached by that order, so events arriving late
+//! (retries) never move it backwards; its outcome is `completed` once the last stage is
+//! reached, else `failed` once a failure was seen, else `in_progress`. Both are functions
+//! of the *set* of events, whatever order they came in. The timeline keeps event-time
+//! order. A transition record is emitted each time stage or outcome changes; its id is a
+//! function of (tenant, funnel, session, stage, outcome), a pair a session reaches at
+//! most once. `account.created` and `onboarding.failed` each open one ops ticket per
+//! session.
+//!
+//! Replay: every transition and ticket is kept in the session's state with the event that
+//! caused it. Reading that event again re-emits them unchanged; any other event already
+//! applied changes nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use funnelhub_kafka::dlq::DeadLetters;
+use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
+use funnelhub_kafka::{DecodeError, TopicCodec};
+use funnelhub_schemas::catalog::key;
+use funnelhub_schemas::common::EventType;
+use funnelhub_schemas::derived::{
+    DedupedEvent, DlqReason, Funnel, FunnelOutcome, FunnelStage, FunnelTransition, OpsTicket,
+    TicketKind,
+};
+use funnelhub_schemas::events::EdgeEvent;
+use funnelhub_schemas::ids::deterministic_id;
+use funnelhub_schemas::state::{FunnelChangelog, FunnelSession, TimelineEntry};
+
+use crate::dedupe::fatal;
+
+/// Timeline entries kept per session (the oldest go first).
+const TIMELINE_LIMIT: usize = 100;
+/// Sessions per changelog record (bounded message size).
+const CHANGELOG_CHUNK: usize = 200;
+/// Expired sessions are swept once per this much record time.
+const SWEEP_EVERY_MS: i64 = 60 * 60 * 1000;
+
+/// What an event does to its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Reach(FunnelStage),
+    Fail,
+}
+
+/// The funnel, session and effect of an event; `None` for events outside every funnel
+/// (refunds, orders without a session id).
+pub fn classify(event: &EdgeEvent) -> Option<(Funnel, &str, Effect)> {
+    let event_type = event.envelope().event_type;
+    let effect = match event_type {
+        EventType::Click => Effect::Reach(FunnelStage::Click),
+        EventType::Pageview => Effect::Reach(FunnelStage::Pageview),
+        EventType::InitiateCheckout => Effect::Reach(FunnelStage::InitiateCheckout),
+        EventType::Purchase => Effect::Reach(FunnelStage::Purchase),
+        EventType::OnboardingStarted => Effect::Reach(FunnelStage::Started),
+        EventType::DomainValidated => Effect::Reach(FunnelStage::DomainValidated),
+        EventType::DnsApplied => Effect::Reach(FunnelStage::DnsApplied),
+        EventType::AccountCreated => Effect::Reach(FunnelStage::AccountCreated),
+        EventType::InfraSynced => Effect::Reach(FunnelStage::InfraSynced),
+        EventType::OnboardingCompleted => Effect::Reach(FunnelStage::Completed),
+        EventType::OnboardingFailed => Effect::Fail,
+        EventType::Refund | EventType::Chargeback | EventType::Cancel | EventType::Unknown => {
+            return None
+        }
+    };
+    match event {
+        EdgeEvent::TrackingHit(hit) => Some((Funnel::Tracking, hit.session_id.as_str(), effect)),
+        EdgeEvent::OrderEvent(order) => order
+            .session_id
+            .as_deref()
+            .map(|session| (Funnel::Tracking, session, effect)),
+        EdgeEvent::OnboardingEvent(e) => Some((Funnel::Onboarding, e.session_id.as_str(), effect)),
+    }
+}
+
+/// Records one event makes the funnel emit.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Emitted {
+    pub transitions: Vec<FunnelTransition>,
+    pub tickets: Vec<OpsTicket>,
+}
+
+/// The sessions of one source partition. Pure logic, no I/O.
+#[derive(Debug)]
+pub struct FunnelState {
+    ttl_ms: i64,
+    sessions: HashMap<String, FunnelSession>,
+    changed: HashSet<String>,
+    expired: Vec<FunnelSession>,
+    watermark: i64,
+    next_sweep: i64,
+}
+
+impl FunnelState {
+    /// An empty state; sessions idle for `ttl_ms` of record time are dropped.
+    pub fn new(ttl_ms: i64) -> Self {
+        FunnelState {
+            ttl_ms,
+            sessions: HashMap::new(),
+            changed: HashSet::new(),
+            expired: Vec::new(),
+            watermark: i64::MIN,
+            next_sweep: i64::MIN,
+        }
+    }
+
+    /// A session's state.
+    pub fn session(&self, tenant: &str, funnel: Funnel, subject: &str) -> Option<&FunnelSession> {
+        self.sessions.get(&session_key(tenant, funnel, subject))
+    }
+
+    /// Sessions held.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Apply `event` (record time `record_time`), appending what it emits to `emitted`.
+    pub fn apply(&mut self, event: &EdgeEvent, record_time: i64, emitted: &mut Emitted) {
+        let Some((funnel, subject, effect)) = classify(event) else {
+            return;
+        };
+        let envelope = event.envelope();
+        let session_key = session_key(&envelope.tenant_id, funnel, subject);
+        let session = self
+            .sessions
+            .entry(session_key.clone())
+            .or_insert_with(|| FunnelSession {
+                transitions: Vec::new(),
+                tickets: Vec::new(),
+                tenant_id: envelope.tenant_id.clone(),
+                funnel,
+                subject_id: subject.to_owned(),
+                stage: None,
+                outcome: FunnelOutcome::InProgress,
+                last_record_time: record_time,
+                domain: None,
+                utm_campaign: None,
+                timeline: Vec::new(),
+                expired: false,
+            });
+
+        // Replay: re-emit what this event caused, change nothing.
+        let event_id = envelope.event_id.as_str();
+        let caused: Vec<_> = session
+            .transitions
+            .iter()
+            .filter(|t| t.cause_event_id == event_id)
+            .cloned()
+            .collect();
+        let tickets: Vec<_> = session
+            .tickets
+            .iter()
+            .filter(|t| t.cause_event_id == event_id)
+            .cloned()
+            .collect();
+        if !caused.is_empty() || !tickets.is_empty() {
+            emitted.transitions.extend(caused);
+            emitted.tickets.extend(tickets);
+            return;
+        }
+        if session.timeline.iter().any(|e| e.event_id == event_id) {
+            return;
+        }
+
+        let entry = TimelineEntry {
+            event_id: event_id.to_owned(),
+            event_type: envelope.event_type,
+            occurred_at: envelope.occurred_at,
+        };
+        let at = session.timeline.partition_point(|e| {
+            (e.occurred_at, &e.event_id) <= (entry.occurred_at, &entry.event_id)
+        });
+        session.timeline.insert(at, entry);
+        if session.timeline.len() > TIMELINE_LIMIT {
+            session.timeline.remove(0);
+        }
+        session.last_record_time = session.last_record_time.max(record_time);
+        match event {
+            EdgeEvent::OnboardingEvent(e) if session.domain.is_none() => {
+                session.domain = Some(e.domain.clone())
+            }
+            EdgeEvent::TrackingHit(hit) if session.utm_campaign.is_none() => {
+                session.utm_campaign = hit.utm.campaign.clone()
+            }
+            _ => {}
+        }
+
+        let reached = match effect {
+            Effect::Reach(stage) => stage,
+            // A failed session had at least started.
+            Effect::Fail => FunnelStage::Started,
+        };
+        let stage = session.stage.max(Some(reached)).unwrap_or(reached);
+        let outcome = if Some(stage) == funnel.last_stage() {
+            FunnelOutcome::Completed
+        } else if effect == Effect::Fail || session.outcome == FunnelOutcome::Failed {
+            FunnelOutcome::Failed
+        } else {
+            FunnelOutcome::InProgress
+        };
+        if Some(stage) != session.stage || outcome != session.outcome {
+            let transition = FunnelTransition {
+                transition_id: deterministic_id(
+                    "transition",
+                    &[
+                        &session.tenant_id,
+                        funnel.as_str(),
+                        &session.subject_id,
+                        stage.as_str(),
+                        outcome.as_str(),
+                    ],
+                ),
+                tenant_id: session.tenant_id.clone(),
+                funnel,
+                subject_id: session.subject_id.clone(),
+                from_stage: session.stage,
+                to_stage: stage,
+                outcome,
+                cause_event_id: event_id.to_owned(),
+                occurred_at: envelope.occurred_at,
+                domain: session.domain.clone(),
+                utm_campaign: session.utm_campaign.clone(),
+            };
+            session.stage = Some(stage);
+            session.outcome = outcome;
+            session.transitions.push(transition.clone());
+            emitted.transitions.push(transition);
+        }
+
+        let ticket_kind = match envelope.event_type {
+            EventType::AccountCreated => Some(TicketKind::AccountCreated),
+            EventType::OnboardingFailed => Some(TicketKind::OnboardingFailed),
+            _ => None,
+        };
+        if let Some(kind) = ticket_kind {
+            if !session.tickets.iter().any(|t| t.kind == kind) {
+                let domain = session.domain.clone().unwrap_or_default();
+                let ticket = OpsTicket {
+                    ticket_id: deterministic_id(
+                        "ticket",
+                        &[
+                            &session.tenant_id,
+                            &session.subject_id,
+                            envelope.event_type.as_str(),
+                        ],
+                    ),
+                    tenant_id: session.tenant_id.clone(),
+                    session_id: session.subject_id.clone(),
+                    subject: format!("[{}] {domain}", envelope.event_type.as_str()),
+                    domain,
+                    kind,
+                    cause_event_id: event_id.to_owned(),
+                    created_at: envelope.occurred_at,
+                };
+                session.tickets.push(ticket.clone());
+                emitted.tickets.push(ticket);
+            }
+        }
+
+        self.changed.insert(session_key);
+        self.watermark = self.watermark.max(record_time);
+        self.sweep();
+    }
+
+    /// Drop sessions idle for the TTL, at most once per hour of record time.
+    fn sweep(&mut self) {
+        if self.watermark < self.next_sweep {
+            return;
+        }
+        self.next_sweep = self.watermark.saturating_add(SWEEP_EVERY_MS);
+        let cutoff = self.watermark.saturating_sub(self.ttl_ms);
+        let idle: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.last_record_time < cutoff)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in idle {
+            if let Some(mut session) = self.sessions.remove(&key) {
+                self.changed.remove(&key);
+                session.expired = true;
+                self.expired.push(session);
+            }
+        }
+    }
+
+    /// Apply sessions read from the changelog (restore): the last state of each wins.
+    pub fn restore(&mut self, sessions: Vec<FunnelSession>) {
+        for session in sessions {
+            let key = session_key(&session.tenant_id, session.funnel, &session.subject_id);
+            if session.expired {
+                self.sessions.remove(&key);
+            } else {
+                self.watermark = self.watermark.max(session.last_record_time);
+                self.sessions.insert(key, session);
+            }
+        }
+    }
+
+    /// Sessions changed or expired since the last call.
+    pub fn take_changes(&mut self) -> Vec<FunnelSession> {
+        let mut changes: Vec<FunnelSession> = std::mem::take(&mut self.expired);
+        for key in self.changed.drain() {
+            if let Some(session) = self.sessions.get(&key) {
+                changes.push(session.clone());
+            }
+        }
+        changes
+    }
+}
+
+fn session_key(tenant: &str, funnel: Funnel, subject: &str) -> String {
+    key(&[tenant, funnel.as_str(), subject])
+}
+
+/// The funnel stage: codecs of its input and outputs.
+#[derive(Debug)]
+pub struct FunnelStageProcessor {
+    pub(crate) ttl_ms: i64,
+    pub(crate) deduped: TopicCodec<DedupedEvent>,
+    pub(crate) transitions: TopicCodec<FunnelTransition>,
+    pub(crate) tickets: TopicCodec<OpsTicket>,
+    pub(crate) dead_letters: Arc<DeadLetters>,
+    pub(crate) changelog: TopicCodec<FunnelChangelog>,
+}
+
+impl Stage for FunnelStageProcessor {
+    type Processor = FunnelProcessor;
+
+    fn name(&self) -> &'static str {
+        "funnel"
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![self.deduped.topic().to_owned()]
+    }
+
+    fn changelog(&self) -> &TopicCodec<FunnelChangelog> {
+        &self.changelog
+    }
+
+    fn processor(self: &Arc<Self>, topic: &str, partition: i32) -> FunnelProcessor {
+        FunnelProcessor {
+            stage: self.clone(),
+            topic: topic.to_owned(),
+            partition,
+            state: FunnelState::new(self.ttl_ms),
+            emitted: Emitted::default(),
+        }
+    }
+}
+
+/// Funnels of the sessions on one partition of `deduped.events`.
+#[derive(Debug)]
+pub struct FunnelProcessor {
+    stage: Arc<FunnelStageProcessor>,
+    topic: String,
+    partition: i32,
+    state: FunnelState,
+    emitted: Emitted,
+}
+
+impl PartitionProcessor for FunnelProcessor {
+    type Changelog = FunnelChangelog;
+
+    fn restore(&mut self, change: FunnelChangelog) {
+        if change.source_topic == self.topic && change.source_partition == self.partition {
+            self.state.restore(change.sessions);
+        }
+    }
+
+    async fn process(
+        &mut self,
+        batch: &[Record],
+        out: &mut Vec<Output>,
+    ) -> Result<(), ProcessError> {
+        let mut decoded = Vec::with_capacity(batch.len());
+        for record in batch {
+            let Some(bytes) = record.value.as_deref() else {
+                decoded.push(Err((
+                    DlqReason::InvalidRecord,
+                    "record has no value".to_owned(),
+                )));
+                continue;
+            };
+            match self.stage.deduped.decode(bytes).await {
+                Ok(event) => decoded.push(Ok(event)),
+                Err(DecodeError::Registry(e)) => return Err(ProcessError::Retryable(e)),
+                Err(e @ DecodeError::Undecodable(_)) => {
+                    decoded.push(Err((DlqReason::Undecodable, e.to_string())))
+                }
+                Err(e @ DecodeError::UnknownSchema(_)) => {
+                    decoded.push(Err((DlqReason::UnknownSchema, e.to_string())))
+                }
+            }
+        }
+        for (record, deduped) in batch.iter().zip(decoded) {
+            let deduped = match deduped {
+                Ok(deduped) => deduped,
+                Err((reason, error)) => {
+                    out.push(
+                        self.stage
+                            .dead_letters
+                            .letter(record, reason, error)
+                            .map_err(fatal)?,
+                    );
+                    continue;
+                }
+            };
+            let record_time = deduped.event.envelope().received_at;
+            self.state
+                .apply(&deduped.event, record_time, &mut self.emitted);
+        }
+        for transition in self.emitted.transitions.drain(..) {
+            metrics::counter!(
+                "funnelhub_funnel_transitions_total",
+                "funnel" => transition.funnel.as_str(),
+                "to_stage" => transition.to_stage.as_str(),
+                "outcome" => transition.outcome.as_str(),
+            )
+            .increment(1);
+            out.push(Output {
+                topic: Arc::from(self.stage.transitions.topic()),
+                key: key(&[&transition.tenant_id, &transition.subject_id]).into_bytes(),
+                value: self.stage.transitions.encode(&transition).map_err(fatal)?,
+            });
+        }
+        for ticket in self.emitted.tickets.drain(..) {
+            metrics::counter!("funnelhub_ops_tickets_total", "kind" => ticket.kind.as_str())
+                .increment(1);
+            out.push(Output {
+                topic: Arc::from(self.stage.tickets.topic()),
+                key: key(&[&ticket.tenant_id, &ticket.session_id]).into_bytes(),
+                value: self.stage.tickets.encode(&ticket).map_err(fatal)?,
+            });
+        }
+        metrics::gauge!(
+            "funnelhub_funnel_sessions",
+            "topic" => self.topic.clone(),
+            "partition" => self.partition.to_string(),
+        )
+        .set(self.state.len() as f64);
+        Ok(())
+    }
+
+    fn take_changes(&mut self) -> Vec<FunnelChangelog> {
+        self.state
+            .take_changes()
+            .chunks(CHANGELOG_CHUNK)
+            .map(|sessions| FunnelChangelog {
+                source_topic: self.topic.clone(),
+                source_partition: self.partition,
+                sessions: sessions.to_vec(),
+            })
+            .collect()
+    }
+}
