@@ -12,6 +12,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use funnelhub_ingest::{EdgeConfig, TenantConfig};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistryConfig};
+use funnelhub_processors::ProcessConfig;
 use funnelhub_registry::RegistryConfig;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,8 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     /// `[edge]`: the HTTP edge.
     pub edge: EdgeConfig,
+    /// `[process]`: dedupe and funnel processors.
+    pub process: ProcessConfig,
     /// `[[tenants]]`: who may send events, with their secrets (never printed).
     pub tenants: Vec<TenantConfig>,
 }

@@ -55,8 +55,13 @@ enum Command {
     /// HTTP edge: landing-page hits and signed gateway/onboarding webhooks to Avro on
     /// Kafka, answered after the broker acknowledged; until Ctrl-C.
     Edge,
-    /// Stateful processors: dedupe, funnel stages, conversion matching (issues #5, #6).
-    Process,
+    /// Stateful processors: dedupe (raw topics → deduped.events) and funnel stages
+    /// (→ funnel.transitions, ops.tickets), each a consumer group; until Ctrl-C.
+    Process {
+        /// Run one stage only (scale stages apart); default both.
+        #[arg(long, value_enum, default_value_t = StageArg::All)]
+        stage: StageArg,
+    },
     /// Sinks: `capi` (Meta Conversions API, issue #7) or `clickhouse` (issue #8).
     Sink {
         /// Which sink.
@@ -65,6 +70,13 @@ enum Command {
     },
     /// Reset a consumer group's offsets to replay history (issue #10).
     Replay,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StageArg {
+    All,
+    Dedupe,
+    Funnel,
 }
 
 fn main() -> ExitCode {
@@ -137,7 +149,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             edge.stop().await?;
             Ok(())
         }
-        Command::Process => not_yet("process", 5),
+        Command::Process { stage } => {
+            let which = match stage {
+                StageArg::All => funnelhub_processors::Stages::All,
+                StageArg::Dedupe => funnelhub_processors::Stages::Dedupe,
+                StageArg::Funnel => funnelhub_processors::Stages::Funnel,
+            };
+            let prometheus = funnelhub_runtime::prometheus();
+            let processors = up::start_processors(&config, which).await?;
+            let ops = funnelhub_runtime::serve(
+                config.process.listen,
+                funnelhub_runtime::ops_router(prometheus),
+            )
+            .await
+            .with_context(|| format!("cannot listen on {}", config.process.listen))?;
+            println!(
+                "processors running: {} (metrics at {}/metrics)",
+                processors.names().join(", "),
+                ops.url()
+            );
+            up::until_stopped(&processors).await?;
+            ops.stop().await?;
+            processors.stop().await.map_err(anyhow::Error::msg)
+        }
         Command::Sink { which } => not_yet(
             &format!("sink {which}"),
             if which == "capi" { 7 } else { 8 },

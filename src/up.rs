@@ -1,8 +1,8 @@
 //! `funnelhub up`: the main job on the local stack.
 //!
 //! Checks the brokers, creates the catalog's topics, serves the embedded schema registry,
-//! registers every value schema, serves the edge, and reports what is up. The processors
-//! and sinks join it as they are built.
+//! registers every value schema, serves the edge, runs the processors, and reports what is
+//! up. The sinks join it as they are built.
 
 use std::fmt::Write as _;
 
@@ -33,6 +33,7 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("registering schemas at {}", config.schema_registry.url))?;
     let edge = start_edge(config).await?;
+    let processors = start_processors(config, funnelhub_processors::Stages::All).await?;
     let clickhouse = clickhouse_version(&config.clickhouse.url).await;
 
     let mut out = String::new();
@@ -53,6 +54,12 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         out,
         "  edge             {} (metrics at /metrics)",
         edge.url()
+    )?;
+    writeln!(
+        out,
+        "  processors       {} (groups {}-*, metrics on the edge's /metrics)",
+        processors.names().join(", "),
+        config.process.group_prefix
     )?;
     if config.tenants.is_empty() {
         writeln!(out, "                   no tenants configured: every request gets 404 (see funnelhub.example.toml)")?;
@@ -110,15 +117,44 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         )?;
     }
     print!("{out}");
-    if !once {
+    let stopped = if once {
+        Ok(())
+    } else {
         println!("Press Ctrl-C to stop.");
-        tokio::signal::ctrl_c().await?;
-        println!("stopping");
-    }
-    // The edge first: it needs the registry until its last request.
+        until_stopped(&processors).await
+    };
+    println!("stopping");
+    // The edge first: it needs the registry until its last request; then the processors.
     edge.stop().await?;
+    processors.stop().await.map_err(anyhow::Error::msg)?;
     registry.stop().await?;
-    Ok(())
+    stopped
+}
+
+/// The processors as `funnelhub process` and `funnelhub up` run them.
+pub async fn start_processors(
+    config: &Config,
+    which: funnelhub_processors::Stages,
+) -> anyhow::Result<funnelhub_processors::Processors> {
+    let registry = SchemaRegistry::new(&config.schema_registry)?;
+    funnelhub_processors::start(&config.kafka, &registry, &config.process, which)
+        .await
+        .context("starting the processors")
+}
+
+/// Until Ctrl-C, or an error if a processor stage stopped by itself.
+pub async fn until_stopped(processors: &funnelhub_processors::Processors) -> anyhow::Result<()> {
+    let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            signal = tokio::signal::ctrl_c() => return Ok(signal?),
+            _ = check.tick() => {
+                if processors.has_failed() {
+                    anyhow::bail!("a processor stage stopped (see the log)");
+                }
+            }
+        }
+    }
 }
 
 /// The edge as `funnelhub edge` and `funnelhub up` run it.

@@ -6,6 +6,8 @@
 pub mod config;
 pub mod dedupe;
 pub mod funnel;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -72,3 +72,16 @@ pub fn prometheus() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// `/metrics` (Prometheus text) and `/healthz` for a service without other routes.
+pub fn ops_router(prometheus: PrometheusHandle) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let prometheus = prometheus.clone();
+                async move { prometheus.render() }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+}

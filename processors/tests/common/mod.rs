@@ -1,0 +1,102 @@
+//! The harness the processor tests share: a unique topic prefix, the embedded schema
+//! registry, the processors started as `funnelhub process` starts them, and metrics read
+//! from the process-wide recorder (each test binary is its own process).
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
+use funnelhub_kafka::testing::{kafka_config, read_records, unique};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, SchemaRegistryConfig, TopicCodec};
+use funnelhub_processors::{ProcessConfig, Processors, Stages};
+use funnelhub_registry::RegistryConfig;
+use funnelhub_runtime::RunningServer;
+use funnelhub_schemas::{AvroRecord, Catalog, Topic};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+pub struct Harness {
+    pub kafka: KafkaConfig,
+    pub registry: SchemaRegistry,
+    pub catalog: Catalog,
+    pub config: ProcessConfig,
+    _server: RunningServer,
+}
+
+impl Harness {
+    pub async fn new(name: &str) -> Harness {
+        // Install the recorder before anything counts.
+        funnelhub_runtime::prometheus();
+        let kafka = kafka_config(name);
+        ensure_topics(&kafka, &catalog_requests(&kafka))
+            .await
+            .expect("topics");
+        let server = funnelhub_registry::start(
+            &RegistryConfig {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                topic: unique("_schemas"),
+                ..RegistryConfig::default()
+            },
+            &kafka,
+        )
+        .await
+        .expect("registry");
+        let registry =
+            SchemaRegistry::new(&SchemaRegistryConfig { url: server.url() }).expect("client");
+        Harness {
+            catalog: Catalog::new(&kafka.topic_prefix),
+            config: ProcessConfig {
+                group_prefix: kafka.topic_prefix.clone(),
+                ..ProcessConfig::default()
+            },
+            kafka,
+            registry,
+            _server: server,
+        }
+    }
+
+    pub async fn start(&self) -> Processors {
+        funnelhub_processors::start(&self.kafka, &self.registry, &self.config, Stages::All)
+            .await
+            .expect("processors start")
+    }
+
+    pub async fn read<T: AvroRecord + Clone>(&self, topic: Topic, count: usize) -> Vec<T> {
+        let codec = TopicCodec::<T>::register(&self.registry, &self.catalog.name(topic))
+            .await
+            .expect("codec");
+        let mut out = Vec::new();
+        for (_, value) in read_records(&self.kafka, codec.topic(), count, WAIT).await {
+            out.push(codec.decode(&value).await.expect("decodes"));
+        }
+        out
+    }
+}
+
+/// Sum of a Prometheus counter's series whose labels contain `labels`.
+pub fn counter(name: &str, labels: &str) -> u64 {
+    funnelhub_runtime::prometheus()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}; metrics:\n{}",
+            funnelhub_runtime::prometheus()
+                .render()
+                .lines()
+                .filter(|l| l.starts_with("funnelhub_") && !l.contains("_bucket"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
