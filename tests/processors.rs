@@ -1,0 +1,240 @@
+//! `funnelhub process` killed with SIGKILL mid-stream, twice, then restarted, ends with
+//! exactly the distinct outputs of an uninterrupted run over the same records.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
+use funnelhub_kafka::testing::{kafka_config, read_until, unique};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, SchemaRegistryConfig};
+use funnelhub_processors::dedupe::dedupe_key;
+use funnelhub_processors::testing::{workload, RawWriter};
+use funnelhub_processors::{ProcessConfig, Stages};
+use funnelhub_registry::RegistryConfig;
+use funnelhub_schemas::codec::split_frame;
+use funnelhub_schemas::derived::{DedupedEvent, FunnelTransition, OpsTicket};
+use funnelhub_schemas::events::EdgeEvent;
+use funnelhub_schemas::{AvroRecord, Catalog, Decoder, Topic};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Distinct outputs of one run, by id; processing times and topic names left out.
+#[derive(Debug, PartialEq)]
+struct Outputs {
+    deduped: BTreeMap<String, (i32, i64, EdgeEvent)>,
+    transitions: BTreeMap<String, FunnelTransition>,
+    tickets: BTreeMap<String, OpsTicket>,
+}
+
+async fn distinct<T: AvroRecord, K: Ord, V>(
+    kafka: &KafkaConfig,
+    _registry: &SchemaRegistry,
+    topic: Topic,
+    expected: usize,
+    by: impl Fn(T) -> (K, V),
+) -> BTreeMap<K, V> {
+    let name = Catalog::new(&kafka.topic_prefix).name(topic);
+    let mut seen = BTreeMap::new();
+    let mut decoded = 0;
+    // Our own records: the bundled schema is their writer schema.
+    read_until(kafka, &name, WAIT, |records| {
+        for (_, value) in &records[decoded..] {
+            let (_, body) = split_frame(value).expect("framed");
+            let (k, v) = by(Decoder::<T>::bundled().decode(body).expect("decodes"));
+            seen.insert(k, v);
+        }
+        decoded = records.len();
+        seen.len() >= expected
+    })
+    .await;
+    seen
+}
+
+async fn outputs(
+    kafka: &KafkaConfig,
+    registry: &SchemaRegistry,
+    counts: (usize, usize, usize),
+) -> Outputs {
+    Outputs {
+        deduped: distinct(
+            kafka,
+            registry,
+            Topic::Deduped,
+            counts.0,
+            |d: DedupedEvent| {
+                (
+                    d.dedupe_key,
+                    (d.first_seen.partition, d.first_seen.offset, d.event),
+                )
+            },
+        )
+        .await,
+        transitions: distinct(
+            kafka,
+            registry,
+            Topic::FunnelTransitions,
+            counts.1,
+            |t: FunnelTransition| (t.transition_id.clone(), t),
+        )
+        .await,
+        tickets: distinct(
+            kafka,
+            registry,
+            Topic::OpsTickets,
+            counts.2,
+            |t: OpsTicket| (t.ticket_id.clone(), t),
+        )
+        .await,
+    }
+}
+
+fn spawn_process(kafka: &KafkaConfig, registry_url: &str, config_file: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_funnelhub"))
+        .args(["process", "--brokers", &kafka.brokers])
+        .env("FUNNELHUB_CONFIG", config_file)
+        .env("FUNNELHUB_KAFKA__TOPIC_PREFIX", &kafka.topic_prefix)
+        .env("FUNNELHUB_PROCESS__GROUP_PREFIX", &kafka.topic_prefix)
+        .env("FUNNELHUB_PROCESS__LISTEN", "127.0.0.1:0")
+        .env("FUNNELHUB_PROCESS__MAX_BATCH", "50")
+        .env("FUNNELHUB_SCHEMA_REGISTRY__URL", registry_url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("funnelhub process starts")
+}
+
+/// Distinct values on `topic` so far (raw bytes; deduped values differ only by time).
+async fn progress(kafka: &KafkaConfig, topic: &str, at_least: usize) {
+    read_until(kafka, topic, WAIT, |records| records.len() >= at_least).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
+    // Installs the recorder so the in-process run's metrics have somewhere to go.
+    funnelhub_runtime::prometheus();
+    let uninterrupted = kafka_config("process-whole");
+    let killed = kafka_config("process-killed");
+    for kafka in [&uninterrupted, &killed] {
+        ensure_topics(kafka, &catalog_requests(kafka))
+            .await
+            .expect("topics");
+    }
+    let server = funnelhub_registry::start(
+        &RegistryConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            topic: unique("_schemas"),
+            ..RegistryConfig::default()
+        },
+        &uninterrupted,
+    )
+    .await
+    .expect("registry");
+    let registry =
+        SchemaRegistry::new(&SchemaRegistryConfig { url: server.url() }).expect("client");
+
+    // Same records, same order, into both prefixes (so same partitions and offsets).
+    let events = workload(450, 42, false);
+    for kafka in [&uninterrupted, &killed] {
+        RawWriter::connect(kafka, &registry)
+            .await
+            .write(&events)
+            .await;
+    }
+    let distinct_events = events
+        .iter()
+        .map(dedupe_key)
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+
+    // The uninterrupted run, in-process.
+    let processors = funnelhub_processors::start(
+        &uninterrupted,
+        &registry,
+        &ProcessConfig {
+            group_prefix: uninterrupted.topic_prefix.clone(),
+            ..ProcessConfig::default()
+        },
+        Stages::All,
+    )
+    .await
+    .expect("start");
+    let deduped = distinct(
+        &uninterrupted,
+        &registry,
+        Topic::Deduped,
+        distinct_events,
+        |d: DedupedEvent| (d.dedupe_key, ()),
+    )
+    .await;
+    assert_eq!(deduped.len(), distinct_events);
+    // The funnel is done once the records it read reach the deduped count.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !funnelhub_runtime::prometheus().render().lines().any(|l| {
+        l == format!("funnelhub_stage_records_total{{stage=\"funnel\"}} {distinct_events}")
+    }) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "funnel did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    processors.stop().await.expect("stops");
+    let counts = |name: &str| {
+        funnelhub_runtime::prometheus()
+            .render()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as usize
+    };
+    let expected_transitions = counts("funnelhub_funnel_transitions_total");
+    let expected_tickets = counts("funnelhub_ops_tickets_total");
+    let whole = outputs(
+        &uninterrupted,
+        &registry,
+        (distinct_events, expected_transitions, expected_tickets),
+    )
+    .await;
+    assert_eq!(
+        whole.transitions.len(),
+        expected_transitions,
+        "no re-emission in a clean run"
+    );
+
+    // The same records through `funnelhub process`, SIGKILLed twice mid-stream.
+    let config_file = std::env::temp_dir().join(format!("{}.toml", unique("empty")));
+    std::fs::write(&config_file, "").expect("config file");
+    let config_file = config_file.to_string_lossy().into_owned();
+    let deduped_topic = Catalog::new(&killed.topic_prefix).name(Topic::Deduped);
+    for kill_after in [distinct_events / 4, distinct_events / 2] {
+        let mut child = spawn_process(&killed, &server.url(), &config_file);
+        progress(&killed, &deduped_topic, kill_after).await;
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+    }
+    let mut child = spawn_process(&killed, &server.url(), &config_file);
+    let after_kills = outputs(
+        &killed,
+        &registry,
+        (
+            distinct_events,
+            whole.transitions.len(),
+            whole.tickets.len(),
+        ),
+    )
+    .await;
+    child.kill().expect("stop");
+    child.wait().expect("reaped");
+
+    assert_eq!(after_kills.deduped.len(), whole.deduped.len());
+    assert_eq!(after_kills.deduped, whole.deduped, "deduped events");
+    let diff: HashMap<_, _> = after_kills
+        .transitions
+        .iter()
+        .filter(|(id, t)| whole.transitions.get(*id) != Some(t))
+        .collect();
+    assert!(diff.is_empty(), "transitions differ: {diff:?}");
+    assert_eq!(after_kills, whole);
+    let _ = std::fs::remove_file(&config_file);
+}
