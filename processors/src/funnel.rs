@@ -92,7 +92,8 @@ pub struct Emitted {
 #[derive(Debug)]
 pub struct FunnelState {
     ttl_ms: i64,
-    sessions: HashMap<String, FunnelSession>,
+    /// Boxed: the map moves 8 bytes per session when it grows, not the whole state.
+    sessions: HashMap<String, Box<FunnelSession>>,
     changed: HashSet<String>,
     expired: Vec<FunnelSession>,
     watermark: i64,
@@ -114,7 +115,9 @@ impl FunnelState {
 
     /// A session's state.
     pub fn session(&self, tenant: &str, funnel: Funnel, subject: &str) -> Option<&FunnelSession> {
-        self.sessions.get(&session_key(tenant, funnel, subject))
+        self.sessions
+            .get(&session_key(tenant, funnel, subject))
+            .map(|s| &**s)
     }
 
     /// Sessions held.
@@ -134,10 +137,8 @@ impl FunnelState {
         };
         let envelope = event.envelope();
         let session_key = session_key(&envelope.tenant_id, funnel, subject);
-        let session = self
-            .sessions
-            .entry(session_key.clone())
-            .or_insert_with(|| FunnelSession {
+        let session = self.sessions.entry(session_key.clone()).or_insert_with(|| {
+            Box::new(FunnelSession {
                 transitions: Vec::new(),
                 tickets: Vec::new(),
                 tenant_id: envelope.tenant_id.clone(),
@@ -150,7 +151,8 @@ impl FunnelState {
                 utm_campaign: None,
                 timeline: Vec::new(),
                 expired: false,
-            });
+            })
+        });
 
         // Replay: re-emit what this event caused, change nothing.
         let event_id = envelope.event_id.as_str();
@@ -292,7 +294,7 @@ impl FunnelState {
             if let Some(mut session) = self.sessions.remove(&key) {
                 self.changed.remove(&key);
                 session.expired = true;
-                self.expired.push(session);
+                self.expired.push(*session);
             }
         }
     }
@@ -305,7 +307,7 @@ impl FunnelState {
                 self.sessions.remove(&key);
             } else {
                 self.watermark = self.watermark.max(session.last_record_time);
-                self.sessions.insert(key, session);
+                self.sessions.insert(key, Box::new(session));
             }
         }
     }
@@ -315,7 +317,7 @@ impl FunnelState {
         let mut changes: Vec<FunnelSession> = std::mem::take(&mut self.expired);
         for key in self.changed.drain() {
             if let Some(session) = self.sessions.get(&key) {
-                changes.push(session.clone());
+                changes.push(FunnelSession::clone(session));
             }
         }
         changes

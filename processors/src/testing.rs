@@ -26,7 +26,7 @@ const ONBOARDING: [EventType; 6] = [
     EventType::OnboardingCompleted,
 ];
 
-/// `sessions` sessions' worth of raw events, in a shuffled arrival order, with the
+/// `sessions` sessions' worth of raw events, in a locally shuffled arrival order, with the
 /// duplicates real sources send: re-sent webhooks (identical records), portal milestones
 /// re-emitted with a new id, beacons fired twice. One in three sessions is an onboarding
 /// session, one a landing-page visit, one a visit that ends in a gateway purchase (when
@@ -52,7 +52,12 @@ pub fn workload(sessions: usize, seed: u64, purchases: bool) -> Vec<EdgeEvent> {
         }
         events.extend(session);
     }
-    events.shuffle(&mut rng);
+    // Arrivals follow time, reordered within a window of 64 (retries, slow webhooks):
+    // every session's events arrive out of order, as history does in production.
+    events.sort_by_key(|e| e.envelope().received_at);
+    for window in events.chunks_mut(64) {
+        window.shuffle(&mut rng);
+    }
     events
 }
 

@@ -1,0 +1,202 @@
+//! `scripts/bench-process`: the processors' throughput next to baselines measured in the
+//! same run.
+//!
+//! - `bench_process logic <sessions>`: dedupe + funnel logic alone (decoded events, one
+//!   thread, no Kafka). Prints `events events_per_s`.
+//! - `bench_process pipeline <brokers> <sessions>`: the same kind of workload written to
+//!   fresh raw topics, then (a) a raw pipe — one consumer reading the three raw topics and
+//!   writing every record's bytes unchanged to another topic with the same producer
+//!   settings, 2000 in flight, committing after the acknowledgements — and (b) the dedupe
+//!   and funnel stages until the funnel has read every deduped record. Prints
+//!   `records raw_pipe_per_s process_per_s ratio`.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use funnelhub_kafka::admin::{catalog_requests, ensure_topics, TopicRequest};
+use funnelhub_kafka::testing::unique;
+use funnelhub_kafka::{client, KafkaConfig, SchemaRegistry, SchemaRegistryConfig};
+use funnelhub_processors::dedupe::{dedupe_key, DedupeState, Verdict};
+use funnelhub_processors::funnel::{Emitted, FunnelState};
+use funnelhub_processors::testing::{workload, RawWriter};
+use funnelhub_processors::{ProcessConfig, Stages};
+use funnelhub_registry::RegistryConfig;
+use funnelhub_schemas::{Catalog, Topic};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::FutureRecord;
+use rdkafka::Message;
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).expect("see usage").clone();
+    match args.get(1).map(String::as_str) {
+        Some("logic") => logic(arg(2).parse().expect("sessions")),
+        Some("pipeline") => pipeline(&arg(2), arg(3).parse().expect("sessions")).await,
+        _ => {
+            eprintln!("usage: bench_process logic <sessions> | pipeline <brokers> <sessions>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn logic(sessions: usize) {
+    let events = workload(sessions, 1, true);
+    let mut dedupe = DedupeState::new(7 * 24 * 3_600_000);
+    let mut funnel = FunnelState::new(30 * 24 * 3_600_000);
+    let mut emitted = Emitted::default();
+    let started = Instant::now();
+    for (offset, event) in events.iter().enumerate() {
+        let key = dedupe_key(event);
+        let time = event.envelope().received_at;
+        if !matches!(
+            dedupe.check(&key, offset as i64, time),
+            Verdict::Duplicate { .. }
+        ) {
+            funnel.apply(event, time, &mut emitted);
+        }
+        if offset % 2000 == 1999 {
+            // What a flush does: hand the changes to the changelog writer.
+            dedupe.take_pending();
+            if std::env::var("NOCL").is_err() {
+                funnel.take_changes();
+            }
+            emitted.transitions.clear();
+            emitted.tickets.clear();
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{} {:.0}",
+        events.len(),
+        events.len() as f64 / elapsed.as_secs_f64()
+    );
+}
+
+async fn pipeline(brokers: &str, sessions: usize) {
+    let kafka = KafkaConfig {
+        brokers: brokers.to_owned(),
+        topic_prefix: unique("bench-process"),
+        ..KafkaConfig::default()
+    };
+    ensure_topics(&kafka, &catalog_requests(&kafka))
+        .await
+        .expect("topics");
+    let catalog = Catalog::new(&kafka.topic_prefix);
+    let pipe_topic = format!("{}.pipe", kafka.topic_prefix);
+    ensure_topics(
+        &kafka,
+        &[TopicRequest {
+            name: pipe_topic.clone(),
+            partitions: 6,
+            configs: vec![],
+        }],
+    )
+    .await
+    .expect("pipe topic");
+    let server = funnelhub_registry::start(
+        &RegistryConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            topic: unique("_schemas-bench"),
+            ..RegistryConfig::default()
+        },
+        &kafka,
+    )
+    .await
+    .expect("registry");
+    let registry =
+        SchemaRegistry::new(&SchemaRegistryConfig { url: server.url() }).expect("client");
+    let events = workload(sessions, 1, true);
+    let distinct = events.iter().map(dedupe_key).collect::<HashSet<_>>().len();
+    RawWriter::connect(&kafka, &registry)
+        .await
+        .write(&events)
+        .await;
+    let raw_topics: Vec<String> = [Topic::RawTracking, Topic::RawOrders, Topic::RawOnboarding]
+        .into_iter()
+        .map(|t| catalog.name(t))
+        .collect();
+
+    // (a) raw pipe
+    let pipe_started = Instant::now();
+    raw_pipe(&kafka, &raw_topics, &pipe_topic, events.len());
+    let pipe_secs = pipe_started.elapsed().as_secs_f64();
+
+    // (b) dedupe + funnel, from joining the groups to the funnel's last record
+    let prometheus = funnelhub_runtime::prometheus();
+    let started = Instant::now();
+    let processors = funnelhub_processors::start(
+        &kafka,
+        &registry,
+        &ProcessConfig {
+            group_prefix: kafka.topic_prefix.clone(),
+            ..ProcessConfig::default()
+        },
+        Stages::All,
+    )
+    .await
+    .expect("processors");
+    let done = format!("funnelhub_stage_records_total{{stage=\"funnel\"}} {distinct}");
+    while !prometheus.render().lines().any(|l| l == done) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let process_secs = started.elapsed().as_secs_f64();
+    processors.stop().await.expect("stops");
+    let (pipe_eps, process_eps) = (
+        events.len() as f64 / pipe_secs,
+        events.len() as f64 / process_secs,
+    );
+    println!(
+        "{} {:.0} {:.0} {:.2}",
+        events.len(),
+        pipe_eps,
+        process_eps,
+        process_eps / pipe_eps
+    );
+    server.stop().await.expect("registry stops");
+}
+
+/// Consume every record of `inputs` and write its bytes to `output`: up to 2000 in flight
+/// (the stages' batch size), acknowledged before the offsets are committed.
+fn raw_pipe(kafka: &KafkaConfig, inputs: &[String], output: &str, expected: usize) {
+    let consumer: BaseConsumer = client::client_config(kafka, "bench-pipe")
+        .set("group.id", unique("bench-pipe"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    consumer.subscribe(&inputs).expect("subscribe");
+    let producer = client::producer(kafka, "bench-pipe").expect("producer");
+    let runtime = tokio::runtime::Handle::current();
+    let mut piped = 0;
+    tokio::task::block_in_place(|| {
+        while piped < expected {
+            let mut pending = VecDeque::new();
+            while pending.len() < 2000 {
+                let wait = if pending.is_empty() { 1000 } else { 0 };
+                let Some(message) = consumer.poll(Duration::from_millis(wait)) else {
+                    break;
+                };
+                let message = message.expect("consume");
+                let record = FutureRecord::to(output)
+                    .key(message.key().unwrap_or_default())
+                    .payload(message.payload().unwrap_or_default());
+                pending.push_back(
+                    producer
+                        .send_result(record)
+                        .map_err(|(e, _)| e)
+                        .expect("enqueued"),
+                );
+            }
+            piped += pending.len();
+            for delivery in pending {
+                runtime
+                    .block_on(delivery)
+                    .expect("not cancelled")
+                    .expect("acknowledged");
+            }
+            let _ = consumer.commit_consumer_state(CommitMode::Async);
+        }
+    });
+}
