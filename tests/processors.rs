@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::testing::{kafka_config, read_until, unique};
-use funnelhub_kafka::{KafkaConfig, SchemaRegistry, SchemaRegistryConfig};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry};
 use funnelhub_processors::dedupe::dedupe_key;
 use funnelhub_processors::testing::{workload, RawWriter};
 use funnelhub_processors::{ProcessConfig, Stages};
-use funnelhub_registry::RegistryConfig;
 use funnelhub_schemas::codec::split_frame;
 use funnelhub_schemas::derived::{DedupedEvent, FunnelTransition, OpsTicket};
 use funnelhub_schemas::events::EdgeEvent;
@@ -120,18 +119,9 @@ async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
             .await
             .expect("topics");
     }
-    let server = funnelhub_registry::start(
-        &RegistryConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            topic: unique("_schemas"),
-            ..RegistryConfig::default()
-        },
-        &uninterrupted,
-    )
-    .await
-    .expect("registry");
-    let registry =
-        SchemaRegistry::new(&SchemaRegistryConfig { url: server.url() }).expect("client");
+    let (server, registry) = funnelhub_registry::start_private(&uninterrupted, &unique("_schemas"))
+        .await
+        .expect("registry");
 
     // Same records, same order, into both prefixes (so same partitions and offsets).
     let events = workload(450, 42, false);

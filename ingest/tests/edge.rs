@@ -14,8 +14,7 @@ use funnelhub_ingest::request::Tenants;
 use funnelhub_ingest::webhooks::{kiwify, stripe};
 use funnelhub_ingest::{app, EdgeConfig, EdgeState, Secret, TenantConfig};
 use funnelhub_kafka::testing::{kafka_config, read_records, read_until, unique};
-use funnelhub_kafka::{KafkaConfig, SchemaRegistry, SchemaRegistryConfig, TopicCodec};
-use funnelhub_registry::RegistryConfig;
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::codec::split_frame;
 use funnelhub_schemas::common::EventType;
@@ -61,18 +60,10 @@ impl Edge {
     /// `registry_kafka` stores schemas; `kafka` receives events (they differ in the
     /// broker-outage test).
     async fn start_on(kafka: KafkaConfig, registry_kafka: KafkaConfig, config: EdgeConfig) -> Edge {
-        let server = funnelhub_registry::start(
-            &RegistryConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                topic: unique("_schemas"),
-                ..RegistryConfig::default()
-            },
-            &registry_kafka,
-        )
-        .await
-        .expect("registry");
-        let registry_config = SchemaRegistryConfig { url: server.url() };
-        let registry = SchemaRegistry::new(&registry_config).expect("client");
+        let (server, registry) =
+            funnelhub_registry::start_private(&registry_kafka, &unique("_schemas"))
+                .await
+                .expect("registry");
         let producer = EdgeProducer::connect(
             &kafka,
             &registry,
@@ -88,7 +79,7 @@ impl Edge {
             },
             tenants: Tenants::new([tenant()]),
             producer,
-            registry_url: registry_config.url,
+            registry_url: server.url(),
             prometheus: Some(funnelhub_runtime::prometheus()),
         });
         Edge {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use funnelhub_schemas::derived::{DlqReason, DlqRecord};
 use funnelhub_schemas::ids::{deterministic_id, now_ms};
 
-use crate::stage::{Output, Record};
+use futures::future::BoxFuture;
+
+use crate::stage::{Output, ProcessError, Record};
 use crate::{DecodeError, Error, TopicCodec};
 
 /// Writes [`DlqRecord`]s for one stage.
@@ -71,19 +73,44 @@ impl DeadLetters {
         })
     }
 
-    /// The dead letter of a record that did not decode. `None` when the failure is an
-    /// outage (registry unreachable): retry instead.
-    pub fn undecodable(
+    /// Decode every record of `batch`. A record without a value, or whose bytes do not
+    /// decode, becomes its dead letter (`Err`); a registry outage fails the whole batch as
+    /// retryable, before the caller changed any state.
+    pub async fn decode_batch<T, F>(
         &self,
-        record: &Record,
-        error: &DecodeError,
-    ) -> Option<Result<Output, Error>> {
-        let reason = match error {
-            DecodeError::Undecodable(_) => DlqReason::Undecodable,
-            DecodeError::UnknownSchema(_) => DlqReason::UnknownSchema,
-            DecodeError::Registry(_) => return None,
-        };
-        Some(self.letter(record, reason, error.to_string()))
+        batch: &[Record],
+        decode: F,
+    ) -> Result<Vec<Result<T, Output>>, ProcessError>
+    where
+        F: for<'a> Fn(&'a Record, &'a [u8]) -> BoxFuture<'a, Result<T, DecodeError>>,
+    {
+        let mut decoded = Vec::with_capacity(batch.len());
+        for record in batch {
+            decoded.push(match record.value.as_deref() {
+                None => Err((DlqReason::InvalidRecord, "record has no value".to_owned())),
+                Some(bytes) => match decode(record, bytes).await {
+                    Ok(value) => Ok(value),
+                    Err(DecodeError::Registry(e)) => return Err(ProcessError::Retryable(e)),
+                    Err(e @ DecodeError::Undecodable(_)) => {
+                        Err((DlqReason::Undecodable, e.to_string()))
+                    }
+                    Err(e @ DecodeError::UnknownSchema(_)) => {
+                        Err((DlqReason::UnknownSchema, e.to_string()))
+                    }
+                },
+            });
+        }
+        batch
+            .iter()
+            .zip(decoded)
+            .map(|(record, decoded)| match decoded {
+                Ok(value) => Ok(Ok(value)),
+                Err((reason, error)) => self
+                    .letter(record, reason, error)
+                    .map(Err)
+                    .map_err(|e| ProcessError::Fatal(e.to_string())),
+            })
+            .collect()
     }
 }
 

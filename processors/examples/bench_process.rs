@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics, TopicRequest};
 use funnelhub_kafka::testing::unique;
-use funnelhub_kafka::{client, KafkaConfig, SchemaRegistry, SchemaRegistryConfig};
+use funnelhub_kafka::{client, KafkaConfig};
 use funnelhub_processors::dedupe::{dedupe_key, DedupeState, Verdict};
 use funnelhub_processors::funnel::{Emitted, FunnelState};
 use funnelhub_processors::testing::{workload, RawWriter};
 use funnelhub_processors::{ProcessConfig, Stages};
-use funnelhub_registry::RegistryConfig;
 use funnelhub_schemas::{Catalog, Topic};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::FutureRecord;
@@ -94,18 +93,9 @@ async fn pipeline(brokers: &str, sessions: usize) {
     )
     .await
     .expect("pipe topic");
-    let server = funnelhub_registry::start(
-        &RegistryConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            topic: unique("_schemas-bench"),
-            ..RegistryConfig::default()
-        },
-        &kafka,
-    )
-    .await
-    .expect("registry");
-    let registry =
-        SchemaRegistry::new(&SchemaRegistryConfig { url: server.url() }).expect("client");
+    let (server, registry) = funnelhub_registry::start_private(&kafka, &unique("_schemas-bench"))
+        .await
+        .expect("registry");
     let events = workload(sessions, 1, true);
     let distinct = events.iter().map(dedupe_key).collect::<HashSet<_>>().len();
     RawWriter::connect(&kafka, &registry)

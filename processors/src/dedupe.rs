@@ -14,7 +14,7 @@ use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
 use funnelhub_kafka::{DecodeError, TopicCodec};
 use funnelhub_schemas::catalog::key;
-use funnelhub_schemas::derived::{DedupedEvent, DlqReason};
+use funnelhub_schemas::derived::DedupedEvent;
 use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::ids::now_ms;
 use funnelhub_schemas::state::{DedupeChangelog, DedupeEntry};
@@ -253,39 +253,22 @@ impl PartitionProcessor for DedupeProcessor {
         batch: &[Record],
         out: &mut Vec<Output>,
     ) -> Result<(), ProcessError> {
-        // Decode everything first: an outage fails the batch before any state changes.
-        let mut decoded = Vec::with_capacity(batch.len());
-        for record in batch {
-            let Some(bytes) = record.value.as_deref() else {
-                decoded.push(Err((
-                    DlqReason::InvalidRecord,
-                    "record has no value".to_owned(),
-                )));
-                continue;
-            };
-            match self.stage.decode(record, bytes).await {
-                Ok(event) => decoded.push(Ok(event)),
-                Err(DecodeError::Registry(e)) => return Err(ProcessError::Retryable(e)),
-                Err(e @ DecodeError::Undecodable(_)) => {
-                    decoded.push(Err((DlqReason::Undecodable, e.to_string())))
-                }
-                Err(e @ DecodeError::UnknownSchema(_)) => {
-                    decoded.push(Err((DlqReason::UnknownSchema, e.to_string())))
-                }
-            }
-        }
+        let stage = self.stage.clone();
+        let decoded = self
+            .stage
+            .dead_letters
+            .decode_batch(batch, move |record, bytes| {
+                let stage = stage.clone();
+                Box::pin(async move { stage.decode(record, bytes).await })
+            })
+            .await?;
         let deduped_at = now_ms();
         let (mut new, mut replayed, mut duplicates) = (0u64, 0u64, 0u64);
         for (record, event) in batch.iter().zip(decoded) {
             let event = match event {
                 Ok(event) => event,
-                Err((reason, error)) => {
-                    out.push(
-                        self.stage
-                            .dead_letters
-                            .letter(record, reason, error)
-                            .map_err(fatal)?,
-                    );
+                Err(letter) => {
+                    out.push(letter);
                     continue;
                 }
             };

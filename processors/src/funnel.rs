@@ -24,12 +24,11 @@ use std::sync::Arc;
 
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
-use funnelhub_kafka::{DecodeError, TopicCodec};
+use funnelhub_kafka::TopicCodec;
 use funnelhub_schemas::catalog::key;
 use funnelhub_schemas::common::EventType;
 use funnelhub_schemas::derived::{
-    DedupedEvent, DlqReason, Funnel, FunnelOutcome, FunnelStage, FunnelTransition, OpsTicket,
-    TicketKind,
+    DedupedEvent, Funnel, FunnelOutcome, FunnelStage, FunnelTransition, OpsTicket, TicketKind,
 };
 use funnelhub_schemas::events::EdgeEvent;
 use funnelhub_schemas::ids::deterministic_id;
@@ -389,36 +388,20 @@ impl PartitionProcessor for FunnelProcessor {
         batch: &[Record],
         out: &mut Vec<Output>,
     ) -> Result<(), ProcessError> {
-        let mut decoded = Vec::with_capacity(batch.len());
-        for record in batch {
-            let Some(bytes) = record.value.as_deref() else {
-                decoded.push(Err((
-                    DlqReason::InvalidRecord,
-                    "record has no value".to_owned(),
-                )));
-                continue;
-            };
-            match self.stage.deduped.decode(bytes).await {
-                Ok(event) => decoded.push(Ok(event)),
-                Err(DecodeError::Registry(e)) => return Err(ProcessError::Retryable(e)),
-                Err(e @ DecodeError::Undecodable(_)) => {
-                    decoded.push(Err((DlqReason::Undecodable, e.to_string())))
-                }
-                Err(e @ DecodeError::UnknownSchema(_)) => {
-                    decoded.push(Err((DlqReason::UnknownSchema, e.to_string())))
-                }
-            }
-        }
-        for (record, deduped) in batch.iter().zip(decoded) {
+        let stage = self.stage.clone();
+        let decoded = self
+            .stage
+            .dead_letters
+            .decode_batch(batch, move |_, bytes| {
+                let stage = stage.clone();
+                Box::pin(async move { stage.deduped.decode(bytes).await })
+            })
+            .await?;
+        for deduped in decoded {
             let deduped = match deduped {
                 Ok(deduped) => deduped,
-                Err((reason, error)) => {
-                    out.push(
-                        self.stage
-                            .dead_letters
-                            .letter(record, reason, error)
-                            .map_err(fatal)?,
-                    );
+                Err(letter) => {
+                    out.push(letter);
                     continue;
                 }
             };

@@ -38,3 +38,25 @@ pub async fn start(
     tracing::info!(addr = %server.addr(), topic = %config.topic, "schema registry listening");
     Ok(server)
 }
+
+/// A registry of one's own, for a test or a benchmark: any free local port, schemas kept
+/// in `schemas_topic` on `kafka`'s broker. Returns the server and a client of it.
+pub async fn start_private(
+    kafka: &KafkaConfig,
+    schemas_topic: &str,
+) -> Result<(RunningServer, funnelhub_kafka::SchemaRegistry), RegistryError> {
+    let server = start(
+        &RegistryConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            topic: schemas_topic.to_owned(),
+            ..RegistryConfig::default()
+        },
+        kafka,
+    )
+    .await?;
+    let client = funnelhub_kafka::SchemaRegistry::new(&funnelhub_kafka::SchemaRegistryConfig {
+        url: server.url(),
+    })
+    .map_err(|e| RegistryError::Store(e.to_string()))?;
+    Ok((server, client))
+}

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::testing::{kafka_config, read_records, unique};
-use funnelhub_kafka::{KafkaConfig, SchemaRegistry, SchemaRegistryConfig, TopicCodec};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_processors::{ProcessConfig, Processors, Stages};
-use funnelhub_registry::RegistryConfig;
 use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::{AvroRecord, Catalog, Topic};
 
@@ -32,18 +31,9 @@ impl Harness {
         ensure_topics(&kafka, &catalog_requests(&kafka))
             .await
             .expect("topics");
-        let server = funnelhub_registry::start(
-            &RegistryConfig {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                topic: unique("_schemas"),
-                ..RegistryConfig::default()
-            },
-            &kafka,
-        )
-        .await
-        .expect("registry");
-        let registry =
-            SchemaRegistry::new(&SchemaRegistryConfig { url: server.url() }).expect("client");
+        let (server, registry) = funnelhub_registry::start_private(&kafka, &unique("_schemas"))
+            .await
+            .expect("registry");
         Harness {
             catalog: Catalog::new(&kafka.topic_prefix),
             config: ProcessConfig {
