@@ -7,7 +7,9 @@
 //! unchanged. Keys expire by record time (the edge's `received_at`), never by wall time,
 //! so a replay of old history sees the window it saw the first time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use funnelhub_kafka::dlq::DeadLetters;
@@ -91,7 +93,7 @@ impl DedupeState {
     pub fn new(window_ms: i64) -> Self {
         DedupeState {
             window_ms,
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             arrivals: VecDeque::new(),
             watermark: i64::MIN,
             pending: Vec::new(),

@@ -19,7 +19,7 @@
 //! caused it. Reading that event again re-emits them unchanged; any other event already
 //! applied changes nothing.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
 use funnelhub_kafka::dlq::DeadLetters;
@@ -104,8 +104,8 @@ impl FunnelState {
     pub fn new(ttl_ms: i64) -> Self {
         FunnelState {
             ttl_ms,
-            sessions: HashMap::new(),
-            changed: HashSet::new(),
+            sessions: HashMap::default(),
+            changed: HashSet::default(),
             expired: Vec::new(),
             watermark: i64::MIN,
             next_sweep: i64::MIN,
@@ -155,21 +155,27 @@ impl FunnelState {
 
         // Replay: re-emit what this event caused, change nothing.
         let event_id = envelope.event_id.as_str();
-        let caused: Vec<_> = session
+        let caused = |cause: &str| cause == event_id;
+        if session
             .transitions
             .iter()
-            .filter(|t| t.cause_event_id == event_id)
-            .cloned()
-            .collect();
-        let tickets: Vec<_> = session
-            .tickets
-            .iter()
-            .filter(|t| t.cause_event_id == event_id)
-            .cloned()
-            .collect();
-        if !caused.is_empty() || !tickets.is_empty() {
-            emitted.transitions.extend(caused);
-            emitted.tickets.extend(tickets);
+            .any(|t| caused(&t.cause_event_id))
+            || session.tickets.iter().any(|t| caused(&t.cause_event_id))
+        {
+            emitted.transitions.extend(
+                session
+                    .transitions
+                    .iter()
+                    .filter(|t| caused(&t.cause_event_id))
+                    .cloned(),
+            );
+            emitted.tickets.extend(
+                session
+                    .tickets
+                    .iter()
+                    .filter(|t| caused(&t.cause_event_id))
+                    .cloned(),
+            );
             return;
         }
         if session.timeline.iter().any(|e| e.event_id == event_id) {
