@@ -25,8 +25,12 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(name: &str) -> Harness {
-        // Install the recorder before anything counts.
+        // Install the recorder before anything counts; logs with RUST_LOG=info.
         funnelhub_runtime::prometheus();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let kafka = kafka_config(name);
         ensure_topics(&kafka, &catalog_requests(&kafka))
             .await
