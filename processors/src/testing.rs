@@ -17,15 +17,6 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rdkafka::producer::FutureProducer;
 
-const ONBOARDING: [EventType; 6] = [
-    EventType::OnboardingStarted,
-    EventType::DomainValidated,
-    EventType::DnsApplied,
-    EventType::AccountCreated,
-    EventType::InfraSynced,
-    EventType::OnboardingCompleted,
-];
-
 /// `sessions` sessions' worth of raw events, in a locally shuffled arrival order, with the
 /// duplicates real sources send: re-sent webhooks (identical records), portal milestones
 /// re-emitted with a new id, beacons fired twice. One in three sessions is an onboarding
@@ -62,9 +53,14 @@ pub fn workload(sessions: usize, seed: u64, purchases: bool) -> Vec<EdgeEvent> {
 }
 
 fn onboarding_session(i: usize, at: i64, rng: &mut StdRng) -> Vec<EdgeEvent> {
-    let reached = rng.random_range(1..=ONBOARDING.len());
-    let mut types: Vec<EventType> = ONBOARDING[..reached].to_vec();
-    if reached < ONBOARDING.len() && rng.random_bool(0.3) {
+    // The milestones in funnel order, failure excluded.
+    let milestones: Vec<EventType> = EventType::ALL
+        .into_iter()
+        .filter(|t| t.is_onboarding() && *t != EventType::OnboardingFailed)
+        .collect();
+    let reached = rng.random_range(1..=milestones.len());
+    let mut types: Vec<EventType> = milestones[..reached].to_vec();
+    if reached < milestones.len() && rng.random_bool(0.3) {
         types.push(EventType::OnboardingFailed);
     }
     let mut events: Vec<EdgeEvent> = types
