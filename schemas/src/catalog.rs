@@ -115,7 +115,7 @@ impl Topic {
             ),
             Topic::Deduped => spec(
                 "deduped.events",
-                "tenant_id:session_id (orders: that too when they carry a session id, else the order's key)",
+                "tenant_id:session_id, else order key",
                 DedupedEvent::FULL_NAME,
                 30,
                 "dedupe processor",
