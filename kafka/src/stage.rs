@@ -233,6 +233,7 @@ impl<S: Stage> Shared<S> {
                 Err(e) => self.fail(format!("partition task panicked: {e}")),
             }
         }
+        self.report_partitions();
         self.store_done(consumer);
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing stored since the last commit is not an error worth reporting.
@@ -289,9 +290,13 @@ impl<S: Stage> Shared<S> {
                 .insert(partition.clone(), Worker { records: tx, task });
         }
         // Partitions kept aside but not given back belong to another member now.
+        self.report_partitions();
+        Ok(())
+    }
+
+    fn report_partitions(&self) {
         metrics::gauge!("funnelhub_stage_partitions", "stage" => self.stage.name())
             .set(self.workers.lock().expect("not poisoned").len() as f64);
-        Ok(())
     }
 
     /// Rebuild one source partition's state from the changelog.
