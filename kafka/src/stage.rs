@@ -83,8 +83,7 @@ pub trait PartitionProcessor: Send + 'static {
     /// What the processor writes to its changelog.
     type Changelog: AvroRecord + Send + Sync + 'static;
 
-    /// Apply a changelog record read at restore. Records of other source partitions that
-    /// share the changelog partition are passed too: ignore them.
+    /// Apply a changelog record of this source partition, read at restore (in order).
     fn restore(&mut self, change: Self::Changelog);
 
     /// Process `batch` (one partition, offset order), appending outputs to `out`.
@@ -315,6 +314,9 @@ impl<S: Stage> Shared<S> {
             changelog_partition,
             Duration::from_secs(30),
         )?;
+        // Several source partitions may share a changelog partition; their records are told
+        // apart by key, before decoding.
+        let key = changelog_key(topic, partition);
         let mut applied = 0u64;
         if high > low {
             let mut tpl = TopicPartitionList::new();
@@ -330,6 +332,9 @@ impl<S: Stage> Shared<S> {
                 let Some(bytes) = message.payload() else {
                     continue;
                 };
+                if message.key() != Some(key.as_bytes()) {
+                    continue;
+                }
                 let change = self
                     .runtime
                     .block_on(codec.decode(bytes))
@@ -363,7 +368,7 @@ async fn run_partition<S: Stage>(
     let stage = shared.stage.name();
     let changelog = shared.stage.changelog();
     let changelog_partition = partition % shared.changelog_partitions;
-    let key = format!("{topic}:{partition}");
+    let key = changelog_key(&topic, partition);
     let mut batch = Vec::with_capacity(shared.settings.max_batch);
     let mut outputs = Vec::new();
     loop {
@@ -427,6 +432,11 @@ async fn run_partition<S: Stage>(
         metrics::histogram!("funnelhub_stage_batch_seconds", "stage" => stage)
             .record(started.elapsed().as_secs_f64());
     }
+}
+
+/// The key of a source partition's changelog records (`source_topic:source_partition`).
+fn changelog_key(topic: &str, partition: i32) -> String {
+    format!("{topic}:{partition}")
 }
 
 /// Write every output (pipelined) and wait until all are acknowledged. A full producer

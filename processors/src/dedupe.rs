@@ -245,9 +245,7 @@ impl PartitionProcessor for DedupeProcessor {
     type Changelog = DedupeChangelog;
 
     fn restore(&mut self, change: DedupeChangelog) {
-        if change.source_topic == self.topic && change.source_partition == self.partition {
-            self.state.restore(change.entries);
-        }
+        self.state.restore(change.entries);
     }
 
     async fn process(

@@ -384,9 +384,7 @@ impl PartitionProcessor for FunnelProcessor {
     type Changelog = FunnelChangelog;
 
     fn restore(&mut self, change: FunnelChangelog) {
-        if change.source_topic == self.topic && change.source_partition == self.partition {
-            self.state.restore(change.sessions);
-        }
+        self.state.restore(change.sessions);
     }
 
     async fn process(
