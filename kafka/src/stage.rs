@@ -95,6 +95,13 @@ pub trait PartitionProcessor: Send + 'static {
 
     /// State changes since the last call, to be written once the outputs are acknowledged.
     fn take_changes(&mut self) -> Vec<Self::Changelog>;
+
+    /// Called every [`Stage::tick_interval`] while no record arrives: emit what time alone
+    /// makes due (a decision after its grace period). Outputs and changes are written like
+    /// a batch's; no offset moves.
+    fn tick(&mut self, _out: &mut Vec<Output>) -> Result<(), ProcessError> {
+        Ok(())
+    }
 }
 
 /// A kind of stage: its name, inputs and how to make a partition's processor.
@@ -107,8 +114,14 @@ pub trait Stage: Send + Sync + 'static {
     /// Source topics.
     fn inputs(&self) -> Vec<String>;
 
-    /// The changelog topic's codec.
-    fn changelog(&self) -> &TopicCodec<<Self::Processor as PartitionProcessor>::Changelog>;
+    /// The changelog topic's codec; `None` for a stateless stage (nothing is restored or
+    /// written, and its processors' `Changelog` type is never used).
+    fn changelog(&self) -> Option<&TopicCodec<<Self::Processor as PartitionProcessor>::Changelog>>;
+
+    /// How long a partition may go without records before its processor is ticked.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
 
     /// An empty processor for one source partition.
     fn processor(self: &Arc<Self>, topic: &str, partition: i32) -> Self::Processor;
@@ -302,7 +315,9 @@ impl<S: Stage> Shared<S> {
     fn restore(&self, topic: &str, partition: i32) -> Result<S::Processor, Error> {
         let started = Instant::now();
         let mut processor = self.stage.processor(topic, partition);
-        let codec = self.stage.changelog();
+        let Some(codec) = self.stage.changelog() else {
+            return Ok(processor);
+        };
         let changelog_partition = partition % self.changelog_partitions;
         let consumer: BaseConsumer = client::client_config(&self.kafka, "funnelhub-restore")
             .set("group.id", format!("{}-restore", self.settings.group))
@@ -366,14 +381,24 @@ async fn run_partition<S: Stage>(
     mut records: mpsc::Receiver<Record>,
 ) -> Result<S::Processor, String> {
     let stage = shared.stage.name();
-    let changelog = shared.stage.changelog();
-    let changelog_partition = partition % shared.changelog_partitions;
-    let key = changelog_key(&topic, partition);
+    let tick = shared.stage.tick_interval();
     let mut batch = Vec::with_capacity(shared.settings.max_batch);
     let mut outputs = Vec::new();
     loop {
         batch.clear();
-        match records.recv().await {
+        outputs.clear();
+        let next = match tick {
+            Some(every) => match tokio::time::timeout(every, records.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    processor.tick(&mut outputs).map_err(|e| e.to_string())?;
+                    flush(&shared, &topic, partition, &mut processor, &mut outputs).await?;
+                    continue;
+                }
+            },
+            None => records.recv().await,
+        };
+        match next {
             Some(record) => batch.push(record),
             None => return Ok(processor),
         }
@@ -404,26 +429,7 @@ async fn run_partition<S: Stage>(
                 Err(ProcessError::Fatal(reason)) => return Err(reason),
             }
         }
-        send_all(&shared.producer, outputs.drain(..).map(|o| (o, None)))
-            .await
-            .map_err(|e| format!("writing outputs: {e}"))?;
-        let mut changes = Vec::new();
-        for change in processor.take_changes() {
-            let value = changelog
-                .encode(&change)
-                .map_err(|e| format!("encoding changelog: {e}"))?;
-            changes.push((
-                Output {
-                    topic: Arc::from(changelog.topic()),
-                    key: key.as_bytes().to_vec(),
-                    value,
-                },
-                Some(changelog_partition),
-            ));
-        }
-        send_all(&shared.producer, changes.into_iter())
-            .await
-            .map_err(|e| format!("writing changelog: {e}"))?;
+        flush(&shared, &topic, partition, &mut processor, &mut outputs).await?;
         let last = batch.last().expect("a batch has a record").offset;
         // The poll thread stores it; the receiver lives as long as the stage.
         let _ = shared.done_tx.send((topic.clone(), partition, last));
@@ -432,6 +438,42 @@ async fn run_partition<S: Stage>(
         metrics::histogram!("funnelhub_stage_batch_seconds", "stage" => stage)
             .record(started.elapsed().as_secs_f64());
     }
+}
+
+/// Write `outputs`, then the processor's state changes, each step acknowledged.
+async fn flush<S: Stage>(
+    shared: &Shared<S>,
+    topic: &str,
+    partition: i32,
+    processor: &mut S::Processor,
+    outputs: &mut Vec<Output>,
+) -> Result<(), String> {
+    send_all(&shared.producer, outputs.drain(..).map(|o| (o, None)))
+        .await
+        .map_err(|e| format!("writing outputs: {e}"))?;
+    let changes = processor.take_changes();
+    let Some(changelog) = shared.stage.changelog() else {
+        return Ok(());
+    };
+    let key = changelog_key(topic, partition);
+    let changelog_partition = partition % shared.changelog_partitions;
+    let mut records = Vec::with_capacity(changes.len());
+    for change in changes {
+        let value = changelog
+            .encode(&change)
+            .map_err(|e| format!("encoding changelog: {e}"))?;
+        records.push((
+            Output {
+                topic: Arc::from(changelog.topic()),
+                key: key.as_bytes().to_vec(),
+                value,
+            },
+            Some(changelog_partition),
+        ));
+    }
+    send_all(&shared.producer, records.into_iter())
+        .await
+        .map_err(|e| format!("writing changelog: {e}"))
 }
 
 /// The key of a source partition's changelog records (`source_topic:source_partition`).
@@ -529,16 +571,19 @@ pub fn spawn<S: Stage>(
 ) -> Result<RunningStage, Error> {
     let name = stage.name();
     let producer = client::producer(kafka, &format!("funnelhub-{name}"))?;
-    let changelog_partitions = {
-        let metadata = producer
-            .client()
-            .fetch_metadata(Some(stage.changelog().topic()), Duration::from_secs(30))?;
-        metadata
-            .topics()
-            .first()
-            .map(|t| t.partitions().len() as i32)
-            .filter(|n| *n > 0)
-            .ok_or_else(|| Error::Admin(format!("{} does not exist", stage.changelog().topic())))?
+    let changelog_partitions = match stage.changelog() {
+        Some(changelog) => {
+            let metadata = producer
+                .client()
+                .fetch_metadata(Some(changelog.topic()), Duration::from_secs(30))?;
+            metadata
+                .topics()
+                .first()
+                .map(|t| t.partitions().len() as i32)
+                .filter(|n| *n > 0)
+                .ok_or_else(|| Error::Admin(format!("{} does not exist", changelog.topic())))?
+        }
+        None => 1,
     };
     let (done_tx, done_rx) = std_mpsc::channel();
     let shared = Arc::new(Shared {

@@ -218,8 +218,8 @@ impl Stage for DedupeStage {
         ]
     }
 
-    fn changelog(&self) -> &TopicCodec<DedupeChangelog> {
-        &self.changelog
+    fn changelog(&self) -> Option<&TopicCodec<DedupeChangelog>> {
+        Some(&self.changelog)
     }
 
     fn processor(self: &Arc<Self>, topic: &str, partition: i32) -> DedupeProcessor {

@@ -355,8 +355,8 @@ impl Stage for FunnelStageProcessor {
         vec![self.deduped.topic().to_owned()]
     }
 
-    fn changelog(&self) -> &TopicCodec<FunnelChangelog> {
-        &self.changelog
+    fn changelog(&self) -> Option<&TopicCodec<FunnelChangelog>> {
+        Some(&self.changelog)
     }
 
     fn processor(self: &Arc<Self>, topic: &str, partition: i32) -> FunnelProcessor {
