@@ -1,5 +1,6 @@
 //! Field validation shared by every endpoint: each failure names its field.
 
+use funnelhub_schemas::common::minor_unit_digits;
 use funnelhub_schemas::identity::PhoneRules;
 use url::Url;
 
@@ -58,16 +59,6 @@ pub fn phone_rules(tenant: &TenantConfig) -> PhoneRules {
     PhoneRules {
         default_calling_code: tenant.phone_calling_code.clone(),
         national_max_digits: 11,
-    }
-}
-
-/// Digits after the decimal point of a currency's minor unit (ISO 4217).
-pub fn minor_unit_digits(currency: &str) -> u32 {
-    match currency {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
     }
 }
 

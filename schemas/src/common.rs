@@ -174,3 +174,18 @@ pub struct SourcePosition {
     pub partition: i32,
     pub offset: i64,
 }
+
+/// Digits after the decimal point of a currency's minor unit (ISO 4217).
+pub fn minor_unit_digits(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// An amount in minor units (19790 BRL cents) as major units (197.9), as Meta expects.
+pub fn minor_to_major(amount_minor: i64, currency: &str) -> f64 {
+    amount_minor as f64 / 10f64.powi(minor_unit_digits(currency) as i32)
+}

@@ -19,6 +19,22 @@ pub fn deterministic_id(kind: &str, parts: &[&str]) -> String {
     Uuid::new_v5(&NAMESPACE, &name).to_string()
 }
 
+/// The `event_id` of a gateway order event: a function of tenant, gateway, order id,
+/// canonical kind (`purchase`, `refund`...) and, when one order can have several events of
+/// one kind, a discriminator. The edge stamps it; the matcher recomputes a purchase's id to
+/// link its refunds and chargebacks to it.
+pub fn order_event_id(
+    tenant_id: &str,
+    gateway: &str,
+    order_id: &str,
+    kind: &str,
+    discriminator: Option<&str>,
+) -> String {
+    let mut parts = vec![tenant_id, gateway, order_id, kind];
+    parts.extend(discriminator);
+    deterministic_id("order", &parts)
+}
+
 /// Now, in ms since the Unix epoch (the unit of every timestamp in the schemas).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -133,7 +133,7 @@ mod tests {
       "Customer":{"email":"c@example.com","full_name":"João Pereira","mobile":"+5511987654321","CPF":"00000000000","ip":"198.51.100.4"},
       "Product":{"product_id":"p-9","product_name":"Mentoria"},
       "Commissions":{"charge_amount":"29700","currency":"BRL"},
-      "TrackingParameters":{"sck":"sess-3","utm_source":"facebook","utm_campaign":"bf"}}}"#;
+      "TrackingParameters":{"sck":"sess-3","utm_source":"facebook","utm_campaign":"bf","fbclid":"IwAR_Kw"}}}"#;
 
     fn sign(token: &str, body: &str) -> String {
         super::sign(token, body.as_bytes())
@@ -156,6 +156,11 @@ mod tests {
         assert_eq!(order.session_id.as_deref(), Some("sess-3"));
         assert_eq!(order.utm.campaign.as_deref(), Some("bf"));
         assert_eq!(order.envelope.occurred_at, 1_795_170_600_000);
+        assert_eq!(
+            order.click_ids.fbc.as_deref(),
+            Some("fb.1.1795170600000.IwAR_Kw"),
+            "fbc built from the fbclid, at the order's time"
+        );
         let tampered = PAID.replace("29700", "2970");
         assert!(matches!(
             handle(&tenant, &query, tampered.as_bytes()),

@@ -14,7 +14,7 @@ pub mod stripe;
 use funnelhub_schemas::common::{ClickIds, Consent, Envelope, EventType, Gateway, Source, Utm};
 use funnelhub_schemas::events::{gateway_name, OrderEvent};
 use funnelhub_schemas::identity::RawIdentity;
-use funnelhub_schemas::ids::deterministic_id;
+use funnelhub_schemas::ids::order_event_id;
 use funnelhub_schemas::SCHEMA_VERSION;
 use hmac::digest::KeyInit;
 use hmac::Mac;
@@ -22,6 +22,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{Secret, TenantConfig};
 use crate::error::ApiError;
+use crate::tracking::build_fbc;
 use crate::validate::phone_rules;
 
 /// What a gateway webhook means for funnelhub.
@@ -75,14 +76,22 @@ impl OrderDraft {
     /// discriminator): every retry of the same webhook gets the same id.
     pub fn finish(self, tenant: &TenantConfig, gateway: Gateway, received_at: i64) -> OrderEvent {
         let kind = self.kind.unwrap_or(EventType::Unknown);
-        let mut parts = vec![
-            tenant.id.as_str(),
+        let event_id = order_event_id(
+            &tenant.id,
             gateway_name(gateway),
-            self.order_id.as_str(),
+            &self.order_id,
             kind.as_str(),
-        ];
-        if let Some(d) = &self.id_discriminator {
-            parts.push(d);
+            self.id_discriminator.as_deref(),
+        );
+        let occurred_at = self.occurred_at.unwrap_or(received_at);
+        let mut click_ids = self.click_ids;
+        // Meta wants `fbc`; a gateway that only carries the fbclid gets one built like the
+        // tracking endpoints do (click time unknown: the order's time bounds it).
+        if click_ids.fbc.is_none() {
+            click_ids.fbc = click_ids
+                .fbclid
+                .as_deref()
+                .map(|fbclid| build_fbc(fbclid, None, occurred_at));
         }
         let source = match gateway {
             Gateway::Hotmart => Source::Hotmart,
@@ -92,10 +101,10 @@ impl OrderDraft {
         };
         OrderEvent {
             envelope: Envelope {
-                event_id: deterministic_id("order", &parts),
+                event_id,
                 tenant_id: tenant.id.clone(),
                 event_type: kind,
-                occurred_at: self.occurred_at.unwrap_or(received_at),
+                occurred_at,
                 received_at,
                 source,
                 schema_version: SCHEMA_VERSION,
@@ -117,7 +126,7 @@ impl OrderDraft {
             original_order_id: self.original_order_id,
             session_id: self.session_id,
             utm: self.utm,
-            click_ids: self.click_ids,
+            click_ids,
             client_ip: self.client_ip,
             user_agent: self.user_agent,
         }
