@@ -12,13 +12,18 @@ use crate::derived::{
     OpsTicket,
 };
 use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
-use crate::state::{DedupeChangelog, FunnelChangelog};
+use crate::state::{DedupeChangelog, FunnelChangelog, MatchChangelog};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// Retention of the dedupe changelog: the longest dedupe window is one day less.
 pub const DEDUPE_CHANGELOG_RETENTION_DAYS: i64 = 15;
 /// Retention of the funnel changelog: the longest session TTL is one day less.
 pub const FUNNEL_CHANGELOG_RETENTION_DAYS: i64 = 31;
+/// Retention of the matcher changelog: decisions are kept one day less, as long as the
+/// matcher's input is retained, so a replay of any conversion finds its decision.
+pub const MATCH_CHANGELOG_RETENTION_DAYS: i64 = 31;
+/// Retention of `matching.inputs` (and of the raw topics a full replay starts from).
+pub const INPUT_RETENTION_DAYS: i64 = 30;
 
 /// Every topic of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,6 +34,8 @@ pub enum Topic {
     Deduped,
     FunnelTransitions,
     OpsTickets,
+    /// `deduped.events` re-keyed by tenant: the matcher's input.
+    MatchingInputs,
     MatchResults,
     CapiRequests,
     CapiAttempts,
@@ -37,6 +44,8 @@ pub enum Topic {
     DedupeChangelog,
     /// Funnel state, replayed by a new owner of a source partition.
     FunnelChangelog,
+    /// Matcher state, replayed by a new owner of a source partition.
+    MatchChangelog,
 }
 
 /// What the catalog says of one topic.
@@ -58,19 +67,21 @@ pub struct TopicSpec {
 
 impl Topic {
     /// Every topic, in pipeline order.
-    pub const ALL: [Topic; 12] = [
+    pub const ALL: [Topic; 14] = [
         Topic::RawTracking,
         Topic::RawOrders,
         Topic::RawOnboarding,
         Topic::Deduped,
         Topic::FunnelTransitions,
         Topic::OpsTickets,
+        Topic::MatchingInputs,
         Topic::MatchResults,
         Topic::CapiRequests,
         Topic::CapiAttempts,
         Topic::Dlq,
         Topic::DedupeChangelog,
         Topic::FunnelChangelog,
+        Topic::MatchChangelog,
     ];
 
     /// The catalog entry of this topic.
@@ -134,6 +145,13 @@ impl Topic {
                 30,
                 "funnel processor",
             ),
+            Topic::MatchingInputs => spec(
+                "matching.inputs",
+                "tenant_id",
+                DedupedEvent::FULL_NAME,
+                INPUT_RETENTION_DAYS,
+                "match router",
+            ),
             Topic::MatchResults => spec(
                 "matching.results",
                 "tenant_id:conversion_id",
@@ -177,6 +195,13 @@ impl Topic {
                 FunnelChangelog::FULL_NAME,
                 FUNNEL_CHANGELOG_RETENTION_DAYS,
                 "funnel processor",
+            ),
+            Topic::MatchChangelog => spec(
+                "matching.changelog",
+                "source_topic:source_partition",
+                MatchChangelog::FULL_NAME,
+                MATCH_CHANGELOG_RETENTION_DAYS,
+                "matcher",
             ),
         }
     }

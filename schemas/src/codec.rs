@@ -23,7 +23,7 @@ use crate::derived::{
 };
 use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
 use crate::schema_set::{RecordSchema, SchemaSet};
-use crate::state::{DedupeChangelog, FunnelChangelog};
+use crate::state::{DedupeChangelog, FunnelChangelog, MatchChangelog};
 use crate::Error;
 
 /// The Confluent wire-format magic byte.
@@ -65,6 +65,7 @@ avro_records! {
     DlqRecord => "io.funnelhub.derived.DlqRecord",
     DedupeChangelog => "io.funnelhub.state.DedupeChangelog",
     FunnelChangelog => "io.funnelhub.state.FunnelChangelog",
+    MatchChangelog => "io.funnelhub.state.MatchChangelog",
 }
 
 /// One resolved writer per bundled schema, built once (resolving names is not free).
@@ -178,6 +179,7 @@ mod tests {
             DlqRecord::FULL_NAME,
             DedupeChangelog::FULL_NAME,
             FunnelChangelog::FULL_NAME,
+            MatchChangelog::FULL_NAME,
         ] {
             assert!(SchemaSet::bundled().get(name).is_some(), "{name}");
             assert!(WRITERS.contains_key(name), "{name}");

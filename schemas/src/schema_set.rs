@@ -47,6 +47,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../avro/FunnelChangelog.avsc"),
     ),
     (
+        "MatchChangelog",
+        include_str!("../avro/MatchChangelog.avsc"),
+    ),
+    (
         "common/EventType",
         include_str!("../avro/common/EventType.avsc"),
     ),
@@ -232,7 +236,7 @@ mod tests {
     #[test]
     fn every_top_level_schema_is_self_contained() {
         let set = SchemaSet::bundled();
-        assert_eq!(set.iter().count(), 12);
+        assert_eq!(set.iter().count(), 13);
         for record in set.iter() {
             // Parsing alone (no other schemas supplied) proves no dangling reference.
             let reparsed = Schema::parse_str(&record.json).expect(&record.full_name);

@@ -1,11 +1,15 @@
 //! Processor state as written to changelog topics (`avro/DedupeChangelog.avsc`,
-//! `avro/FunnelChangelog.avsc`). A processor's state for one source partition is rebuilt
+//! `avro/FunnelChangelog.avsc`, `avro/MatchChangelog.avsc`). A processor's state for one source partition is rebuilt
 //! by replaying these records in order; see `docs/processors.md`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::common::EventType;
-use crate::derived::{Funnel, FunnelOutcome, FunnelStage, FunnelTransition, OpsTicket};
+use crate::derived::{
+    CapiDispatchRequest, Funnel, FunnelOutcome, FunnelStage, FunnelTransition, MatchResult,
+    OpsTicket,
+};
+use crate::events::{OrderEvent, TrackingHit};
 
 /// `io.funnelhub.state.DedupeEntry`: a dedupe key and where it was first seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,4 +65,28 @@ pub struct FunnelChangelog {
     pub source_topic: String,
     pub source_partition: i32,
     pub sessions: Vec<FunnelSession>,
+}
+
+/// `io.funnelhub.state.MatchDecision`: what was emitted for one conversion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchDecision {
+    pub result: MatchResult,
+    pub dispatch: Option<CapiDispatchRequest>,
+    /// The conversion's `received_at`.
+    pub record_time: i64,
+}
+
+/// `io.funnelhub.state.MatchChangelog`: matcher state changed in one flush of one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchChangelog {
+    pub source_topic: String,
+    pub source_partition: i32,
+    /// Newest record time applied.
+    pub stream_time: i64,
+    /// Hits added to visits.
+    pub hits: Vec<TrackingHit>,
+    /// Conversions now waiting for their grace period.
+    pub pending: Vec<OrderEvent>,
+    /// Decisions taken.
+    pub decisions: Vec<MatchDecision>,
 }

@@ -378,6 +378,24 @@ pub fn sample_derived() -> (
     )
 }
 
+/// A matcher changelog holding a hit, a pending conversion and a decision.
+pub fn sample_match_changelog() -> crate::state::MatchChangelog {
+    use crate::state::*;
+    let (_, result, dispatch, _) = sample_derived();
+    MatchChangelog {
+        source_topic: "funnelhub.matching.inputs".into(),
+        source_partition: 1,
+        stream_time: 1_790_000_000_000,
+        hits: vec![sample_tracking_hit()],
+        pending: vec![sample_order_event()],
+        decisions: vec![MatchDecision {
+            result,
+            dispatch: Some(dispatch),
+            record_time: 1_790_000_000_000,
+        }],
+    }
+}
+
 /// One dedupe changelog and one funnel changelog (with a session that holds a transition,
 /// a ticket and a timeline).
 pub fn sample_changelogs() -> (crate::state::DedupeChangelog, crate::state::FunnelChangelog) {

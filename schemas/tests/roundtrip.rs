@@ -41,6 +41,7 @@ fn samples_of_every_type() {
     let (dedupe, funnel) = sample_changelogs();
     roundtrip(&dedupe);
     roundtrip(&funnel);
+    roundtrip(&sample_match_changelog());
 }
 
 /// A record written by an older schema (before `content_ids` existed) is read with the
