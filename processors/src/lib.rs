@@ -1,11 +1,13 @@
-//! Stateful consumers (`funnelhub process`): replay-safe dedupe ([`dedupe`]) and
-//! out-of-order-safe funnel stages with ops tickets ([`funnel`]). Each runs as a Kafka
+//! Stateful consumers (`funnelhub process`): replay-safe dedupe ([`dedupe`]),
+//! out-of-order-safe funnel stages with ops tickets ([`funnel`]) and conversion matching
+//! with CAPI dispatch requests ([`matching`]). Each runs as a Kafka
 //! consumer group on [`funnelhub_kafka::stage`]: scale out by starting more processes,
 //! state follows the partitions through their changelog topics. See `docs/processors.md`.
 
 pub mod config;
 pub mod dedupe;
 pub mod funnel;
+pub mod matching;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -25,6 +27,8 @@ pub enum Stages {
     All,
     Dedupe,
     Funnel,
+    /// The match router and the matcher.
+    Match,
 }
 
 /// Why the processors did not start.
@@ -118,6 +122,35 @@ pub async fn start(
                 .await?,
         });
         stages.push(stage::spawn(kafka, stage, settings("funnel"))?);
+    }
+    if matches!(which, Stages::All | Stages::Match) {
+        let dead_letters = |stage| async move {
+            Ok::<_, funnelhub_kafka::Error>(Arc::new(DeadLetters::new(
+                stage,
+                TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
+            )))
+        };
+        let route = Arc::new(matching::route::RouteStage {
+            deduped: catalog.name(Topic::Deduped),
+            inputs: Arc::from(catalog.name(Topic::MatchingInputs)),
+            dead_letters: dead_letters("match-route").await?,
+        });
+        // The router copies values: the inputs subject must know the schema too.
+        TopicCodec::<funnelhub_schemas::derived::DedupedEvent>::register(
+            registry,
+            &catalog.name(Topic::MatchingInputs),
+        )
+        .await?;
+        stages.push(stage::spawn(kafka, route, settings("match-route"))?);
+        let matcher = Arc::new(matching::matcher::MatchStage {
+            config: Arc::new(config.matching.clone()),
+            inputs: TopicCodec::register(registry, &catalog.name(Topic::MatchingInputs)).await?,
+            results: TopicCodec::register(registry, &catalog.name(Topic::MatchResults)).await?,
+            requests: TopicCodec::register(registry, &catalog.name(Topic::CapiRequests)).await?,
+            dead_letters: dead_letters("match").await?,
+            changelog: TopicCodec::register(registry, &catalog.name(Topic::MatchChangelog)).await?,
+        });
+        stages.push(stage::spawn(kafka, matcher, settings("match"))?);
     }
     Ok(Processors { stages })
 }

@@ -1,0 +1,695 @@
+//! The matcher: `matching.inputs` → `matching.results` and `capi.requests`.
+//!
+//! Time is record time: the partition's *stream time* is the newest `received_at` it has
+//! applied. A conversion received at `t` waits until stream time passes `t + grace`, then
+//! is decided once by [`rules::find`] over the visits' hits received by `t + grace`; a
+//! record that pushes stream time past deadlines first decides those conversions, then is
+//! applied, so what a decision sees depends on the log, not on batch boundaries. When a
+//! partition receives nothing (a quiet night), the tick moves stream time to the wall
+//! clock minus `idle_slack_secs`, so conversions are still decided about `grace` after
+//! they arrived.
+//!
+//! Replay: every decision is kept (as long as the input topic keeps records) and reading
+//! its conversion again re-emits it unchanged: same ids, same content. Hits already in
+//! their visit change nothing; their page-view dispatch requests are re-emitted with the
+//! same ids (Meta deduplicates by `event_id`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use foldhash::HashMap;
+use funnelhub_kafka::dlq::DeadLetters;
+use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
+use funnelhub_kafka::TopicCodec;
+use funnelhub_schemas::catalog::key;
+use funnelhub_schemas::common::EventType;
+use funnelhub_schemas::derived::{CapiDispatchRequest, DedupedEvent, MatchMethod, MatchResult};
+use funnelhub_schemas::events::{gateway_name, EdgeEvent, OrderEvent, TrackingHit};
+use funnelhub_schemas::ids::{deterministic_id, now_ms, order_event_id};
+use funnelhub_schemas::state::{MatchChangelog, MatchDecision};
+
+use super::dispatch;
+use super::rules::{self, Window};
+use super::visits::Visits;
+use crate::config::MatchConfig;
+use crate::dedupe::fatal;
+
+/// Entries of each kind per changelog record (bounded message size).
+const CHANGELOG_CHUNK: usize = 500;
+/// How long a partition goes without records before its processor is ticked.
+pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A record the matcher emits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Emitted {
+    Match(Box<MatchResult>),
+    Dispatch(Box<CapiDispatchRequest>),
+}
+
+/// The matching state of one partition. Pure logic, no I/O; `now` (wall time, ms) is only
+/// stamped on decisions (`decided_at`) and used by [`MatchState::tick`].
+#[derive(Debug)]
+pub struct MatchState {
+    config: Arc<MatchConfig>,
+    visits: Visits,
+    /// Conversions waiting, by (deadline, conversion id).
+    pending: BTreeMap<(i64, String), OrderEvent>,
+    /// Deadline of each waiting conversion.
+    pending_ids: HashMap<String, i64>,
+    decisions: HashMap<String, MatchDecision>,
+    /// (record time, conversion id) of decisions, for expiry.
+    decided: VecDeque<(i64, String)>,
+    stream_time: i64,
+    changes: MatchChangelog,
+}
+
+impl MatchState {
+    /// An empty state.
+    pub fn new(config: Arc<MatchConfig>) -> Self {
+        MatchState {
+            config,
+            visits: Visits::default(),
+            pending: BTreeMap::new(),
+            pending_ids: HashMap::default(),
+            decisions: HashMap::default(),
+            decided: VecDeque::new(),
+            stream_time: i64::MIN,
+            changes: empty_changes(),
+        }
+    }
+
+    /// Visits held.
+    pub fn visits(&self) -> usize {
+        self.visits.len()
+    }
+
+    /// Conversions waiting for their grace period.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Newest record time applied.
+    pub fn stream_time(&self) -> i64 {
+        self.stream_time
+    }
+
+    /// Apply a landing-page hit.
+    pub fn hit(&mut self, hit: TrackingHit, now: i64, out: &mut Vec<Emitted>) {
+        self.advance(hit.envelope.received_at, now, out);
+        out.extend(
+            dispatch::for_hit(&hit, &self.config.pixels).map(|d| Emitted::Dispatch(Box::new(d))),
+        );
+        if self.visits.add(hit.clone()) {
+            self.changes.hits.push(hit);
+        }
+    }
+
+    /// Apply a gateway conversion: wait for its grace period, or re-emit its decision.
+    pub fn conversion(&mut self, order: OrderEvent, now: i64, out: &mut Vec<Emitted>) {
+        self.advance(order.envelope.received_at, now, out);
+        let id = &order.envelope.event_id;
+        if let Some(decision) = self.decisions.get(id) {
+            out.push(Emitted::Match(Box::new(decision.result.clone())));
+            out.extend(
+                decision
+                    .dispatch
+                    .clone()
+                    .map(|d| Emitted::Dispatch(Box::new(d))),
+            );
+            return;
+        }
+        if self.pending_ids.contains_key(id) {
+            return;
+        }
+        let deadline = order.envelope.received_at + self.config.grace_ms();
+        if deadline < self.stream_time {
+            // Read after its deadline (a backlog): decide with what is known by then.
+            self.decide(order, now, out);
+        } else {
+            self.wait(order.clone(), deadline);
+            self.changes.pending.push(order);
+        }
+    }
+
+    /// Nothing was read for a while: take the wall clock (less the slack for records in
+    /// flight) as stream time.
+    pub fn tick(&mut self, now: i64, out: &mut Vec<Emitted>) {
+        let idle_time = now - i64::from(self.config.idle_slack_secs) * 1000;
+        self.advance(idle_time, now, out);
+    }
+
+    fn wait(&mut self, order: OrderEvent, deadline: i64) {
+        let id = order.envelope.event_id.clone();
+        self.pending_ids.insert(id.clone(), deadline);
+        self.pending.insert((deadline, id), order);
+    }
+
+    /// Move stream time to `time`: decide the conversions now due, forget what is too old.
+    fn advance(&mut self, time: i64, now: i64, out: &mut Vec<Emitted>) {
+        if time <= self.stream_time {
+            return;
+        }
+        self.stream_time = time;
+        self.changes.stream_time = time;
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.key().0 >= time {
+                break;
+            }
+            let order = entry.remove();
+            self.pending_ids.remove(&order.envelope.event_id);
+            self.decide(order, now, out);
+        }
+        self.expire();
+    }
+
+    fn expire(&mut self) {
+        let config = &self.config;
+        // A waiting conversion was received at most `grace` before stream time and looks
+        // back `lookback` from there.
+        self.visits.expire(
+            self.stream_time
+                .saturating_sub(config.grace_ms())
+                .saturating_sub(config.lookback_ms()),
+        );
+        let cutoff = self
+            .stream_time
+            .saturating_sub(config.decision_retention_ms());
+        while self.decided.front().is_some_and(|(time, _)| *time < cutoff) {
+            let (_, id) = self.decided.pop_front().expect("front exists");
+            self.decisions.remove(&id);
+        }
+    }
+
+    /// Decide `order` now and remember the decision.
+    fn decide(&mut self, order: OrderEvent, now: i64, out: &mut Vec<Emitted>) {
+        let envelope = &order.envelope;
+        let tenant = envelope.tenant_id.as_str();
+        let match_id = deterministic_id("match", &[tenant, &envelope.event_id]);
+        let reversal = matches!(
+            envelope.event_type,
+            EventType::Refund | EventType::Chargeback | EventType::Cancel
+        );
+        let original_conversion_id = reversal.then(|| {
+            let purchase = order
+                .original_order_id
+                .as_deref()
+                .unwrap_or(&order.order_id);
+            order_event_id(
+                tenant,
+                gateway_name(order.gateway),
+                purchase,
+                EventType::Purchase.as_str(),
+                None,
+            )
+        });
+        let inherited = original_conversion_id
+            .as_ref()
+            .and_then(|id| self.decisions.get(id))
+            .filter(|d| d.result.method != MatchMethod::Unmatched)
+            .map(|d| d.result.clone());
+        let deadline = envelope.received_at + self.config.grace_ms();
+        let window = Window {
+            deadline,
+            oldest: envelope.received_at - self.config.lookback_ms(),
+        };
+        let (result, dispatch) = match inherited {
+            // A reversal is attributed where its purchase was.
+            Some(purchase) => {
+                let mut signals = purchase.signals;
+                signals.push("original_purchase".into());
+                let result = MatchResult {
+                    matched_event_id: purchase.matched_event_id,
+                    matched_session_id: purchase.matched_session_id,
+                    method: purchase.method,
+                    score: purchase.score,
+                    signals,
+                    ..self.result(&order, &match_id, original_conversion_id, now)
+                };
+                (result, None)
+            }
+            None => {
+                let found = rules::find(&order, &self.visits, window, &self.config.scoring);
+                let dispatch = dispatch::for_conversion(
+                    &order,
+                    found.visit.as_ref(),
+                    &match_id,
+                    &self.config.pixels,
+                );
+                let result = MatchResult {
+                    matched_event_id: found.event_id.map(str::to_owned),
+                    matched_session_id: found.visit.map(|v| v.session_id().to_owned()),
+                    method: found.method,
+                    score: found.score,
+                    signals: found.signals.iter().map(|s| (*s).to_owned()).collect(),
+                    ..self.result(&order, &match_id, original_conversion_id, now)
+                };
+                (result, dispatch)
+            }
+        };
+        metrics::counter!(
+            "funnelhub_match_conversions_total",
+            "method" => method_name(result.method),
+        )
+        .increment(1);
+        metrics::histogram!("funnelhub_match_decision_seconds")
+            .record((now - envelope.received_at).max(0) as f64 / 1000.0);
+        let decision = MatchDecision {
+            result,
+            dispatch,
+            record_time: envelope.received_at,
+        };
+        out.push(Emitted::Match(Box::new(decision.result.clone())));
+        out.extend(
+            decision
+                .dispatch
+                .clone()
+                .map(|d| Emitted::Dispatch(Box::new(d))),
+        );
+        self.remember(decision.clone());
+        self.changes.decisions.push(decision);
+    }
+
+    /// A match result for `order` with its fixed fields set and no match.
+    fn result(
+        &self,
+        order: &OrderEvent,
+        match_id: &str,
+        original_conversion_id: Option<String>,
+        now: i64,
+    ) -> MatchResult {
+        MatchResult {
+            match_id: match_id.to_owned(),
+            tenant_id: order.envelope.tenant_id.clone(),
+            conversion_id: order.envelope.event_id.clone(),
+            order_id: order.order_id.clone(),
+            gateway: order.gateway,
+            conversion_type: order.envelope.event_type,
+            original_conversion_id,
+            matched_event_id: None,
+            matched_session_id: None,
+            method: MatchMethod::Unmatched,
+            score: 0.0,
+            signals: Vec::new(),
+            decided_at: now,
+        }
+    }
+
+    fn remember(&mut self, decision: MatchDecision) {
+        let id = decision.result.conversion_id.clone();
+        self.decided.push_back((decision.record_time, id.clone()));
+        self.decisions.insert(id, decision);
+    }
+
+    /// Apply a changelog record read at restore.
+    pub fn restore(&mut self, change: MatchChangelog) {
+        self.stream_time = self.stream_time.max(change.stream_time);
+        for hit in change.hits {
+            self.visits.add(hit);
+        }
+        for order in change.pending {
+            let id = &order.envelope.event_id;
+            if !self.decisions.contains_key(id) && !self.pending_ids.contains_key(id) {
+                let deadline = order.envelope.received_at + self.config.grace_ms();
+                self.wait(order, deadline);
+            }
+        }
+        for decision in change.decisions {
+            let id = &decision.result.conversion_id;
+            if let Some(deadline) = self.pending_ids.remove(id) {
+                self.pending.remove(&(deadline, id.clone()));
+            }
+            self.remember(decision);
+        }
+        self.expire();
+    }
+
+    /// Changes since the last call, in changelog records of bounded size.
+    pub fn take_changes(&mut self, topic: &str, partition: i32) -> Vec<MatchChangelog> {
+        let mut changes = std::mem::replace(&mut self.changes, empty_changes());
+        let mut records = Vec::new();
+        while !(changes.hits.is_empty()
+            && changes.pending.is_empty()
+            && changes.decisions.is_empty())
+        {
+            records.push(MatchChangelog {
+                source_topic: topic.to_owned(),
+                source_partition: partition,
+                stream_time: self.stream_time,
+                hits: take(&mut changes.hits),
+                pending: take(&mut changes.pending),
+                decisions: take(&mut changes.decisions),
+            });
+        }
+        records
+    }
+}
+
+/// The first `CHANGELOG_CHUNK` entries of `v`, removed from it.
+fn take<T>(v: &mut Vec<T>) -> Vec<T> {
+    let rest = v.split_off(v.len().min(CHANGELOG_CHUNK));
+    std::mem::replace(v, rest)
+}
+
+fn empty_changes() -> MatchChangelog {
+    MatchChangelog {
+        source_topic: String::new(),
+        source_partition: 0,
+        stream_time: i64::MIN,
+        hits: Vec::new(),
+        pending: Vec::new(),
+        decisions: Vec::new(),
+    }
+}
+
+/// The Avro symbol of a method (metric label).
+pub fn method_name(method: MatchMethod) -> &'static str {
+    match method {
+        MatchMethod::ClickId => "click_id",
+        MatchMethod::SessionId => "session_id",
+        MatchMethod::EmailHash => "email_hash",
+        MatchMethod::PhoneHash => "phone_hash",
+        MatchMethod::Scoring => "scoring",
+        MatchMethod::Unmatched => "unmatched",
+        MatchMethod::Unknown => "unknown",
+    }
+}
+
+/// The matcher stage: its configuration and codecs.
+#[derive(Debug)]
+pub struct MatchStage {
+    pub(crate) config: Arc<MatchConfig>,
+    pub(crate) inputs: TopicCodec<DedupedEvent>,
+    pub(crate) results: TopicCodec<MatchResult>,
+    pub(crate) requests: TopicCodec<CapiDispatchRequest>,
+    pub(crate) dead_letters: Arc<DeadLetters>,
+    pub(crate) changelog: TopicCodec<MatchChangelog>,
+}
+
+impl Stage for MatchStage {
+    type Processor = MatchProcessor;
+
+    fn name(&self) -> &'static str {
+        "match"
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![self.inputs.topic().to_owned()]
+    }
+
+    fn changelog(&self) -> Option<&TopicCodec<MatchChangelog>> {
+        Some(&self.changelog)
+    }
+
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        Some(TICK)
+    }
+
+    fn processor(self: &Arc<Self>, topic: &str, partition: i32) -> MatchProcessor {
+        MatchProcessor {
+            stage: self.clone(),
+            topic: topic.to_owned(),
+            partition,
+            state: MatchState::new(self.config.clone()),
+            emitted: Vec::new(),
+        }
+    }
+}
+
+/// The matcher of one partition.
+#[derive(Debug)]
+pub struct MatchProcessor {
+    stage: Arc<MatchStage>,
+    topic: String,
+    partition: i32,
+    state: MatchState,
+    emitted: Vec<Emitted>,
+}
+
+impl MatchProcessor {
+    /// Encode what the state emitted.
+    fn write(&mut self, out: &mut Vec<Output>) -> Result<(), ProcessError> {
+        let stage = &self.stage;
+        for emitted in self.emitted.drain(..) {
+            out.push(match emitted {
+                Emitted::Match(result) => Output {
+                    topic: Arc::from(stage.results.topic()),
+                    key: key(&[&result.tenant_id, &result.conversion_id]).into_bytes(),
+                    value: stage.results.encode(&result).map_err(fatal)?,
+                },
+                Emitted::Dispatch(request) => {
+                    metrics::counter!(
+                        "funnelhub_capi_requests_total",
+                        "event_name" => request.event_name.clone(),
+                        "blocked" => request.blocked_reason.clone().unwrap_or_default(),
+                    )
+                    .increment(1);
+                    Output {
+                        topic: Arc::from(stage.requests.topic()),
+                        key: key(&[&request.tenant_id, &request.event_id]).into_bytes(),
+                        value: stage.requests.encode(&request).map_err(fatal)?,
+                    }
+                }
+            });
+        }
+        let labels = [
+            ("topic", self.topic.clone()),
+            ("partition", self.partition.to_string()),
+        ];
+        metrics::gauge!("funnelhub_match_visits", &labels).set(self.state.visits() as f64);
+        metrics::gauge!("funnelhub_match_pending", &labels).set(self.state.pending() as f64);
+        Ok(())
+    }
+}
+
+impl PartitionProcessor for MatchProcessor {
+    type Changelog = MatchChangelog;
+
+    fn restore(&mut self, change: MatchChangelog) {
+        self.state.restore(change);
+    }
+
+    async fn process(
+        &mut self,
+        batch: &[Record],
+        out: &mut Vec<Output>,
+    ) -> Result<(), ProcessError> {
+        let stage = self.stage.clone();
+        let decoded = self
+            .stage
+            .dead_letters
+            .decode_batch(batch, move |_, bytes| {
+                let stage = stage.clone();
+                Box::pin(async move { stage.inputs.decode(bytes).await })
+            })
+            .await?;
+        let now = now_ms();
+        for event in decoded {
+            match event {
+                Ok(deduped) => match deduped.event {
+                    EdgeEvent::TrackingHit(hit) => self.state.hit(hit, now, &mut self.emitted),
+                    EdgeEvent::OrderEvent(order) => {
+                        self.state.conversion(order, now, &mut self.emitted)
+                    }
+                    EdgeEvent::OnboardingEvent(_) => {}
+                },
+                Err(letter) => out.push(letter),
+            }
+        }
+        self.write(out)
+    }
+
+    fn take_changes(&mut self) -> Vec<MatchChangelog> {
+        self.state.take_changes(&self.topic, self.partition)
+    }
+
+    fn tick(&mut self, out: &mut Vec<Output>) -> Result<(), ProcessError> {
+        self.state.tick(now_ms(), &mut self.emitted);
+        if self.emitted.is_empty() {
+            return Ok(());
+        }
+        self.write(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use funnelhub_schemas::testing::{sample_order_event, sample_tracking_hit};
+
+    const MIN: i64 = 60_000;
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn config() -> Arc<MatchConfig> {
+        let mut config = MatchConfig {
+            grace_secs: 600,
+            ..MatchConfig::default()
+        };
+        config.pixels.insert("acme".into(), "1234".into());
+        Arc::new(config)
+    }
+
+    fn hit(session: &str, id: &str, at: i64) -> TrackingHit {
+        let mut hit = sample_tracking_hit();
+        hit.envelope.event_type = EventType::Pageview;
+        hit.session_id = session.into();
+        hit.envelope.event_id = id.into();
+        hit.envelope.received_at = at;
+        hit
+    }
+
+    fn purchase(order_id: &str, session: &str, at: i64) -> OrderEvent {
+        let mut order = sample_order_event();
+        order.envelope.event_type = EventType::Purchase;
+        order.order_id = order_id.into();
+        order.envelope.event_id = order_event_id("acme", "stripe", order_id, "purchase", None);
+        order.gateway = funnelhub_schemas::common::Gateway::Stripe;
+        order.session_id = Some(session.into());
+        order.envelope.identity = Default::default();
+        order.click_ids = Default::default();
+        order.envelope.received_at = at;
+        order
+    }
+
+    fn results(out: &[Emitted]) -> Vec<&MatchResult> {
+        out.iter()
+            .filter_map(|e| match e {
+                Emitted::Match(r) => Some(&**r),
+                Emitted::Dispatch(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_late_click_within_grace_matches_one_after_grace_does_not() {
+        let mut state = MatchState::new(config());
+        let mut out = Vec::new();
+        state.conversion(purchase("o-1", "within", 0), NOW, &mut out);
+        state.conversion(purchase("o-2", "after", 0), NOW, &mut out);
+        assert!(
+            results(&out).is_empty(),
+            "nothing is decided before the grace period"
+        );
+        state.hit(hit("within", "h-1", 9 * MIN), NOW, &mut out);
+        // This hit passes the deadline: both conversions are decided before it applies.
+        state.hit(hit("after", "h-2", 11 * MIN), NOW, &mut out);
+        let decided = results(&out);
+        assert_eq!(decided.len(), 2, "each conversion decided exactly once");
+        assert_eq!(decided[0].method, MatchMethod::SessionId);
+        assert_eq!(decided[0].matched_event_id.as_deref(), Some("h-1"));
+        assert_eq!(decided[1].method, MatchMethod::Unmatched);
+        state.hit(hit("after", "h-3", 30 * MIN), NOW, &mut out);
+        assert_eq!(results(&out).len(), 2, "no second decision");
+    }
+
+    #[test]
+    fn an_idle_partition_decides_by_the_wall_clock() {
+        let mut state = MatchState::new(config());
+        let mut out = Vec::new();
+        state.hit(hit("s", "h", NOW - MIN), NOW, &mut out);
+        state.conversion(purchase("o-1", "s", NOW), NOW, &mut out);
+        state.tick(NOW + 5 * MIN, &mut out);
+        assert!(results(&out).is_empty(), "still within grace");
+        state.tick(NOW + 11 * MIN, &mut out);
+        assert_eq!(results(&out).len(), 1);
+        assert_eq!(results(&out)[0].decided_at, NOW + 11 * MIN);
+    }
+
+    #[test]
+    fn a_conversion_read_again_re_emits_its_decision() {
+        let mut state = MatchState::new(config());
+        let mut first = Vec::new();
+        state.hit(hit("s", "h", 0), NOW, &mut first);
+        state.conversion(purchase("o-1", "s", 0), NOW, &mut first);
+        state.hit(hit("x", "later", 20 * MIN), NOW, &mut first);
+        let emitted: Vec<Emitted> = first
+            .into_iter()
+            .filter(|e| !matches!(e, Emitted::Dispatch(d) if d.match_id.is_none()))
+            .collect();
+        assert_eq!(emitted.len(), 2, "a match result and a Purchase request");
+        let mut again = Vec::new();
+        state.conversion(purchase("o-1", "s", 0), NOW + 99, &mut again);
+        assert_eq!(again, emitted, "identical records, decided_at included");
+    }
+
+    #[test]
+    fn restore_gives_the_same_decisions() {
+        let mut original = MatchState::new(config());
+        let mut out = Vec::new();
+        original.hit(hit("s", "h", 0), NOW, &mut out);
+        original.conversion(purchase("o-1", "s", MIN), NOW, &mut out);
+        let log = original.take_changes("t", 0);
+        let mut restored = MatchState::new(config());
+        for change in log {
+            restored.restore(change);
+        }
+        assert_eq!(restored.pending(), 1);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        original.hit(hit("y", "z", 30 * MIN), NOW, &mut a);
+        restored.hit(hit("y", "z", 30 * MIN), NOW, &mut b);
+        assert_eq!(a, b);
+        assert_eq!(results(&a)[0].method, MatchMethod::SessionId);
+        // And once decided, the decision itself is restored.
+        let mut again = MatchState::new(config());
+        for change in original.take_changes("t", 0) {
+            again.restore(change);
+        }
+        assert_eq!(again.pending(), 0);
+        let mut replay = Vec::new();
+        again.conversion(purchase("o-1", "s", MIN), NOW, &mut replay);
+        assert_eq!(results(&replay), results(&a));
+    }
+
+    #[test]
+    fn a_refund_links_to_its_purchase_and_inherits_its_visit() {
+        let mut state = MatchState::new(config());
+        let mut out = Vec::new();
+        state.hit(hit("s", "h", 0), NOW, &mut out);
+        let bought = purchase("o-1", "s", MIN);
+        let purchase_id = bought.envelope.event_id.clone();
+        state.conversion(bought, NOW, &mut out);
+        let mut refund = purchase("o-1", "other", 60 * MIN);
+        refund.session_id = None;
+        refund.envelope.event_type = EventType::Refund;
+        refund.envelope.event_id = order_event_id("acme", "stripe", "o-1", "refund", None);
+        state.conversion(refund, NOW, &mut out);
+        state.hit(hit("y", "z", 100 * MIN), NOW, &mut out);
+        let decided = results(&out);
+        assert_eq!(decided.len(), 2);
+        let refund = decided[1];
+        assert_eq!(
+            refund.original_conversion_id.as_deref(),
+            Some(purchase_id.as_str())
+        );
+        assert_eq!(refund.matched_session_id.as_deref(), Some("s"));
+        assert_eq!(refund.signals, ["session_id", "original_purchase"]);
+        let requests = out
+            .iter()
+            .filter(|e| matches!(e, Emitted::Dispatch(d) if d.match_id.is_some()))
+            .count();
+        assert_eq!(requests, 1, "the refund is not sent to Meta");
+    }
+
+    #[test]
+    fn a_visit_without_ad_consent_is_matched_but_its_purchase_blocked() {
+        let mut state = MatchState::new(config());
+        let mut out = Vec::new();
+        let mut visit = hit("s", "h", 0);
+        visit.envelope.consent.ads = false;
+        state.hit(visit, NOW, &mut out);
+        state.conversion(purchase("o-1", "s", 0), NOW, &mut out);
+        state.tick(NOW + 60 * MIN, &mut out);
+        assert_eq!(results(&out)[0].method, MatchMethod::SessionId);
+        let purchase = out
+            .iter()
+            .find_map(|e| match e {
+                Emitted::Dispatch(d) if d.event_name == "Purchase" => Some(d),
+                _ => None,
+            })
+            .expect("a request");
+        assert_eq!(
+            purchase.blocked_reason.as_deref(),
+            Some(dispatch::BLOCKED_CONSENT)
+        );
+        assert!(!purchase.consent_ads);
+    }
+}
