@@ -30,7 +30,7 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     /// `[edge]`: the HTTP edge.
     pub edge: EdgeConfig,
-    /// `[process]`: dedupe and funnel processors.
+    /// `[process]`: dedupe, funnel and matching processors.
     pub process: ProcessConfig,
     /// `[[tenants]]`: who may send events, with their secrets (never printed).
     pub tenants: Vec<TenantConfig>,
@@ -97,8 +97,19 @@ impl Config {
                     .split("__"),
             )
             .merge(Serialized::defaults(flags))
-            .extract()
+            .extract::<Config>()
+            .map(Config::with_tenant_pixels)
             .map_err(anyhow::Error::from)
+    }
+
+    /// The matcher reads each tenant's Meta pixel from `[[tenants]] meta_pixel_id`.
+    fn with_tenant_pixels(mut self) -> Config {
+        self.process.matching.pixels = self
+            .tenants
+            .iter()
+            .filter_map(|t| Some((t.id.clone(), t.meta_pixel_id.clone()?)))
+            .collect();
+        self
     }
 }
 
@@ -139,6 +150,20 @@ mod tests {
             let err = load(Some(Path::new("bad.toml")), &FlagOverrides::default())
                 .expect_err("unknown key");
             assert!(err.to_string().contains("brokerz"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_matcher_gets_each_tenants_pixel() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "funnelhub.toml",
+                "[[tenants]]\nid = \"a\"\nmeta_pixel_id = \"111\"\n[[tenants]]\nid = \"b\"\n",
+            )?;
+            let config = load(None, &FlagOverrides::default())?;
+            let pixels: Vec<_> = config.process.matching.pixels.into_iter().collect();
+            assert_eq!(pixels, [("a".to_string(), "111".to_string())]);
             Ok(())
         });
     }

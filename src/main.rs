@@ -55,10 +55,11 @@ enum Command {
     /// HTTP edge: landing-page hits and signed gateway/onboarding webhooks to Avro on
     /// Kafka, answered after the broker acknowledged; until Ctrl-C.
     Edge,
-    /// Stateful processors: dedupe (raw topics → deduped.events) and funnel stages
-    /// (→ funnel.transitions, ops.tickets), each a consumer group; until Ctrl-C.
+    /// Stateful processors: dedupe (raw topics → deduped.events), funnel stages
+    /// (→ funnel.transitions, ops.tickets) and conversion matching (→ matching.results,
+    /// capi.requests), each a consumer group; until Ctrl-C.
     Process {
-        /// Run one stage only (scale stages apart); default both.
+        /// Run one stage only (scale stages apart); default all.
         #[arg(long, value_enum, default_value_t = StageArg::All)]
         stage: StageArg,
     },
@@ -77,6 +78,8 @@ enum StageArg {
     All,
     Dedupe,
     Funnel,
+    /// The match router and the matcher.
+    Match,
 }
 
 fn main() -> ExitCode {
@@ -154,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 StageArg::All => funnelhub_processors::Stages::All,
                 StageArg::Dedupe => funnelhub_processors::Stages::Dedupe,
                 StageArg::Funnel => funnelhub_processors::Stages::Funnel,
+                StageArg::Match => funnelhub_processors::Stages::Match,
             };
             let prometheus = funnelhub_runtime::prometheus();
             let processors = up::start_processors(&config, which).await?;

@@ -129,6 +129,10 @@ pub struct TenantConfig {
     /// Onboarding portal: the shared `X-Webhook-Secret`.
     #[serde(default)]
     pub onboard_secret: Option<Secret>,
+    /// Meta pixel (dataset) id the tenant's events are sent to; without one, dispatch
+    /// requests are written blocked (`no_meta_pixel`).
+    #[serde(default)]
+    pub meta_pixel_id: Option<String>,
 }
 
 fn yes() -> bool {
@@ -148,6 +152,7 @@ impl TenantConfig {
             kiwify_token: None,
             stripe_signing_secrets: Vec::new(),
             onboard_secret: None,
+            meta_pixel_id: None,
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct MatchConfig {
     pub grace_secs: u32,
     /// Visits older than this (record time) are no longer candidates.
     pub lookback_hours: u32,
+    /// How far records may arrive out of record-time order (partitions read at different
+    /// speeds, mostly while catching up): a conversion is decided once the matcher has
+    /// read records this much newer than its deadline.
+    pub max_out_of_order_secs: u32,
     /// A partition that received nothing for a second is taken to have seen every record
     /// older than the wall clock minus this; conversions due by then are decided.
     pub idle_slack_secs: u32,
@@ -54,6 +58,7 @@ impl Default for MatchConfig {
         MatchConfig {
             grace_secs: 600,
             lookback_hours: 7 * 24,
+            max_out_of_order_secs: 300,
             idle_slack_secs: 30,
             scoring: ScoringConfig::default(),
             pixels: BTreeMap::new(),
@@ -105,6 +110,11 @@ impl MatchConfig {
     /// The grace period in ms.
     pub fn grace_ms(&self) -> i64 {
         i64::from(self.grace_secs) * 1000
+    }
+
+    /// The out-of-order allowance in ms.
+    pub fn max_out_of_order_ms(&self) -> i64 {
+        i64::from(self.max_out_of_order_secs) * 1000
     }
 
     /// The lookback in ms.

@@ -1,13 +1,15 @@
 //! The matcher: `matching.inputs` → `matching.results` and `capi.requests`.
 //!
-//! Time is record time: the partition's *stream time* is the newest `received_at` it has
-//! applied. A conversion received at `t` waits until stream time passes `t + grace`, then
-//! is decided once by [`rules::find`] over the visits' hits received by `t + grace`; a
-//! record that pushes stream time past deadlines first decides those conversions, then is
-//! applied, so what a decision sees depends on the log, not on batch boundaries. When a
-//! partition receives nothing (a quiet night), the tick moves stream time to the wall
-//! clock minus `idle_slack_secs`, so conversions are still decided about `grace` after
-//! they arrived.
+//! Time is record time. A conversion received at `t` is decided once, by [`rules::find`]
+//! over the visits' hits received by its *deadline* `t + grace`, when the partition's
+//! *stream time* passes that deadline. Stream time is a watermark: the newest
+//! `received_at` read less `max_out_of_order_secs` (records of different partitions
+//! arrive interleaved, mostly when catching up). A record that pushes it past deadlines
+//! first decides those conversions, then is applied. When a partition receives nothing (a
+//! quiet night), the tick moves stream time to the wall clock minus `idle_slack_secs`, so
+//! conversions are still decided about `grace` after they arrived. Which hits a decision
+//! sees is fixed by the deadline, not by when the matcher read them, as long as they
+//! arrived within the allowance.
 //!
 //! Replay: every decision is kept (as long as the input topic keeps records) and reading
 //! its conversion again re-emits it unchanged: same ids, same content. Hits already in
@@ -59,6 +61,9 @@ pub struct MatchState {
     decisions: HashMap<String, MatchDecision>,
     /// (record time, conversion id) of decisions, for expiry.
     decided: VecDeque<(i64, String)>,
+    /// Newest record time read.
+    newest: i64,
+    /// The watermark: records older than this are not expected any more.
     stream_time: i64,
     changes: MatchChangelog,
 }
@@ -73,6 +78,7 @@ impl MatchState {
             pending_ids: HashMap::default(),
             decisions: HashMap::default(),
             decided: VecDeque::new(),
+            newest: i64::MIN,
             stream_time: i64::MIN,
             changes: empty_changes(),
         }
@@ -95,7 +101,7 @@ impl MatchState {
 
     /// Apply a landing-page hit.
     pub fn hit(&mut self, hit: TrackingHit, now: i64, out: &mut Vec<Emitted>) {
-        self.advance(hit.envelope.received_at, now, out);
+        self.read(hit.envelope.received_at, now, out);
         out.extend(
             dispatch::for_hit(&hit, &self.config.pixels).map(|d| Emitted::Dispatch(Box::new(d))),
         );
@@ -106,7 +112,7 @@ impl MatchState {
 
     /// Apply a gateway conversion: wait for its grace period, or re-emit its decision.
     pub fn conversion(&mut self, order: OrderEvent, now: i64, out: &mut Vec<Emitted>) {
-        self.advance(order.envelope.received_at, now, out);
+        self.read(order.envelope.received_at, now, out);
         let id = &order.envelope.event_id;
         if let Some(decision) = self.decisions.get(id) {
             out.push(Emitted::Match(Box::new(decision.result.clone())));
@@ -136,6 +142,15 @@ impl MatchState {
     pub fn tick(&mut self, now: i64, out: &mut Vec<Emitted>) {
         let idle_time = now - i64::from(self.config.idle_slack_secs) * 1000;
         self.advance(idle_time, now, out);
+    }
+
+    /// A record of `time` was read: move the watermark behind it.
+    fn read(&mut self, time: i64, now: i64, out: &mut Vec<Emitted>) {
+        self.newest = self.newest.max(time);
+        let watermark = self
+            .newest
+            .saturating_sub(self.config.max_out_of_order_ms());
+        self.advance(watermark, now, out);
     }
 
     fn wait(&mut self, order: OrderEvent, deadline: i64) {
@@ -522,6 +537,7 @@ mod tests {
     fn config() -> Arc<MatchConfig> {
         let mut config = MatchConfig {
             grace_secs: 600,
+            max_out_of_order_secs: 0,
             ..MatchConfig::default()
         };
         config.pixels.insert("acme".into(), "1234".into());
@@ -579,6 +595,24 @@ mod tests {
         assert_eq!(decided[1].method, MatchMethod::Unmatched);
         state.hit(hit("after", "h-3", 30 * MIN), NOW, &mut out);
         assert_eq!(results(&out).len(), 2, "no second decision");
+    }
+
+    #[test]
+    fn the_out_of_order_allowance_waits_for_lagging_partitions() {
+        let config = Arc::new(MatchConfig {
+            max_out_of_order_secs: 300,
+            ..(*config()).clone()
+        });
+        let mut state = MatchState::new(config);
+        let mut out = Vec::new();
+        state.conversion(purchase("o-1", "s", 0), NOW, &mut out);
+        // Another partition is ahead: its records pass the deadline (10 min)...
+        state.hit(hit("other", "x", 14 * MIN), NOW, &mut out);
+        // ...before the lagging partition delivers the visit, received before the deadline.
+        state.hit(hit("s", "h", 5 * MIN), NOW, &mut out);
+        assert!(results(&out).is_empty(), "within the allowance");
+        state.hit(hit("other", "y", 16 * MIN), NOW, &mut out);
+        assert_eq!(results(&out)[0].method, MatchMethod::SessionId);
     }
 
     #[test]
