@@ -6,10 +6,12 @@
 //! `received_at` read less `max_out_of_order_secs` (records of different partitions
 //! arrive interleaved, mostly when catching up). A record that pushes it past deadlines
 //! first decides those conversions, then is applied. When a partition receives nothing (a
-//! quiet night), the tick moves stream time to the wall clock minus `idle_slack_secs`, so
-//! conversions are still decided about `grace` after they arrived. Which hits a decision
-//! sees is fixed by the deadline, not by when the matcher read them, as long as they
-//! arrived within the allowance.
+//! quiet night), the tick decides the conversions whose deadline is older than the wall
+//! clock minus `idle_slack_secs` *and* that were read at least `grace` ago (wall time): a
+//! live conversion is still decided about `grace` after it arrived, while one read during
+//! a catch-up waits for the upstream stages to deliver the visits around it. Which hits a
+//! decision sees is fixed by the deadline, not by when the matcher read them, as long as
+//! they arrived within the allowance.
 //!
 //! Replay: every decision is kept (as long as the input topic keeps records) and reading
 //! its conversion again re-emits it unchanged: same ids, same content. Hits already in
@@ -48,6 +50,13 @@ pub enum Emitted {
     Dispatch(Box<CapiDispatchRequest>),
 }
 
+/// A conversion waiting for its deadline.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    deadline: i64,
+    read_at: i64,
+}
+
 /// The matching state of one partition. Pure logic, no I/O; `now` (wall time, ms) is only
 /// stamped on decisions (`decided_at`) and used by [`MatchState::tick`].
 #[derive(Debug)]
@@ -56,8 +65,8 @@ pub struct MatchState {
     visits: Visits,
     /// Conversions waiting, by (deadline, conversion id).
     pending: BTreeMap<(i64, String), OrderEvent>,
-    /// Deadline of each waiting conversion.
-    pending_ids: HashMap<String, i64>,
+    /// Each waiting conversion: its deadline and when (wall time) it was read.
+    pending_ids: HashMap<String, Waiting>,
     decisions: HashMap<String, MatchDecision>,
     /// (record time, conversion id) of decisions, for expiry.
     decided: VecDeque<(i64, String)>,
@@ -132,16 +141,28 @@ impl MatchState {
             // Read after its deadline (a backlog): decide with what is known by then.
             self.decide(order, now, out);
         } else {
-            self.wait(order.clone(), deadline);
+            self.wait(order.clone(), deadline, now);
             self.changes.pending.push(order);
         }
     }
 
-    /// Nothing was read for a while: take the wall clock (less the slack for records in
-    /// flight) as stream time.
+    /// Nothing was read for a while: decide the conversions due by the wall clock (less
+    /// the slack for records in flight) that have waited `grace` since they were read.
     pub fn tick(&mut self, now: i64, out: &mut Vec<Emitted>) {
-        let idle_time = now - i64::from(self.config.idle_slack_secs) * 1000;
-        self.advance(idle_time, now, out);
+        let due_by = now - i64::from(self.config.idle_slack_secs) * 1000;
+        let read_by = now - self.config.grace_ms();
+        let due: Vec<(i64, String)> = self
+            .pending
+            .keys()
+            .take_while(|(deadline, _)| *deadline <= due_by)
+            .filter(|(_, id)| self.pending_ids[id].read_at <= read_by)
+            .cloned()
+            .collect();
+        for key in due {
+            let order = self.pending.remove(&key).expect("pending");
+            self.pending_ids.remove(&key.1);
+            self.decide(order, now, out);
+        }
     }
 
     /// A record of `time` was read: move the watermark behind it.
@@ -153,9 +174,10 @@ impl MatchState {
         self.advance(watermark, now, out);
     }
 
-    fn wait(&mut self, order: OrderEvent, deadline: i64) {
+    fn wait(&mut self, order: OrderEvent, deadline: i64, read_at: i64) {
         let id = order.envelope.event_id.clone();
-        self.pending_ids.insert(id.clone(), deadline);
+        self.pending_ids
+            .insert(id.clone(), Waiting { deadline, read_at });
         self.pending.insert((deadline, id), order);
     }
 
@@ -315,8 +337,8 @@ impl MatchState {
         self.decisions.insert(id, decision);
     }
 
-    /// Apply a changelog record read at restore.
-    pub fn restore(&mut self, change: MatchChangelog) {
+    /// Apply a changelog record read at restore (`now`: when, wall time).
+    pub fn restore(&mut self, change: MatchChangelog, now: i64) {
         self.stream_time = self.stream_time.max(change.stream_time);
         for hit in change.hits {
             self.visits.add(hit);
@@ -325,13 +347,13 @@ impl MatchState {
             let id = &order.envelope.event_id;
             if !self.decisions.contains_key(id) && !self.pending_ids.contains_key(id) {
                 let deadline = order.envelope.received_at + self.config.grace_ms();
-                self.wait(order, deadline);
+                self.wait(order, deadline, now);
             }
         }
         for decision in change.decisions {
             let id = &decision.result.conversion_id;
-            if let Some(deadline) = self.pending_ids.remove(id) {
-                self.pending.remove(&(deadline, id.clone()));
+            if let Some(waiting) = self.pending_ids.remove(id) {
+                self.pending.remove(&(waiting.deadline, id.clone()));
             }
             self.remember(decision);
         }
@@ -480,7 +502,7 @@ impl PartitionProcessor for MatchProcessor {
     type Changelog = MatchChangelog;
 
     fn restore(&mut self, change: MatchChangelog) {
-        self.state.restore(change);
+        self.state.restore(change, now_ms());
     }
 
     async fn process(
@@ -629,6 +651,20 @@ mod tests {
     }
 
     #[test]
+    fn a_conversion_read_while_catching_up_waits_for_its_visits() {
+        let mut state = MatchState::new(config());
+        let mut out = Vec::new();
+        // Five hours of backlog: the conversion is long past its deadline by the clock...
+        state.conversion(purchase("o-1", "s", NOW - 300 * MIN), NOW, &mut out);
+        state.tick(NOW + MIN, &mut out);
+        assert!(results(&out).is_empty(), "...but was read a minute ago");
+        // ...so the upstream stages get to deliver its visit first.
+        state.hit(hit("s", "h", NOW - 301 * MIN), NOW + 2 * MIN, &mut out);
+        state.tick(NOW + 10 * MIN, &mut out);
+        assert_eq!(results(&out)[0].method, MatchMethod::SessionId);
+    }
+
+    #[test]
     fn a_conversion_read_again_re_emits_its_decision() {
         let mut state = MatchState::new(config());
         let mut first = Vec::new();
@@ -654,7 +690,7 @@ mod tests {
         let log = original.take_changes("t", 0);
         let mut restored = MatchState::new(config());
         for change in log {
-            restored.restore(change);
+            restored.restore(change, NOW);
         }
         assert_eq!(restored.pending(), 1);
         let (mut a, mut b) = (Vec::new(), Vec::new());
@@ -665,7 +701,7 @@ mod tests {
         // And once decided, the decision itself is restored.
         let mut again = MatchState::new(config());
         for change in original.take_changes("t", 0) {
-            again.restore(change);
+            again.restore(change, NOW);
         }
         assert_eq!(again.pending(), 0);
         let mut replay = Vec::new();
