@@ -3,6 +3,8 @@
 //!
 //! - `bench_process logic <sessions>`: dedupe + funnel logic alone (decoded events, one
 //!   thread, no Kafka). Prints `events events_per_s`.
+//! - `bench_process matching <buyers>`: the matcher's logic alone on the matching test's
+//!   workload (decoded events, one thread, no Kafka). Prints `events events_per_s`.
 //! - `bench_process pipeline <brokers> <sessions>`: the same kind of workload written to
 //!   fresh raw topics, then (a) a raw pipe — one consumer reading the three raw topics and
 //!   writing every record's bytes unchanged to another topic with the same producer
@@ -16,10 +18,13 @@ use std::time::{Duration, Instant};
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics, TopicRequest};
 use funnelhub_kafka::testing::unique;
 use funnelhub_kafka::{client, KafkaConfig};
+use funnelhub_processors::config::MatchConfig;
 use funnelhub_processors::dedupe::{dedupe_key, DedupeState, Verdict};
 use funnelhub_processors::funnel::{Emitted, FunnelState};
-use funnelhub_processors::testing::{workload, RawWriter};
+use funnelhub_processors::matching::matcher::MatchState;
+use funnelhub_processors::testing::{matching_workload, workload, RawWriter};
 use funnelhub_processors::{ProcessConfig, Stages};
+use funnelhub_schemas::events::EdgeEvent;
 use funnelhub_schemas::{Catalog, Topic};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::FutureRecord;
@@ -31,9 +36,13 @@ async fn main() {
     let arg = |i: usize| args.get(i).expect("see usage").clone();
     match args.get(1).map(String::as_str) {
         Some("logic") => logic(arg(2).parse().expect("sessions")),
+        Some("matching") => matching(arg(2).parse().expect("buyers")),
         Some("pipeline") => pipeline(&arg(2), arg(3).parse().expect("sessions")).await,
         _ => {
-            eprintln!("usage: bench_process logic <sessions> | pipeline <brokers> <sessions>");
+            eprintln!(
+                "usage: bench_process logic <sessions> | matching <buyers> \
+                 | pipeline <brokers> <sessions>"
+            );
             std::process::exit(2);
         }
     }
@@ -64,6 +73,34 @@ fn logic(sessions: usize) {
             emitted.tickets.clear();
         }
     }
+    let elapsed = started.elapsed();
+    println!(
+        "{} {:.0}",
+        events.len(),
+        events.len() as f64 / elapsed.as_secs_f64()
+    );
+}
+
+fn matching(buyers: usize) {
+    let config = MatchConfig::default();
+    let (events, _) = matching_workload(buyers, 1, config.grace_ms());
+    let mut state = MatchState::new(std::sync::Arc::new(config));
+    let mut emitted = Vec::new();
+    let now = funnelhub_schemas::ids::now_ms();
+    let started = Instant::now();
+    for (i, event) in events.iter().enumerate() {
+        match event {
+            EdgeEvent::TrackingHit(hit) => state.hit(hit.clone(), now, &mut emitted),
+            EdgeEvent::OrderEvent(order) => state.conversion(order.clone(), now, &mut emitted),
+            EdgeEvent::OnboardingEvent(_) => {}
+        }
+        if i % 2000 == 1999 {
+            // What a flush does: hand the changes to the changelog writer.
+            state.take_changes("bench", 0);
+            emitted.clear();
+        }
+    }
+    state.tick(now + 3_600_000, &mut emitted);
     let elapsed = started.elapsed();
     println!(
         "{} {:.0}",
@@ -115,23 +152,26 @@ async fn pipeline(brokers: &str, sessions: usize) {
     // (b) dedupe + funnel, from joining the groups to the funnel's last record
     let prometheus = funnelhub_runtime::prometheus();
     let started = Instant::now();
-    let processors = funnelhub_processors::start(
-        &kafka,
-        &registry,
-        &ProcessConfig {
-            group_prefix: kafka.topic_prefix.clone(),
-            ..ProcessConfig::default()
-        },
-        Stages::All,
-    )
-    .await
-    .expect("processors");
+    let config = ProcessConfig {
+        group_prefix: kafka.topic_prefix.clone(),
+        ..ProcessConfig::default()
+    };
+    let mut processors = Vec::new();
+    for stages in [Stages::Dedupe, Stages::Funnel] {
+        processors.push(
+            funnelhub_processors::start(&kafka, &registry, &config, stages)
+                .await
+                .expect("processors"),
+        );
+    }
     let done = format!("funnelhub_stage_records_total{{stage=\"funnel\"}} {distinct}");
     while !prometheus.render().lines().any(|l| l == done) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let process_secs = started.elapsed().as_secs_f64();
-    processors.stop().await.expect("stops");
+    for processors in processors {
+        processors.stop().await.expect("stops");
+    }
     let (pipe_eps, process_eps) = (
         events.len() as f64 / pipe_secs,
         events.len() as f64 / process_secs,
