@@ -6,8 +6,9 @@
 //! 2. session id: the session id the checkout carried (`sck`, `client_reference_id`...);
 //! 3. email hash; 4. phone hash.
 //!
-//! Then scoring, over the visits that share the order's IP or user agent: the sum of the
-//! weights of the shared signals (IP, user agent, campaign, product) plus a time-proximity
+//! Then scoring, over the visits that share the order's IP (and its user agent, if the
+//! weights let a visit without the IP reach the threshold): the sum of the weights of the
+//! shared signals (IP, user agent, campaign, product) plus a time-proximity
 //! weight that halves every half-life. The best visit at or above the threshold matches;
 //! otherwise the conversion is unmatched.
 //!
@@ -128,6 +129,11 @@ fn score<'a>(
     let tenant = order.envelope.tenant_id.as_str();
     let ip = order.client_ip.as_deref();
     let user_agent = order.user_agent.as_deref();
+    // Blocking: candidates share the IP. Visits sharing only the user agent (a handful of
+    // strings cover most phones) are compared only if the weights let a visit without the
+    // IP reach the threshold; with the defaults they cannot.
+    let without_ip = config.user_agent + config.time + config.utm + config.product;
+    let user_agent = user_agent.filter(|_| without_ip >= config.threshold);
     let candidates = ip
         .into_iter()
         .flat_map(|ip| visits.with(Signal::Ip, tenant, ip))
@@ -152,7 +158,11 @@ fn score<'a>(
         if ip.is_some_and(|ip| view.has(Signal::Ip, ip)) {
             add("ip", config.ip);
         }
-        if user_agent.is_some_and(|ua| view.has(Signal::UserAgent, ua)) {
+        if order
+            .user_agent
+            .as_deref()
+            .is_some_and(|ua| view.has(Signal::UserAgent, ua))
+        {
             add("user_agent", config.user_agent);
         }
         let gap = (order.envelope.received_at - view.last_seen()).abs() as f64;

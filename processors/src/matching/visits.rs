@@ -103,8 +103,11 @@ impl Visit {
 
     /// Add `hit`; false if it was already there (or beyond the per-visit limit).
     fn add(&mut self, hit: TrackingHit) -> bool {
-        let order = |h: &TrackingHit| (h.envelope.received_at, h.envelope.event_id.clone());
-        let position = order(&hit);
+        fn order(h: &TrackingHit) -> (i64, &str) {
+            (h.envelope.received_at, h.envelope.event_id.as_str())
+        }
+        let position = (hit.envelope.received_at, hit.envelope.event_id.clone());
+        let position = (position.0, position.1.as_str());
         match self.hits.binary_search_by(|h| order(h).cmp(&position)) {
             Ok(_) => false,
             Err(at) if at >= HITS_PER_VISIT => false,
