@@ -179,6 +179,21 @@ pub enum MatchMethod {
     Unknown,
 }
 
+impl MatchMethod {
+    /// The Avro symbol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchMethod::ClickId => "click_id",
+            MatchMethod::SessionId => "session_id",
+            MatchMethod::EmailHash => "email_hash",
+            MatchMethod::PhoneHash => "phone_hash",
+            MatchMethod::Scoring => "scoring",
+            MatchMethod::Unmatched => "unmatched",
+            MatchMethod::Unknown => "unknown",
+        }
+    }
+}
+
 /// `io.funnelhub.derived.MatchResult`: one decision per conversion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatchResult {

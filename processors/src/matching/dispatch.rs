@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use funnelhub_schemas::common::{minor_unit_digits, EventType, HashedIdentity};
+use funnelhub_schemas::common::{minor_to_major, EventType, HashedIdentity};
 use funnelhub_schemas::derived::CapiDispatchRequest;
 use funnelhub_schemas::events::{OrderEvent, TrackingHit};
 use funnelhub_schemas::ids::deterministic_id;
@@ -113,10 +113,9 @@ pub fn for_conversion(
             click_ids,
             client_ip,
             user_agent,
-            value: order.amount_minor.map(|minor| {
-                let digits = currency.as_deref().map_or(2, minor_unit_digits);
-                minor as f64 / 10f64.powi(digits as i32)
-            }),
+            value: order
+                .amount_minor
+                .map(|minor| minor_to_major(minor, currency.as_deref().unwrap_or_default())),
             currency,
             content_ids: order.product_id.iter().cloned().collect(),
             order_id: Some(order.order_id.clone()),

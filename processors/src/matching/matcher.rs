@@ -124,13 +124,7 @@ impl MatchState {
         self.read(order.envelope.received_at, now, out);
         let id = &order.envelope.event_id;
         if let Some(decision) = self.decisions.get(id) {
-            out.push(Emitted::Match(Box::new(decision.result.clone())));
-            out.extend(
-                decision
-                    .dispatch
-                    .clone()
-                    .map(|d| Emitted::Dispatch(Box::new(d))),
-            );
+            emit(decision, out);
             return;
         }
         if self.pending_ids.contains_key(id) {
@@ -285,7 +279,7 @@ impl MatchState {
         };
         metrics::counter!(
             "funnelhub_match_conversions_total",
-            "method" => method_name(result.method),
+            "method" => result.method.as_str(),
         )
         .increment(1);
         metrics::histogram!("funnelhub_match_decision_seconds")
@@ -295,13 +289,7 @@ impl MatchState {
             dispatch,
             record_time: envelope.received_at,
         };
-        out.push(Emitted::Match(Box::new(decision.result.clone())));
-        out.extend(
-            decision
-                .dispatch
-                .clone()
-                .map(|d| Emitted::Dispatch(Box::new(d))),
-        );
+        emit(&decision, out);
         self.remember(decision.clone());
         self.changes.decisions.push(decision);
     }
@@ -398,17 +386,15 @@ fn empty_changes() -> MatchChangelog {
     }
 }
 
-/// The Avro symbol of a method (metric label).
-pub fn method_name(method: MatchMethod) -> &'static str {
-    match method {
-        MatchMethod::ClickId => "click_id",
-        MatchMethod::SessionId => "session_id",
-        MatchMethod::EmailHash => "email_hash",
-        MatchMethod::PhoneHash => "phone_hash",
-        MatchMethod::Scoring => "scoring",
-        MatchMethod::Unmatched => "unmatched",
-        MatchMethod::Unknown => "unknown",
-    }
+/// What a decision writes: its match result and, if any, its dispatch request.
+fn emit(decision: &MatchDecision, out: &mut Vec<Emitted>) {
+    out.push(Emitted::Match(Box::new(decision.result.clone())));
+    out.extend(
+        decision
+            .dispatch
+            .clone()
+            .map(|d| Emitted::Dispatch(Box::new(d))),
+    );
 }
 
 /// The matcher stage: its configuration and codecs.
