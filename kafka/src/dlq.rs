@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use funnelhub_schemas::derived::{DlqReason, DlqRecord};
 use funnelhub_schemas::ids::{deterministic_id, now_ms};
+use funnelhub_schemas::AvroRecord;
 
 use futures::future::BoxFuture;
 
@@ -73,9 +74,9 @@ impl DeadLetters {
         })
     }
 
-    /// Decode every record of `batch`. A record without a value, or whose bytes do not
-    /// decode, becomes its dead letter (`Err`); a registry outage fails the whole batch as
-    /// retryable, before the caller changed any state.
+    /// Decode every record of `batch` with `decode`. A record without a value, or whose
+    /// bytes do not decode, becomes its dead letter (`Err`); a registry outage fails the
+    /// whole batch as retryable, before the caller changed any state.
     pub async fn decode_batch<T, F>(
         &self,
         batch: &[Record],
@@ -87,19 +88,35 @@ impl DeadLetters {
         let mut decoded = Vec::with_capacity(batch.len());
         for record in batch {
             decoded.push(match record.value.as_deref() {
-                None => Err((DlqReason::InvalidRecord, "record has no value".to_owned())),
-                Some(bytes) => match decode(record, bytes).await {
-                    Ok(value) => Ok(value),
-                    Err(DecodeError::Registry(e)) => return Err(ProcessError::Retryable(e)),
-                    Err(e @ DecodeError::Undecodable(_)) => {
-                        Err((DlqReason::Undecodable, e.to_string()))
-                    }
-                    Err(e @ DecodeError::UnknownSchema(_)) => {
-                        Err((DlqReason::UnknownSchema, e.to_string()))
-                    }
-                },
+                None => Err(missing_value()),
+                Some(bytes) => classify(decode(record, bytes).await)?,
             });
         }
+        self.letters(batch, decoded)
+    }
+
+    /// [`DeadLetters::decode_batch`] for a topic of one value type.
+    pub async fn decode_all<T: AvroRecord>(
+        &self,
+        batch: &[Record],
+        codec: &TopicCodec<T>,
+    ) -> Result<Vec<Result<T, Output>>, ProcessError> {
+        let mut decoded = Vec::with_capacity(batch.len());
+        for record in batch {
+            decoded.push(match record.value.as_deref() {
+                None => Err(missing_value()),
+                Some(bytes) => classify(codec.decode(bytes).await)?,
+            });
+        }
+        self.letters(batch, decoded)
+    }
+
+    /// Each failure as its dead letter.
+    fn letters<T>(
+        &self,
+        batch: &[Record],
+        decoded: Vec<Result<T, (DlqReason, String)>>,
+    ) -> Result<Vec<Result<T, Output>>, ProcessError> {
         batch
             .iter()
             .zip(decoded)
@@ -111,6 +128,25 @@ impl DeadLetters {
                     .map_err(|e| ProcessError::Fatal(e.to_string())),
             })
             .collect()
+    }
+}
+
+fn missing_value() -> (DlqReason, String) {
+    (DlqReason::InvalidRecord, "record has no value".to_owned())
+}
+
+/// A decoded value, or why its record is dead-lettered; a registry outage is retryable.
+#[allow(clippy::type_complexity)]
+fn classify<T>(
+    decoded: Result<T, DecodeError>,
+) -> Result<Result<T, (DlqReason, String)>, ProcessError> {
+    match decoded {
+        Ok(value) => Ok(Ok(value)),
+        Err(DecodeError::Registry(e)) => Err(ProcessError::Retryable(e)),
+        Err(e @ DecodeError::Undecodable(_)) => Ok(Err((DlqReason::Undecodable, e.to_string()))),
+        Err(e @ DecodeError::UnknownSchema(_)) => {
+            Ok(Err((DlqReason::UnknownSchema, e.to_string())))
+        }
     }
 }
 

@@ -392,14 +392,10 @@ impl PartitionProcessor for FunnelProcessor {
         batch: &[Record],
         out: &mut Vec<Output>,
     ) -> Result<(), ProcessError> {
-        let stage = self.stage.clone();
         let decoded = self
             .stage
             .dead_letters
-            .decode_batch(batch, move |_, bytes| {
-                let stage = stage.clone();
-                Box::pin(async move { stage.deduped.decode(bytes).await })
-            })
+            .decode_all(batch, &self.stage.deduped)
             .await?;
         for deduped in decoded {
             let deduped = match deduped {

@@ -496,14 +496,10 @@ impl PartitionProcessor for MatchProcessor {
         batch: &[Record],
         out: &mut Vec<Output>,
     ) -> Result<(), ProcessError> {
-        let stage = self.stage.clone();
         let decoded = self
             .stage
             .dead_letters
-            .decode_batch(batch, move |_, bytes| {
-                let stage = stage.clone();
-                Box::pin(async move { stage.inputs.decode(bytes).await })
-            })
+            .decode_all(batch, &self.stage.inputs)
             .await?;
         let now = now_ms();
         for event in decoded {
