@@ -19,7 +19,7 @@ async fn poison_records_are_dead_lettered_and_the_stage_keeps_going() {
     let harness = Harness::new("poison").await;
     let writer = RawWriter::connect(&harness.kafka, &harness.registry).await;
     let events = workload(3, 1, false);
-    let mut good = writer.output(&events[0]);
+    let good = writer.output(&events[0]);
     let garbage = b"definitely not avro".to_vec();
     let mut unknown_schema = vec![0, 0x7f, 0xff, 0xff, 0xff];
     unknown_schema.extend_from_slice(&good.value[5..]);
