@@ -33,6 +33,18 @@ impl DeadLetters {
         reason: DlqReason,
         error: String,
     ) -> Result<Output, Error> {
+        self.letter_of(record, reason, error, None, None)
+    }
+
+    /// [`DeadLetters::letter`] of a decoded record, naming its tenant and event.
+    pub fn letter_of(
+        &self,
+        record: &Record,
+        reason: DlqReason,
+        error: String,
+        tenant_id: Option<&str>,
+        event_id: Option<&str>,
+    ) -> Result<Output, Error> {
         metrics::counter!(
             "funnelhub_dlq_records_total",
             "stage" => self.stage,
@@ -61,8 +73,8 @@ impl DeadLetters {
             reason,
             error,
             source: Some(record.position()),
-            tenant_id: None,
-            event_id: None,
+            tenant_id: tenant_id.map(str::to_owned),
+            event_id: event_id.map(str::to_owned),
             key: record.key.clone(),
             value: record.value.clone(),
             failed_at: now_ms(),

@@ -123,6 +123,12 @@ pub trait Stage: Send + Sync + 'static {
         None
     }
 
+    /// How long a partition task may wait for more records once it holds one, to fill a
+    /// batch of `max_batch` (like a producer's `linger.ms`). `None`: process what is there.
+    fn linger(&self) -> Option<Duration> {
+        None
+    }
+
     /// An empty processor for one source partition.
     fn processor(self: &Arc<Self>, topic: &str, partition: i32) -> Self::Processor;
 }
@@ -406,6 +412,16 @@ async fn run_partition<S: Stage>(
             match records.try_recv() {
                 Ok(record) => batch.push(record),
                 Err(_) => break,
+            }
+        }
+        if let Some(linger) = shared.stage.linger() {
+            let until = tokio::time::Instant::now() + linger;
+            while batch.len() < shared.settings.max_batch {
+                match tokio::time::timeout_at(until, records.recv()).await {
+                    Ok(Some(record)) => batch.push(record),
+                    // Closed (the next recv ends the task) or lingered long enough.
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
         let started = Instant::now();

@@ -1,2 +1,4 @@
-//! Sinks (`funnelhub sink capi|clickhouse`): Meta Conversions API delivery and idempotent
-//! ClickHouse tables. Issues #7 and #8.
+//! Sinks (`funnelhub sink capi|clickhouse`): Meta Conversions API delivery ([`meta_capi`])
+//! and idempotent ClickHouse tables (issue #8).
+
+pub mod meta_capi;

@@ -1,0 +1,8 @@
+//! Emulators of the external APIs funnelhub calls, which are unreachable from tests and
+//! local runs. Each enforces the provider's documented rules (so a request the emulator
+//! accepts is one the provider would accept) and can inject the provider's faults. The
+//! production code under test is unchanged: only its base URL points here.
+
+pub mod meta_graph;
+
+pub use meta_graph::{Faults, MetaGraphEmulator, ReceivedEvent, Snapshot};

@@ -1,0 +1,62 @@
+//! The Meta Conversions API sink (`funnelhub sink capi`): `capi.requests` → Meta's Graph
+//! API `/{version}/{pixel_id}/events`, with every outcome audited in `capi.attempts` and
+//! every permanent failure in `dlq`. See `docs/meta-capi.md`.
+
+pub mod config;
+pub mod graph;
+pub mod payload;
+pub mod sink;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
+use funnelhub_kafka::dlq::DeadLetters;
+use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_schemas::{Catalog, Topic};
+
+pub use config::{CapiConfig, MetaAccess};
+pub use graph::GraphClient;
+
+/// Why the sink did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Kafka(#[from] funnelhub_kafka::Error),
+}
+
+/// Create missing topics, register schemas and join the sink's consumer group.
+/// `access`: each tenant's pixel and token (tenants without one have their requests
+/// dead-lettered, not dropped).
+pub async fn start(
+    kafka: &KafkaConfig,
+    registry: &SchemaRegistry,
+    config: &CapiConfig,
+    access: BTreeMap<String, MetaAccess>,
+) -> Result<RunningStage, StartError> {
+    config.validate().map_err(StartError::Config)?;
+    ensure_topics(kafka, &catalog_requests(kafka)).await?;
+    let catalog = Catalog::new(&kafka.topic_prefix);
+    let sink = sink::CapiSink {
+        requests: TopicCodec::register(registry, &catalog.name(Topic::CapiRequests)).await?,
+        attempts: TopicCodec::register(registry, &catalog.name(Topic::CapiAttempts)).await?,
+        dead_letters: DeadLetters::new(
+            "capi",
+            TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
+        ),
+        graph: GraphClient::new(&config.graph_url, &config.api_version, config.timeout())
+            .map_err(StartError::Config)?,
+        access,
+        limiter: sink::CapiSink::limiter(config),
+        config: config.clone(),
+    };
+    let settings = StageSettings {
+        group: config.group.clone(),
+        max_batch: config.batch_size,
+        ..StageSettings::default()
+    };
+    Ok(stage::spawn(kafka, Arc::new(sink), settings)?)
+}
