@@ -14,6 +14,7 @@ use funnelhub_ingest::{EdgeConfig, TenantConfig};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistryConfig};
 use funnelhub_processors::ProcessConfig;
 use funnelhub_registry::RegistryConfig;
+use funnelhub_sinks::meta_capi::{CapiConfig, MetaAccess};
 use serde::{Deserialize, Serialize};
 
 /// Every setting, by section.
@@ -32,6 +33,8 @@ pub struct Config {
     pub edge: EdgeConfig,
     /// `[process]`: dedupe, funnel and matching processors.
     pub process: ProcessConfig,
+    /// `[capi]`: the Meta Conversions API sink.
+    pub capi: CapiConfig,
     /// `[[tenants]]`: who may send events, with their secrets (never printed).
     pub tenants: Vec<TenantConfig>,
 }
@@ -100,6 +103,21 @@ impl Config {
             .extract::<Config>()
             .map(Config::with_tenant_pixels)
             .map_err(anyhow::Error::from)
+    }
+
+    /// Each tenant's pixel and Conversions API token, for the CAPI sink.
+    pub fn meta_access(&self) -> std::collections::BTreeMap<String, MetaAccess> {
+        self.tenants
+            .iter()
+            .filter_map(|t| {
+                let access = MetaAccess {
+                    pixel_id: t.meta_pixel_id.clone()?,
+                    access_token: t.meta_access_token.as_ref()?.expose().into(),
+                    test_event_code: t.meta_test_event_code.clone(),
+                };
+                Some((t.id.clone(), access))
+            })
+            .collect()
     }
 
     /// The matcher reads each tenant's Meta pixel from `[[tenants]] meta_pixel_id`.

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics, TopicOutcome};
 use funnelhub_kafka::SchemaRegistry;
 use funnelhub_schemas::Catalog;
+use secrecy::ExposeSecret;
 
 use crate::config::{Config, FlagOverrides, KafkaFlags, SchemaRegistryFlags};
 
@@ -71,6 +72,14 @@ enum Command {
     },
     /// Reset a consumer group's offsets to replay history (issue #10).
     Replay,
+    /// Serve an emulator of Meta's Graph API (Conversions API endpoint) that enforces
+    /// Meta's documented rules and can inject faults; knows each `[[tenants]]` pixel and
+    /// token. Point `[capi] graph_url` at it. Until Ctrl-C.
+    CapiEmulator {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -172,14 +181,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 processors.names().join(", "),
                 ops.url()
             );
-            up::until_stopped(&processors).await?;
+            up::until_stopped(|| processors.has_failed()).await?;
             ops.stop().await?;
             processors.stop().await.map_err(anyhow::Error::msg)
         }
-        Command::Sink { which } => not_yet(
-            &format!("sink {which}"),
-            if which == "capi" { 7 } else { 8 },
-        ),
+        Command::Sink { which } if which == "capi" => {
+            let prometheus = funnelhub_runtime::prometheus();
+            let registry = SchemaRegistry::new(&config.schema_registry)?;
+            let access = config.meta_access();
+            if access.is_empty() {
+                tracing::warn!("no tenant has meta_pixel_id and meta_access_token: every request will be dead-lettered");
+            }
+            let sink =
+                funnelhub_sinks::meta_capi::start(&config.kafka, &registry, &config.capi, access)
+                    .await
+                    .context("starting the CAPI sink")?;
+            let ops = funnelhub_runtime::serve(
+                config.capi.listen,
+                funnelhub_runtime::ops_router(prometheus),
+            )
+            .await
+            .with_context(|| format!("cannot listen on {}", config.capi.listen))?;
+            println!(
+                "CAPI sink delivering to {} (group {}, metrics at {}/metrics)",
+                config.capi.graph_url,
+                config.capi.group,
+                ops.url()
+            );
+            let stopped = up::until_stopped(|| sink.has_stopped()).await;
+            ops.stop().await?;
+            sink.stop().await.map_err(anyhow::Error::msg)?;
+            stopped
+        }
+        Command::Sink { which } => not_yet(&format!("sink {which}"), 8),
+        Command::CapiEmulator { listen } => {
+            let pixels = config
+                .meta_access()
+                .into_values()
+                .map(|a| (a.pixel_id, a.access_token.expose_secret().to_owned()))
+                .collect();
+            let emulator = funnelhub_emulators::MetaGraphEmulator::start(
+                listen,
+                pixels,
+                funnelhub_emulators::Faults::default(),
+            )
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+            println!(
+                "Meta Graph API emulator at {} (faults: POST /_emulator/faults, received: GET /_emulator/events)",
+                emulator.url()
+            );
+            tokio::signal::ctrl_c().await?;
+            emulator.stop().await?;
+            Ok(())
+        }
         Command::Replay => not_yet("replay", 10),
     }
 }

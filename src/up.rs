@@ -121,7 +121,7 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         Ok(())
     } else {
         println!("Press Ctrl-C to stop.");
-        until_stopped(&processors).await
+        until_stopped(|| processors.has_failed()).await
     };
     println!("stopping");
     // The edge first: it needs the registry until its last request; then the processors.
@@ -142,15 +142,15 @@ pub async fn start_processors(
         .context("starting the processors")
 }
 
-/// Until Ctrl-C, or an error if a processor stage stopped by itself.
-pub async fn until_stopped(processors: &funnelhub_processors::Processors) -> anyhow::Result<()> {
+/// Until Ctrl-C, or an error if a stage stopped by itself (`has_failed`).
+pub async fn until_stopped(has_failed: impl Fn() -> bool) -> anyhow::Result<()> {
     let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             signal = tokio::signal::ctrl_c() => return Ok(signal?),
             _ = check.tick() => {
-                if processors.has_failed() {
-                    anyhow::bail!("a processor stage stopped (see the log)");
+                if has_failed() {
+                    anyhow::bail!("a stage stopped (see the log)");
                 }
             }
         }

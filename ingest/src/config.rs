@@ -133,6 +133,13 @@ pub struct TenantConfig {
     /// requests are written blocked (`no_meta_pixel`).
     #[serde(default)]
     pub meta_pixel_id: Option<String>,
+    /// Conversions API access token of the pixel (Events Manager > Settings); without one
+    /// the CAPI sink dead-letters the tenant's requests.
+    #[serde(default)]
+    pub meta_access_token: Option<Secret>,
+    /// Events Manager test code sent with every event (to watch them in Test events).
+    #[serde(default)]
+    pub meta_test_event_code: Option<String>,
 }
 
 fn yes() -> bool {
@@ -153,6 +160,8 @@ impl TenantConfig {
             stripe_signing_secrets: Vec::new(),
             onboard_secret: None,
             meta_pixel_id: None,
+            meta_access_token: None,
+            meta_test_event_code: None,
         }
     }
 }

@@ -1,0 +1,216 @@
+//! What the sink tests share: a unique topic prefix on the real broker, the embedded
+//! schema registry, the Graph API emulator, dispatch requests to write, and the sink's
+//! output topics read back whole.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use funnelhub_emulators::{Faults, MetaGraphEmulator};
+use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
+use funnelhub_kafka::stage::{send_all, Output};
+use funnelhub_kafka::testing::{kafka_config, read_records, unique};
+use funnelhub_kafka::{client, KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_runtime::RunningServer;
+use funnelhub_schemas::derived::CapiDispatchRequest;
+use funnelhub_schemas::ids::now_ms;
+use funnelhub_schemas::testing::sample_derived;
+use funnelhub_schemas::{AvroRecord, Catalog, Topic};
+use funnelhub_sinks::meta_capi::{CapiConfig, MetaAccess};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// Tenant `acme` owns pixel 111, `beta` pixel 222.
+pub const TENANTS: [(&str, &str); 2] = [("acme", "111"), ("beta", "222")];
+
+pub struct Harness {
+    pub kafka: KafkaConfig,
+    pub registry: SchemaRegistry,
+    pub registry_url: String,
+    pub catalog: Catalog,
+    pub emulator: MetaGraphEmulator,
+    pub config: CapiConfig,
+    _server: RunningServer,
+}
+
+impl Harness {
+    pub async fn new(name: &str) -> Harness {
+        funnelhub_runtime::prometheus();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let kafka = kafka_config(name);
+        ensure_topics(&kafka, &catalog_requests(&kafka))
+            .await
+            .expect("topics");
+        let (server, registry) = funnelhub_registry::start_private(&kafka, &unique("_schemas"))
+            .await
+            .expect("registry");
+        let pixels = TENANTS
+            .iter()
+            .map(|(_, pixel)| (pixel.to_string(), token(pixel)))
+            .collect();
+        let emulator =
+            MetaGraphEmulator::start(([127, 0, 0, 1], 0).into(), pixels, Faults::default())
+                .await
+                .expect("emulator");
+        let config = CapiConfig {
+            graph_url: emulator.url(),
+            group: kafka.topic_prefix.clone(),
+            linger_ms: 50,
+            timeout_ms: 1_000,
+            backoff_base_ms: 10,
+            backoff_max_ms: 200,
+            max_attempts: 30,
+            requests_per_second: 1_000,
+            ..CapiConfig::default()
+        };
+        Harness {
+            catalog: Catalog::new(&kafka.topic_prefix),
+            registry_url: server.url(),
+            kafka,
+            registry,
+            emulator,
+            config,
+            _server: server,
+        }
+    }
+
+    /// Every tenant's right access.
+    pub fn access(&self) -> BTreeMap<String, MetaAccess> {
+        TENANTS
+            .iter()
+            .map(|(tenant, pixel)| {
+                let access = MetaAccess {
+                    pixel_id: pixel.to_string(),
+                    access_token: token(pixel).into(),
+                    test_event_code: None,
+                };
+                (tenant.to_string(), access)
+            })
+            .collect()
+    }
+
+    /// Write `requests` to `capi.requests` as the matcher does (key `tenant:event_id`).
+    pub async fn write(&self, requests: &[CapiDispatchRequest]) {
+        let codec = TopicCodec::<CapiDispatchRequest>::register(
+            &self.registry,
+            &self.catalog.name(Topic::CapiRequests),
+        )
+        .await
+        .expect("codec");
+        let topic: Arc<str> = Arc::from(codec.topic());
+        let outputs: Vec<_> = requests
+            .iter()
+            .map(|r| {
+                let output = Output {
+                    topic: topic.clone(),
+                    key: format!("{}:{}", r.tenant_id, r.event_id).into_bytes(),
+                    value: codec.encode(r).expect("encodes"),
+                };
+                (output, None)
+            })
+            .collect();
+        let producer = client::producer(&self.kafka, "test-writer").expect("producer");
+        send_all(&producer, outputs.into_iter())
+            .await
+            .expect("written");
+    }
+
+    /// Every record of `topic` written so far, decoded.
+    pub async fn read_all<T: AvroRecord + Clone>(&self, topic: Topic) -> Vec<T> {
+        let name = self.catalog.name(topic);
+        let codec = TopicCodec::<T>::register(&self.registry, &name)
+            .await
+            .expect("codec");
+        let count = record_count(&self.kafka, &name);
+        let mut out = Vec::with_capacity(count);
+        for (_, value) in read_records(&self.kafka, &name, count, WAIT).await {
+            out.push(codec.decode(&value).await.expect("decodes"));
+        }
+        out
+    }
+
+    /// Wait until the emulator holds `count` distinct events.
+    pub async fn until_received(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let seen = self.emulator.snapshot().events.len();
+            if seen >= count {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the emulator has {seen} of {count} events"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn token(pixel: &str) -> String {
+    format!("EAAB-token-of-{pixel}")
+}
+
+/// Records in `topic` (sum of its partitions' high watermarks).
+pub fn record_count(kafka: &KafkaConfig, topic: &str) -> usize {
+    let consumer: BaseConsumer = client::client_config(kafka, "test-count")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            (high - low) as usize
+        })
+        .sum()
+}
+
+/// `n` valid requests for `tenant`: purchases and page views, event ids `{tenant}-{i}`.
+pub fn requests(tenant: &str, n: usize) -> Vec<CapiDispatchRequest> {
+    let pixel = TENANTS
+        .iter()
+        .find(|(t, _)| *t == tenant)
+        .map_or("999", |(_, p)| p);
+    let mut identity_source = sample_derived().2;
+    identity_source.identity.email_hash =
+        Some("62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f".into());
+    (0..n)
+        .map(|i| {
+            let mut r = identity_source.clone();
+            r.tenant_id = tenant.into();
+            r.pixel_id = pixel.into();
+            r.event_id = format!("{tenant}-{i}");
+            r.dispatch_id = format!("d-{tenant}-{i}");
+            r.event_time = now_ms() - 60_000;
+            if i % 3 == 0 {
+                r.event_name = "PageView".into();
+                r.value = None;
+                r.currency = None;
+                r.content_ids.clear();
+                r.order_id = None;
+            }
+            r
+        })
+        .collect()
+}
+
+/// Sum of a Prometheus counter's series whose labels contain `labels`.
+pub fn counter(name: &str, labels: &str) -> u64 {
+    funnelhub_runtime::prometheus()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
