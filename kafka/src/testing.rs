@@ -65,3 +65,27 @@ pub async fn read_until(
     }
     records
 }
+
+/// Records in `topic` now: the sum of its partitions' high minus low watermarks.
+pub fn record_count(config: &KafkaConfig, topic: &str) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let timeout = std::time::Duration::from_secs(10);
+    let consumer: BaseConsumer = crate::client::client_config(config, "test-count")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), timeout)
+                .expect("watermarks");
+            (high - low) as usize
+        })
+        .sum()
+}

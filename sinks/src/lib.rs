@@ -2,3 +2,5 @@
 //! and idempotent ClickHouse tables (issue #8).
 
 pub mod meta_capi;
+#[cfg(feature = "testing")]
+pub mod testing;

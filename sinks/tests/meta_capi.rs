@@ -194,7 +194,7 @@ async fn an_invalid_token_or_event_is_dead_lettered_without_retry_and_the_rest_i
     h.until_received(298).await;
     // The dead letters are written with the outcomes; wait for all of them.
     let deadline = tokio::time::Instant::now() + common::WAIT;
-    while common::record_count(&h.kafka, &h.catalog.name(Topic::Dlq)) < 303 {
+    while funnelhub_kafka::testing::record_count(&h.kafka, &h.catalog.name(Topic::Dlq)) < 303 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "dead letters missing"

@@ -5,21 +5,17 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use funnelhub_emulators::{Faults, MetaGraphEmulator};
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
-use funnelhub_kafka::stage::{send_all, Output};
-use funnelhub_kafka::testing::{kafka_config, read_records, unique};
-use funnelhub_kafka::{client, KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_kafka::testing::{kafka_config, read_records, record_count, unique};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::derived::CapiDispatchRequest;
-use funnelhub_schemas::ids::now_ms;
-use funnelhub_schemas::testing::sample_derived;
 use funnelhub_schemas::{AvroRecord, Catalog, Topic};
 use funnelhub_sinks::meta_capi::{CapiConfig, MetaAccess};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use funnelhub_sinks::testing::{dispatch_requests, write_requests};
 
 pub const WAIT: Duration = Duration::from_secs(90);
 
@@ -95,28 +91,9 @@ impl Harness {
             .collect()
     }
 
-    /// Write `requests` to `capi.requests` as the matcher does (key `tenant:event_id`).
+    /// Write `requests` to `capi.requests` as the matcher does.
     pub async fn write(&self, requests: &[CapiDispatchRequest]) {
-        let codec = TopicCodec::<CapiDispatchRequest>::register(
-            &self.registry,
-            &self.catalog.name(Topic::CapiRequests),
-        )
-        .await
-        .expect("codec");
-        let topic: Arc<str> = Arc::from(codec.topic());
-        let outputs: Vec<_> = requests
-            .iter()
-            .map(|r| {
-                let output = Output {
-                    topic: topic.clone(),
-                    key: format!("{}:{}", r.tenant_id, r.event_id).into_bytes(),
-                    value: codec.encode(r).expect("encodes"),
-                };
-                (output, None)
-            })
-            .collect();
-        let producer = client::producer(&self.kafka, "test-writer").expect("producer");
-        send_all(&producer, outputs.into_iter())
+        write_requests(&self.kafka, &self.registry, requests)
             .await
             .expect("written");
     }
@@ -156,53 +133,13 @@ pub fn token(pixel: &str) -> String {
     format!("EAAB-token-of-{pixel}")
 }
 
-/// Records in `topic` (sum of its partitions' high watermarks).
-pub fn record_count(kafka: &KafkaConfig, topic: &str) -> usize {
-    let consumer: BaseConsumer = client::client_config(kafka, "test-count")
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    metadata.topics()[0]
-        .partitions()
-        .iter()
-        .map(|p| {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .expect("watermarks");
-            (high - low) as usize
-        })
-        .sum()
-}
-
-/// `n` valid requests for `tenant`: purchases and page views, event ids `{tenant}-{i}`.
+/// `n` valid requests for `tenant` (and its pixel).
 pub fn requests(tenant: &str, n: usize) -> Vec<CapiDispatchRequest> {
     let pixel = TENANTS
         .iter()
         .find(|(t, _)| *t == tenant)
         .map_or("999", |(_, p)| p);
-    let mut identity_source = sample_derived().2;
-    identity_source.identity.email_hash =
-        Some("62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f".into());
-    (0..n)
-        .map(|i| {
-            let mut r = identity_source.clone();
-            r.tenant_id = tenant.into();
-            r.pixel_id = pixel.into();
-            r.event_id = format!("{tenant}-{i}");
-            r.dispatch_id = format!("d-{tenant}-{i}");
-            r.event_time = now_ms() - 60_000;
-            if i % 3 == 0 {
-                r.event_name = "PageView".into();
-                r.value = None;
-                r.currency = None;
-                r.content_ids.clear();
-                r.order_id = None;
-            }
-            r
-        })
-        .collect()
+    dispatch_requests(tenant, pixel, n)
 }
 
 /// Sum of a Prometheus counter's series whose labels contain `labels`.
