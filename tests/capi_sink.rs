@@ -43,15 +43,13 @@ fn spawn_sink(kafka: &KafkaConfig, registry_url: &str, config_file: &str, graph:
 async fn until(emulator: &MetaGraphEmulator, what: &str, done: impl Fn(u64, usize) -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let seen = emulator.snapshot();
-        if done(seen.events_received, seen.events.len()) {
+        let seen = emulator.counts();
+        if done(seen.events_received, seen.distinct_events) {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "waited for {what}: {} received, {} distinct",
-            seen.events_received,
-            seen.events.len()
+            "waited for {what}: {seen:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

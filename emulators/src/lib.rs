@@ -5,4 +5,4 @@
 
 pub mod meta_graph;
 
-pub use meta_graph::{Faults, MetaGraphEmulator, ReceivedEvent, Snapshot};
+pub use meta_graph::{Counts, Faults, MetaGraphEmulator, ReceivedEvent, Snapshot};

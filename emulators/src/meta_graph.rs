@@ -121,6 +121,14 @@ pub struct Snapshot {
     pub events: Vec<ReceivedEvent>,
 }
 
+/// Progress counters (see [`Snapshot`] for their meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    pub events_received: u64,
+    pub distinct_events: usize,
+}
+
 impl Snapshot {
     /// Deduplicated events of one pixel.
     pub fn of_pixel<'a>(&'a self, pixel_id: &'a str) -> impl Iterator<Item = &'a ReceivedEvent> {
@@ -196,9 +204,19 @@ impl MetaGraphEmulator {
         self.state.set_faults(faults);
     }
 
-    /// What was received so far.
+    /// What was received so far (copies every event: see [`MetaGraphEmulator::counts`]).
     pub fn snapshot(&self) -> Snapshot {
         self.state.snapshot()
+    }
+
+    /// Cheap progress: requests, events received (duplicates included), distinct events.
+    pub fn counts(&self) -> Counts {
+        let ledger = self.state.ledger();
+        Counts {
+            requests: ledger.requests,
+            events_received: ledger.events_received,
+            distinct_events: ledger.events.len(),
+        }
     }
 
     /// Stop serving.

@@ -140,12 +140,12 @@ async fn with_30_percent_faults_every_event_reaches_meta_once_and_every_attempt_
     reset_group_offsets(&h.kafka, &h.config.group, &[requests_topic])
         .await
         .expect("reset");
-    let before = h.emulator.snapshot().events_received;
+    let before = h.emulator.counts().events_received;
     let sink = meta_capi::start(&h.kafka, &h.registry, &h.config, h.access())
         .await
         .expect("sink restarts");
     let deadline = tokio::time::Instant::now() + common::WAIT;
-    while h.emulator.snapshot().events_received < before + deliverable.len() as u64 {
+    while h.emulator.counts().events_received < before + deliverable.len() as u64 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "replay did not re-send"

@@ -116,7 +116,7 @@ impl Harness {
     pub async fn until_received(&self, count: usize) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let seen = self.emulator.snapshot().events.len();
+            let seen = self.emulator.counts().distinct_events;
             if seen >= count {
                 return;
             }

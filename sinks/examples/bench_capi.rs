@@ -1,0 +1,184 @@
+//! `scripts/bench-capi`: the CAPI sink's delivery rate next to baselines measured in the
+//! same run, on the same records.
+//!
+//! `bench_capi <brokers> <events>` writes `events` dispatch requests (two tenants) to a
+//! fresh `capi.requests`, then measures:
+//! (a) raw consumption: one plain consumer reading every record's bytes (no decoding);
+//! (b) the emulator alone: the same events as JSON bodies of 1,000, posted by 6 concurrent
+//!     clients straight to the Graph API emulator (what Meta's side costs here);
+//! (c) the sink: from joining the group until the emulator holds every event.
+//! Prints `events raw_consume_per_s emulator_per_s sink_per_s ratio_to_raw`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use funnelhub_emulators::{Faults, MetaGraphEmulator};
+use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
+use funnelhub_kafka::testing::unique;
+use funnelhub_kafka::{client, KafkaConfig};
+use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_sinks::meta_capi::payload::{EventsBody, ServerEvent};
+use funnelhub_sinks::meta_capi::{self, CapiConfig, MetaAccess};
+use funnelhub_sinks::testing::{dispatch_requests, write_requests};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+const TENANTS: [(&str, &str); 2] = [("acme", "111"), ("beta", "222")];
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(brokers), Some(Ok(events))) = (args.get(1), args.get(2).map(|n| n.parse())) else {
+        eprintln!("usage: bench_capi <brokers> <events>");
+        std::process::exit(2);
+    };
+    let kafka = KafkaConfig {
+        brokers: brokers.clone(),
+        topic_prefix: unique("bench-capi"),
+        ..KafkaConfig::default()
+    };
+    ensure_topics(&kafka, &catalog_requests(&kafka))
+        .await
+        .expect("topics");
+    let (_server, registry) = funnelhub_registry::start_private(&kafka, &unique("_schemas-bench"))
+        .await
+        .expect("registry");
+    let mut requests = Vec::with_capacity(events);
+    for (tenant, pixel) in TENANTS {
+        requests.extend(dispatch_requests(tenant, pixel, events / TENANTS.len()));
+    }
+    let events = requests.len();
+    write_requests(&kafka, &registry, &requests)
+        .await
+        .expect("written");
+    let token = |pixel: &str| format!("EAAB-bench-{pixel}");
+    let pixels: BTreeMap<String, String> = TENANTS
+        .iter()
+        .map(|(_, pixel)| (pixel.to_string(), token(pixel)))
+        .collect();
+
+    // (a) raw consumption
+    let topic = Catalog::new(&kafka.topic_prefix).name(Topic::CapiRequests);
+    let started = Instant::now();
+    raw_consume(&kafka, &topic, events);
+    let raw_eps = events as f64 / started.elapsed().as_secs_f64();
+
+    // (b) the emulator alone
+    let emulator = MetaGraphEmulator::start(
+        ([127, 0, 0, 1], 0).into(),
+        pixels.clone(),
+        Faults::default(),
+    )
+    .await
+    .expect("emulator");
+    let bodies: Vec<(String, Vec<u8>)> = requests
+        .chunks(1000)
+        .map(|chunk| {
+            let body = EventsBody {
+                data: chunk.iter().map(ServerEvent::of).collect(),
+                test_event_code: None,
+            };
+            let pixel = chunk[0].pixel_id.clone();
+            (pixel, serde_json::to_vec(&body).expect("serializes"))
+        })
+        .collect();
+    let bodies = Arc::new(bodies);
+    let started = Instant::now();
+    let http = reqwest::Client::new();
+    let clients: Vec<_> = (0..6)
+        .map(|worker| {
+            let (bodies, http, url, token) = (bodies.clone(), http.clone(), emulator.url(), token);
+            tokio::spawn(async move {
+                for (pixel, body) in bodies.iter().skip(worker).step_by(6) {
+                    let answer = http
+                        .post(format!("{url}/v25.0/{pixel}/events"))
+                        .query(&[("access_token", token(pixel))])
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("answers");
+                    assert!(answer.status().is_success());
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.expect("client ran");
+    }
+    let emulator_eps = events as f64 / started.elapsed().as_secs_f64();
+    emulator.stop().await.expect("stops");
+
+    // (c) the sink
+    let emulator = MetaGraphEmulator::start(
+        ([127, 0, 0, 1], 0).into(),
+        pixels.clone(),
+        Faults::default(),
+    )
+    .await
+    .expect("emulator");
+    let access = TENANTS
+        .iter()
+        .map(|(tenant, pixel)| {
+            let access = MetaAccess {
+                pixel_id: pixel.to_string(),
+                access_token: token(pixel).into(),
+                test_event_code: None,
+            };
+            (tenant.to_string(), access)
+        })
+        .collect();
+    let config = CapiConfig {
+        graph_url: emulator.url(),
+        group: unique("bench-capi"),
+        requests_per_second: 10_000,
+        ..CapiConfig::default()
+    };
+    let started = Instant::now();
+    let sink = meta_capi::start(&kafka, &registry, &config, access)
+        .await
+        .expect("sink starts");
+    let mut first = None;
+    while emulator.counts().distinct_events < events {
+        if first.is_none() && emulator.counts().requests > 0 {
+            first = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "sink: first request after {first:?}, all after {:?}",
+        started.elapsed()
+    );
+    let sink_eps = events as f64 / started.elapsed().as_secs_f64();
+    sink.stop().await.expect("stops");
+    println!(
+        "{events} {raw_eps:.0} {emulator_eps:.0} {sink_eps:.0} {:.2}",
+        sink_eps / raw_eps
+    );
+}
+
+fn raw_consume(kafka: &KafkaConfig, topic: &str, expected: usize) {
+    let consumer: BaseConsumer = client::client_config(kafka, "bench-raw")
+        .set("group.id", unique("bench-raw"))
+        .set("enable.auto.commit", "true")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let started = Instant::now();
+    let mut read = 0;
+    let mut bytes = 0usize;
+    tokio::task::block_in_place(|| {
+        while read < expected {
+            if let Some(message) = consumer.poll(Duration::from_millis(1000)) {
+                if read == 0 {
+                    eprintln!("raw: first record after {:?}", started.elapsed());
+                }
+                let message = message.expect("consume");
+                bytes += rdkafka::Message::payload(&message).map_or(0, <[u8]>::len);
+                read += 1;
+            }
+        }
+    });
+    assert!(bytes > 0);
+}
