@@ -2,22 +2,19 @@
 //! request reaches Meta (the emulator), and the only duplicates are re-sends of the same
 //! `event_id`, which Meta's deduplication absorbs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use funnelhub_emulators::{Faults, MetaGraphEmulator};
-use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
-use funnelhub_kafka::testing::{kafka_config, record_count, unique};
+use funnelhub_kafka::testing::{record_count, unique};
 use funnelhub_kafka::KafkaConfig;
 use funnelhub_schemas::{Catalog, Topic};
-use funnelhub_sinks::testing::{dispatch_requests, write_requests};
+use funnelhub_sinks::testing::{
+    dispatch_requests, test_emulator, test_token, write_requests, TEST_TENANTS,
+};
 
 const WAIT: Duration = Duration::from_secs(120);
-const TENANTS: [(&str, &str, &str); 2] = [
-    ("acme", "111", "EAAB-acme-token"),
-    ("beta", "222", "EAAB-beta-token"),
-];
 
 fn spawn_sink(kafka: &KafkaConfig, registry_url: &str, config_file: &str, graph: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_funnelhub"))
@@ -57,17 +54,7 @@ async fn until(emulator: &MetaGraphEmulator, what: &str, done: impl Fn(u64, usiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_sink_loses_nothing_and_duplicates_only_by_event_id() {
-    let kafka = kafka_config("capi-killed");
-    ensure_topics(&kafka, &catalog_requests(&kafka))
-        .await
-        .expect("topics");
-    let (server, registry) = funnelhub_registry::start_private(&kafka, &unique("_schemas"))
-        .await
-        .expect("registry");
-    let pixels: BTreeMap<String, String> = TENANTS
-        .iter()
-        .map(|(_, pixel, token)| (pixel.to_string(), token.to_string()))
-        .collect();
+    let (kafka, server, registry) = funnelhub_registry::test_stack("capi-killed").await;
     // Slow answers and some faults keep batches in flight when the kill comes.
     let faults = Faults {
         retryable_rate: 0.1,
@@ -76,9 +63,7 @@ async fn a_killed_sink_loses_nothing_and_duplicates_only_by_event_id() {
         seed: 3,
         ..Faults::default()
     };
-    let emulator = MetaGraphEmulator::start(([127, 0, 0, 1], 0).into(), pixels, faults)
-        .await
-        .expect("emulator");
+    let emulator = test_emulator(faults).await;
     let mut requests = dispatch_requests("acme", "111", 4000);
     requests.extend(dispatch_requests("beta", "222", 2000));
     write_requests(&kafka, &registry, &requests)
@@ -87,9 +72,10 @@ async fn a_killed_sink_loses_nothing_and_duplicates_only_by_event_id() {
     let expected: BTreeSet<String> = requests.iter().map(|r| r.event_id.clone()).collect();
 
     let config_file = std::env::temp_dir().join(format!("{}.toml", unique("capi")));
-    let tenants: String = TENANTS
+    let tenants: String = TEST_TENANTS
         .iter()
-        .map(|(id, pixel, token)| {
+        .map(|(id, pixel)| {
+            let token = test_token(pixel);
             format!("[[tenants]]\nid = \"{id}\"\nmeta_pixel_id = \"{pixel}\"\nmeta_access_token = \"{token}\"\n")
         })
         .collect();

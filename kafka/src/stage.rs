@@ -133,6 +133,15 @@ pub trait Stage: Send + Sync + 'static {
     fn processor(self: &Arc<Self>, topic: &str, partition: i32) -> Self::Processor;
 }
 
+/// Why a service made of stages did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Kafka(#[from] Error),
+}
+
 /// How a stage consumes.
 #[derive(Debug, Clone)]
 pub struct StageSettings {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::dlq::DeadLetters;
+pub use funnelhub_kafka::stage::StartError;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::{Catalog, Topic};
@@ -29,15 +30,6 @@ pub enum Stages {
     Funnel,
     /// The match router and the matcher.
     Match,
-}
-
-/// Why the processors did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Kafka(#[from] funnelhub_kafka::Error),
 }
 
 /// The stages running in this process.

@@ -40,11 +40,16 @@ pub async fn start(
 }
 
 /// A registry of one's own, for a test or a benchmark: any free local port, schemas kept
-/// in `schemas_topic` on `kafka`'s broker. Returns the server and a client of it.
+/// in `schemas_topic` on `kafka`'s broker, and the catalog's topics (under `kafka`'s
+/// prefix) created. Returns the server and a client of it.
 pub async fn start_private(
     kafka: &KafkaConfig,
     schemas_topic: &str,
 ) -> Result<(RunningServer, funnelhub_kafka::SchemaRegistry), RegistryError> {
+    use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
+    ensure_topics(kafka, &catalog_requests(kafka))
+        .await
+        .map_err(|e| RegistryError::Store(format!("creating topics: {e}")))?;
     let server = start(
         &RegistryConfig {
             listen: ([127, 0, 0, 1], 0).into(),
@@ -59,4 +64,25 @@ pub async fn start_private(
     })
     .map_err(|e| RegistryError::Store(e.to_string()))?;
     Ok((server, client))
+}
+
+/// A test's own corner of the local stack: a unique topic prefix on the test broker
+/// (`funnelhub_kafka::testing::kafka_config`), its catalog topics and a private registry.
+/// Installs the process's metrics recorder first (before anything counts) and test
+/// logging (`RUST_LOG=info`).
+#[cfg(feature = "testing")]
+pub async fn test_stack(
+    test: &str,
+) -> (KafkaConfig, RunningServer, funnelhub_kafka::SchemaRegistry) {
+    use funnelhub_kafka::testing::{kafka_config, unique};
+    funnelhub_runtime::prometheus();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let kafka = kafka_config(test);
+    let (server, registry) = start_private(&kafka, &unique("_schemas"))
+        .await
+        .expect("the test's topics and schema registry");
+    (kafka, server, registry)
 }

@@ -73,6 +73,18 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
+/// The sum of counter `name`'s series in this process whose labels contain `labels`
+/// (`tenant="acme"`; empty: all), read from the recorder (for summaries and tests).
+pub fn counter_sum(name: &str, labels: &str) -> u64 {
+    let series = format!("{name}{{");
+    prometheus()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(&series) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// `/metrics` (Prometheus text) and `/healthz` for a service without other routes.
 pub fn ops_router(prometheus: PrometheusHandle) -> Router {
     Router::new()

@@ -9,21 +9,19 @@
 //! (c) the sink: from joining the group until the emulator holds every event.
 //! Prints `events raw_consume_per_s emulator_per_s sink_per_s ratio_to_raw`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use funnelhub_emulators::{Faults, MetaGraphEmulator};
-use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
+use funnelhub_emulators::Faults;
 use funnelhub_kafka::testing::unique;
 use funnelhub_kafka::{client, KafkaConfig};
 use funnelhub_schemas::{Catalog, Topic};
 use funnelhub_sinks::meta_capi::payload::{EventsBody, ServerEvent};
-use funnelhub_sinks::meta_capi::{self, CapiConfig, MetaAccess};
-use funnelhub_sinks::testing::{dispatch_requests, write_requests};
+use funnelhub_sinks::meta_capi::{self, CapiConfig};
+use funnelhub_sinks::testing::{
+    dispatch_requests, test_access, test_emulator, test_token, write_requests, TEST_TENANTS,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-
-const TENANTS: [(&str, &str); 2] = [("acme", "111"), ("beta", "222")];
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
@@ -37,25 +35,21 @@ async fn main() {
         topic_prefix: unique("bench-capi"),
         ..KafkaConfig::default()
     };
-    ensure_topics(&kafka, &catalog_requests(&kafka))
-        .await
-        .expect("topics");
     let (_server, registry) = funnelhub_registry::start_private(&kafka, &unique("_schemas-bench"))
         .await
         .expect("registry");
     let mut requests = Vec::with_capacity(events);
-    for (tenant, pixel) in TENANTS {
-        requests.extend(dispatch_requests(tenant, pixel, events / TENANTS.len()));
+    for (tenant, pixel) in TEST_TENANTS {
+        requests.extend(dispatch_requests(
+            tenant,
+            pixel,
+            events / TEST_TENANTS.len(),
+        ));
     }
     let events = requests.len();
     write_requests(&kafka, &registry, &requests)
         .await
         .expect("written");
-    let token = |pixel: &str| format!("EAAB-bench-{pixel}");
-    let pixels: BTreeMap<String, String> = TENANTS
-        .iter()
-        .map(|(_, pixel)| (pixel.to_string(), token(pixel)))
-        .collect();
 
     // (a) raw consumption
     let topic = Catalog::new(&kafka.topic_prefix).name(Topic::CapiRequests);
@@ -64,13 +58,7 @@ async fn main() {
     let raw_eps = events as f64 / started.elapsed().as_secs_f64();
 
     // (b) the emulator alone
-    let emulator = MetaGraphEmulator::start(
-        ([127, 0, 0, 1], 0).into(),
-        pixels.clone(),
-        Faults::default(),
-    )
-    .await
-    .expect("emulator");
+    let emulator = test_emulator(Faults::default()).await;
     let bodies: Vec<(String, Vec<u8>)> = requests
         .chunks(1000)
         .map(|chunk| {
@@ -87,12 +75,12 @@ async fn main() {
     let http = reqwest::Client::new();
     let clients: Vec<_> = (0..6)
         .map(|worker| {
-            let (bodies, http, url, token) = (bodies.clone(), http.clone(), emulator.url(), token);
+            let (bodies, http, url) = (bodies.clone(), http.clone(), emulator.url());
             tokio::spawn(async move {
                 for (pixel, body) in bodies.iter().skip(worker).step_by(6) {
                     let answer = http
                         .post(format!("{url}/v25.0/{pixel}/events"))
-                        .query(&[("access_token", token(pixel))])
+                        .query(&[("access_token", test_token(pixel))])
                         .header("content-type", "application/json")
                         .body(body.clone())
                         .send()
@@ -110,24 +98,7 @@ async fn main() {
     emulator.stop().await.expect("stops");
 
     // (c) the sink
-    let emulator = MetaGraphEmulator::start(
-        ([127, 0, 0, 1], 0).into(),
-        pixels.clone(),
-        Faults::default(),
-    )
-    .await
-    .expect("emulator");
-    let access = TENANTS
-        .iter()
-        .map(|(tenant, pixel)| {
-            let access = MetaAccess {
-                pixel_id: pixel.to_string(),
-                access_token: token(pixel).into(),
-                test_event_code: None,
-            };
-            (tenant.to_string(), access)
-        })
-        .collect();
+    let emulator = test_emulator(Faults::default()).await;
     let config = CapiConfig {
         graph_url: emulator.url(),
         group: unique("bench-capi"),
@@ -135,7 +106,7 @@ async fn main() {
         ..CapiConfig::default()
     };
     let started = Instant::now();
-    let sink = meta_capi::start(&kafka, &registry, &config, access)
+    let sink = meta_capi::start(&kafka, &registry, &config, test_access())
         .await
         .expect("sink starts");
     let mut first = None;

@@ -1,6 +1,7 @@
 //! Test and benchmark helpers (feature `testing`): dispatch requests as the matcher writes
 //! them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use funnelhub_kafka::stage::{send_all, Output};
@@ -9,6 +10,39 @@ use funnelhub_schemas::derived::CapiDispatchRequest;
 use funnelhub_schemas::ids::now_ms;
 use funnelhub_schemas::testing::sample_derived;
 use funnelhub_schemas::{Catalog, Topic};
+
+use crate::meta_capi::MetaAccess;
+
+/// The tests' tenants and their pixels.
+pub const TEST_TENANTS: [(&str, &str); 2] = [("acme", "111"), ("beta", "222")];
+
+/// The access token of a test pixel.
+pub fn test_token(pixel: &str) -> String {
+    format!("EAAB-test-token-of-{pixel}")
+}
+
+/// Each test tenant's pixel and token, as the sink is configured.
+pub fn test_access() -> BTreeMap<String, MetaAccess> {
+    TEST_TENANTS
+        .iter()
+        .map(|(tenant, pixel)| {
+            let access = MetaAccess {
+                pixel_id: pixel.to_string(),
+                access_token: test_token(pixel).into(),
+                test_event_code: None,
+            };
+            (tenant.to_string(), access)
+        })
+        .collect()
+}
+
+/// Each test pixel and its token, as the emulator knows them.
+pub fn test_pixels() -> BTreeMap<String, String> {
+    TEST_TENANTS
+        .iter()
+        .map(|(_, pixel)| (pixel.to_string(), test_token(pixel)))
+        .collect()
+}
 
 /// Meta's test vector for `john_smith@gmail.com`.
 pub const EMAIL_HASH: &str = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f";
@@ -59,4 +93,13 @@ pub async fn write_requests(
     let producer = client::producer(kafka, "funnelhub-capi-writer")?;
     send_all(&producer, outputs.into_iter()).await?;
     Ok(())
+}
+
+/// The Graph API emulator on a free port, knowing the test pixels.
+pub async fn test_emulator(
+    faults: funnelhub_emulators::Faults,
+) -> funnelhub_emulators::MetaGraphEmulator {
+    funnelhub_emulators::MetaGraphEmulator::start(([127, 0, 0, 1], 0).into(), test_pixels(), faults)
+        .await
+        .expect("the emulator starts")
 }

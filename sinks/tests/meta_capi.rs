@@ -5,13 +5,15 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{counter, requests, Harness};
+use common::{requests, Harness};
 use funnelhub_emulators::Faults;
 use funnelhub_kafka::admin::reset_group_offsets;
+use funnelhub_runtime::counter_sum;
 use funnelhub_schemas::derived::{AttemptOutcome, DispatchAttempt, DlqReason, DlqRecord};
 use funnelhub_schemas::ids::now_ms;
 use funnelhub_schemas::Topic;
 use funnelhub_sinks::meta_capi;
+use funnelhub_sinks::testing::test_access;
 
 /// HTTP attempts in the audit (blocked and expired outcomes have attempt 0).
 fn http_attempts(attempts: &[DispatchAttempt]) -> Vec<&DispatchAttempt> {
@@ -58,7 +60,7 @@ async fn with_30_percent_faults_every_event_reaches_meta_once_and_every_attempt_
     all.extend(expired);
     h.write(&all).await;
 
-    let sink = meta_capi::start(&h.kafka, &h.registry, &h.config, h.access())
+    let sink = meta_capi::start(&h.kafka, &h.registry, &h.config, test_access())
         .await
         .expect("sink starts");
     h.until_received(deliverable.len()).await;
@@ -130,7 +132,7 @@ async fn with_30_percent_faults_every_event_reaches_meta_once_and_every_attempt_
     assert!(received
         .iter()
         .all(|(_, id)| !id.starts_with("blocked") && !id.starts_with("expired")));
-    assert!(counter("funnelhub_capi_retries_total", "tenant=") > 0);
+    assert!(counter_sum("funnelhub_capi_retries_total", "tenant=") > 0);
     let dead: Vec<DlqRecord> = h.read_all(Topic::Dlq).await;
     assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
 
@@ -141,7 +143,7 @@ async fn with_30_percent_faults_every_event_reaches_meta_once_and_every_attempt_
         .await
         .expect("reset");
     let before = h.emulator.counts().events_received;
-    let sink = meta_capi::start(&h.kafka, &h.registry, &h.config, h.access())
+    let sink = meta_capi::start(&h.kafka, &h.registry, &h.config, test_access())
         .await
         .expect("sink restarts");
     let deadline = tokio::time::Instant::now() + common::WAIT;
@@ -179,7 +181,7 @@ async fn an_invalid_token_or_event_is_dead_lettered_without_retry_and_the_rest_i
         reject_event_ids: vec!["beta-7".into(), "beta-200".into()],
         ..Faults::default()
     });
-    let mut access = h.access();
+    let mut access = test_access();
     access.get_mut("acme").expect("acme").access_token = "EAAB-revoked".into();
     let mut all = requests("acme", 300);
     all.extend(requests("beta", 300));

@@ -6,8 +6,7 @@
 
 use std::time::Duration;
 
-use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
-use funnelhub_kafka::testing::{kafka_config, read_records, unique};
+use funnelhub_kafka::testing::read_records;
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_processors::{ProcessConfig, Processors, Stages};
 use funnelhub_runtime::RunningServer;
@@ -25,19 +24,7 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(name: &str) -> Harness {
-        // Install the recorder before anything counts; logs with RUST_LOG=info.
-        funnelhub_runtime::prometheus();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let kafka = kafka_config(name);
-        ensure_topics(&kafka, &catalog_requests(&kafka))
-            .await
-            .expect("topics");
-        let (server, registry) = funnelhub_registry::start_private(&kafka, &unique("_schemas"))
-            .await
-            .expect("registry");
+        let (kafka, server, registry) = funnelhub_registry::test_stack(name).await;
         Harness {
             catalog: Catalog::new(&kafka.topic_prefix),
             config: ProcessConfig {
@@ -70,12 +57,7 @@ impl Harness {
 
 /// Sum of a Prometheus counter's series whose labels contain `labels`.
 pub fn counter(name: &str, labels: &str) -> u64 {
-    funnelhub_runtime::prometheus()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    funnelhub_runtime::counter_sum(name, labels)
 }
 
 pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

@@ -12,21 +12,13 @@ use std::sync::Arc;
 
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::dlq::DeadLetters;
+pub use funnelhub_kafka::stage::StartError;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::{Catalog, Topic};
 
 pub use config::{CapiConfig, MetaAccess};
 pub use graph::GraphClient;
-
-/// Why the sink did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Kafka(#[from] funnelhub_kafka::Error),
-}
 
 /// Create missing topics, register schemas and join the sink's consumer group.
 /// `access`: each tenant's pixel and token (tenants without one have their requests

@@ -4,23 +4,18 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use funnelhub_emulators::{Faults, MetaGraphEmulator};
-use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
-use funnelhub_kafka::testing::{kafka_config, read_records, record_count, unique};
+use funnelhub_kafka::testing::{read_records, record_count};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::derived::CapiDispatchRequest;
 use funnelhub_schemas::{AvroRecord, Catalog, Topic};
-use funnelhub_sinks::meta_capi::{CapiConfig, MetaAccess};
-use funnelhub_sinks::testing::{dispatch_requests, write_requests};
+use funnelhub_sinks::meta_capi::CapiConfig;
+use funnelhub_sinks::testing::{dispatch_requests, test_emulator, write_requests, TEST_TENANTS};
 
 pub const WAIT: Duration = Duration::from_secs(90);
-
-/// Tenant `acme` owns pixel 111, `beta` pixel 222.
-pub const TENANTS: [(&str, &str); 2] = [("acme", "111"), ("beta", "222")];
 
 pub struct Harness {
     pub kafka: KafkaConfig,
@@ -34,26 +29,8 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(name: &str) -> Harness {
-        funnelhub_runtime::prometheus();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let kafka = kafka_config(name);
-        ensure_topics(&kafka, &catalog_requests(&kafka))
-            .await
-            .expect("topics");
-        let (server, registry) = funnelhub_registry::start_private(&kafka, &unique("_schemas"))
-            .await
-            .expect("registry");
-        let pixels = TENANTS
-            .iter()
-            .map(|(_, pixel)| (pixel.to_string(), token(pixel)))
-            .collect();
-        let emulator =
-            MetaGraphEmulator::start(([127, 0, 0, 1], 0).into(), pixels, Faults::default())
-                .await
-                .expect("emulator");
+        let (kafka, server, registry) = funnelhub_registry::test_stack(name).await;
+        let emulator = test_emulator(Faults::default()).await;
         let config = CapiConfig {
             graph_url: emulator.url(),
             group: kafka.topic_prefix.clone(),
@@ -74,21 +51,6 @@ impl Harness {
             config,
             _server: server,
         }
-    }
-
-    /// Every tenant's right access.
-    pub fn access(&self) -> BTreeMap<String, MetaAccess> {
-        TENANTS
-            .iter()
-            .map(|(tenant, pixel)| {
-                let access = MetaAccess {
-                    pixel_id: pixel.to_string(),
-                    access_token: token(pixel).into(),
-                    test_event_code: None,
-                };
-                (tenant.to_string(), access)
-            })
-            .collect()
     }
 
     /// Write `requests` to `capi.requests` as the matcher does.
@@ -129,25 +91,11 @@ impl Harness {
     }
 }
 
-pub fn token(pixel: &str) -> String {
-    format!("EAAB-token-of-{pixel}")
-}
-
 /// `n` valid requests for `tenant` (and its pixel).
 pub fn requests(tenant: &str, n: usize) -> Vec<CapiDispatchRequest> {
-    let pixel = TENANTS
+    let pixel = TEST_TENANTS
         .iter()
         .find(|(t, _)| *t == tenant)
         .map_or("999", |(_, p)| p);
     dispatch_requests(tenant, pixel, n)
-}
-
-/// Sum of a Prometheus counter's series whose labels contain `labels`.
-pub fn counter(name: &str, labels: &str) -> u64 {
-    funnelhub_runtime::prometheus()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
