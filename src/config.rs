@@ -120,6 +120,23 @@ impl Config {
             .collect()
     }
 
+    /// [`Config::meta_access`] for a Graph API emulator: tenants with a pixel but no token
+    /// get `emulated-token-<tenant>`.
+    pub fn emulated_meta_access(&self) -> std::collections::BTreeMap<String, MetaAccess> {
+        let mut access = self.meta_access();
+        for tenant in &self.tenants {
+            if let (Some(pixel), false) = (&tenant.meta_pixel_id, access.contains_key(&tenant.id)) {
+                let emulated = MetaAccess {
+                    pixel_id: pixel.clone(),
+                    access_token: format!("emulated-token-{}", tenant.id).into(),
+                    test_event_code: tenant.meta_test_event_code.clone(),
+                };
+                access.insert(tenant.id.clone(), emulated);
+            }
+        }
+        access
+    }
+
     /// The matcher reads each tenant's Meta pixel from `[[tenants]] meta_pixel_id`.
     fn with_tenant_pixels(mut self) -> Config {
         self.process.matching.pixels = self

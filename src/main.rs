@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand};
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics, TopicOutcome};
 use funnelhub_kafka::SchemaRegistry;
 use funnelhub_schemas::Catalog;
-use secrecy::ExposeSecret;
 
 use crate::config::{Config, FlagOverrides, KafkaFlags, SchemaRegistryFlags};
 
@@ -73,8 +72,9 @@ enum Command {
     /// Reset a consumer group's offsets to replay history (issue #10).
     Replay,
     /// Serve an emulator of Meta's Graph API (Conversions API endpoint) that enforces
-    /// Meta's documented rules and can inject faults; knows each `[[tenants]]` pixel and
-    /// token. Point `[capi] graph_url` at it. Until Ctrl-C.
+    /// Meta's documented rules and can inject faults; knows each `[[tenants]]` pixel with
+    /// its `meta_access_token` (`emulated-token-<tenant>` without one). Point
+    /// `[capi] graph_url` at it. Until Ctrl-C.
     CapiEmulator {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
@@ -215,11 +215,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sink { which } => not_yet(&format!("sink {which}"), 8),
         Command::CapiEmulator { listen } => {
-            let pixels = config
-                .meta_access()
-                .into_values()
-                .map(|a| (a.pixel_id, a.access_token.expose_secret().to_owned()))
-                .collect();
+            let pixels =
+                funnelhub_sinks::meta_capi::config::pixel_tokens(&config.emulated_meta_access());
             let emulator = funnelhub_emulators::MetaGraphEmulator::start(
                 listen,
                 pixels,

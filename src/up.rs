@@ -34,6 +34,7 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         .with_context(|| format!("registering schemas at {}", config.schema_registry.url))?;
     let edge = start_edge(config).await?;
     let processors = start_processors(config, funnelhub_processors::Stages::All).await?;
+    let capi = start_capi(config).await?;
     let clickhouse = clickhouse_version(&config.clickhouse.url).await;
 
     let mut out = String::new();
@@ -60,6 +61,19 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         "  processors       {} (groups {}-*, metrics on the edge's /metrics)",
         processors.names().join(", "),
         config.process.group_prefix
+    )?;
+    writeln!(
+        out,
+        "  CAPI sink        group {} → {}",
+        config.capi.group,
+        match &capi.emulator {
+            Some(emulator) => format!(
+                "Graph API emulator {} (no tenant has a meta_access_token; received events: {}/_emulator/events)",
+                emulator.url(),
+                emulator.url()
+            ),
+            None => config.capi.graph_url.clone(),
+        }
     )?;
     if config.tenants.is_empty() {
         writeln!(out, "                   no tenants configured: every request gets 404 (see funnelhub.example.toml)")?;
@@ -121,12 +135,17 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         Ok(())
     } else {
         println!("Press Ctrl-C to stop.");
-        until_stopped(|| processors.has_failed()).await
+        until_stopped(|| processors.has_failed() || capi.sink.has_stopped()).await
     };
     println!("stopping");
-    // The edge first: it needs the registry until its last request; then the processors.
+    // The edge first: it needs the registry until its last request; then the processors
+    // and the sink (each finishes its batch in hand and commits).
     edge.stop().await?;
     processors.stop().await.map_err(anyhow::Error::msg)?;
+    capi.sink.stop().await.map_err(anyhow::Error::msg)?;
+    if let Some(emulator) = capi.emulator {
+        emulator.stop().await?;
+    }
     registry.stop().await?;
     stopped
 }
@@ -140,6 +159,51 @@ pub async fn start_processors(
     funnelhub_processors::start(&config.kafka, &registry, &config.process, which)
         .await
         .context("starting the processors")
+}
+
+/// The CAPI sink as `funnelhub up` runs it, and the emulator it talks to when no tenant
+/// has a real token.
+pub struct Capi {
+    pub sink: funnelhub_kafka::stage::RunningStage,
+    pub emulator: Option<funnelhub_emulators::MetaGraphEmulator>,
+}
+
+/// Start the CAPI sink. Without any tenant token the sink talks to a Graph API emulator
+/// (on `127.0.0.1:8090`, else any free port) knowing every tenant's pixel, so that the demo
+/// pipeline runs end to end; with tokens it talks to `[capi] graph_url`.
+pub async fn start_capi(config: &Config) -> anyhow::Result<Capi> {
+    let registry = SchemaRegistry::new(&config.schema_registry)?;
+    let mut access = config.meta_access();
+    let mut capi = config.capi.clone();
+    let emulator = if access.is_empty() {
+        access = config.emulated_meta_access();
+        let pixels = funnelhub_sinks::meta_capi::config::pixel_tokens(&access);
+        let faults = funnelhub_emulators::Faults::default;
+        let emulator = match funnelhub_emulators::MetaGraphEmulator::start(
+            ([127, 0, 0, 1], 8090).into(),
+            pixels.clone(),
+            faults(),
+        )
+        .await
+        {
+            Ok(emulator) => emulator,
+            Err(_) => funnelhub_emulators::MetaGraphEmulator::start(
+                ([127, 0, 0, 1], 0).into(),
+                pixels,
+                faults(),
+            )
+            .await
+            .context("starting the Graph API emulator")?,
+        };
+        capi.graph_url = emulator.url();
+        Some(emulator)
+    } else {
+        None
+    };
+    let sink = funnelhub_sinks::meta_capi::start(&config.kafka, &registry, &capi, access)
+        .await
+        .context("starting the CAPI sink")?;
+    Ok(Capi { sink, emulator })
 }
 
 /// Until Ctrl-C, or an error if a stage stopped by itself (`has_failed`).

@@ -26,6 +26,7 @@ fn up_creates_topics_serves_the_registry_and_registers_every_schema() {
             .args(["up", "--once", "--brokers", &kafka.brokers])
             .env("FUNNELHUB_KAFKA__TOPIC_PREFIX", &kafka.topic_prefix)
             .env("FUNNELHUB_PROCESS__GROUP_PREFIX", &kafka.topic_prefix)
+            .env("FUNNELHUB_CAPI__GROUP", &kafka.topic_prefix)
             .env("FUNNELHUB_REGISTRY__TOPIC", unique("_schemas-cli"))
             .env("FUNNELHUB_REGISTRY__LISTEN", format!("127.0.0.1:{port}"))
             .env(
@@ -43,6 +44,10 @@ fn up_creates_topics_serves_the_registry_and_registers_every_schema() {
         String::from_utf8_lossy(&first.stderr)
     );
     assert!(stdout.contains("funnelhub is up"), "{stdout}");
+    assert!(
+        stdout.contains("CAPI sink") && stdout.contains("Graph API emulator"),
+        "without tokens the sink talks to the emulator: {stdout}"
+    );
     let catalog = Catalog::new(&kafka.topic_prefix);
     for topic in Topic::ALL {
         let line = stdout

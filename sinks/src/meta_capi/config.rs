@@ -1,10 +1,11 @@
 //! `[capi]`: how the Meta Conversions API sink consumes, batches, retries and where it
 //! sends; and each tenant's access to its pixel.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Meta's accepted window for website events' `event_time`.
@@ -110,6 +111,19 @@ pub struct MetaAccess {
     pub access_token: SecretString,
     /// Events Manager > Test events code: sent with every request when set.
     pub test_event_code: Option<String>,
+}
+
+/// Each pixel with its token, as an emulator of the Graph API is told them.
+pub fn pixel_tokens(access: &BTreeMap<String, MetaAccess>) -> BTreeMap<String, String> {
+    access
+        .values()
+        .map(|a| {
+            (
+                a.pixel_id.clone(),
+                a.access_token.expose_secret().to_owned(),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
