@@ -14,6 +14,7 @@ use funnelhub_ingest::{EdgeConfig, TenantConfig};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistryConfig};
 use funnelhub_processors::ProcessConfig;
 use funnelhub_registry::RegistryConfig;
+use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use funnelhub_sinks::meta_capi::{CapiConfig, MetaAccess};
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +28,7 @@ pub struct Config {
     pub schema_registry: SchemaRegistryConfig,
     /// `[registry]`: the embedded registry server (`funnelhub registry`, `funnelhub up`).
     pub registry: RegistryConfig,
-    /// `[clickhouse]`: where analysts' tables live.
+    /// `[clickhouse]`: where analysts' tables live, and the ClickHouse sink.
     pub clickhouse: ClickHouseConfig,
     /// `[edge]`: the HTTP edge.
     pub edge: EdgeConfig,
@@ -37,22 +38,6 @@ pub struct Config {
     pub capi: CapiConfig,
     /// `[[tenants]]`: who may send events, with their secrets (never printed).
     pub tenants: Vec<TenantConfig>,
-}
-
-/// `[clickhouse]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClickHouseConfig {
-    /// HTTP interface URL.
-    pub url: String,
-}
-
-impl Default for ClickHouseConfig {
-    fn default() -> Self {
-        ClickHouseConfig {
-            url: "http://127.0.0.1:8123".into(),
-        }
-    }
 }
 
 /// Settings given as flags (highest precedence).

@@ -63,7 +63,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = StageArg::All)]
         stage: StageArg,
     },
-    /// Sinks: `capi` (Meta Conversions API, issue #7) or `clickhouse` (issue #8).
+    /// Sinks: `capi` (Meta Conversions API) or `clickhouse` (analysts' tables, created by
+    /// migrations at start-up); each a consumer group; until Ctrl-C.
     Sink {
         /// Which sink.
         #[arg(value_parser = ["capi", "clickhouse"])]
@@ -213,7 +214,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sink.stop().await.map_err(anyhow::Error::msg)?;
             stopped
         }
-        Command::Sink { which } => not_yet(&format!("sink {which}"), 8),
+        Command::Sink { .. } => {
+            let prometheus = funnelhub_runtime::prometheus();
+            let registry = SchemaRegistry::new(&config.schema_registry)?;
+            let (sink, server) =
+                funnelhub_sinks::clickhouse::start(&config.kafka, &registry, &config.clickhouse)
+                    .await
+                    .context("starting the ClickHouse sink")?;
+            let ops = funnelhub_runtime::serve(
+                config.clickhouse.listen,
+                funnelhub_runtime::ops_router(prometheus),
+            )
+            .await
+            .with_context(|| format!("cannot listen on {}", config.clickhouse.listen))?;
+            println!(
+                "ClickHouse sink writing to {} database {} (ClickHouse {}, group {}, metrics at {}/metrics)",
+                config.clickhouse.url,
+                config.clickhouse.database,
+                server.version_text,
+                config.clickhouse.group,
+                ops.url()
+            );
+            let stopped = up::until_stopped(|| sink.has_stopped()).await;
+            ops.stop().await?;
+            sink.stop().await.map_err(anyhow::Error::msg)?;
+            stopped
+        }
         Command::CapiEmulator { listen } => {
             let pixels =
                 funnelhub_sinks::meta_capi::config::pixel_tokens(&config.emulated_meta_access());

@@ -89,3 +89,39 @@ pub fn record_count(config: &KafkaConfig, topic: &str) -> usize {
         })
         .sum()
 }
+
+/// Whether `group` has committed, on every partition of `topics`, the offset after the
+/// last record (it has processed everything written so far).
+pub fn group_caught_up(config: &KafkaConfig, group: &str, topics: &[String]) -> bool {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let timeout = std::time::Duration::from_secs(10);
+    let consumer: BaseConsumer = crate::client::client_config(config, "test-lag")
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .expect("metadata");
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition.id(), timeout)
+                .expect("watermarks");
+            tpl.add_partition(topic, partition.id());
+            ends.push((topic.clone(), partition.id(), high));
+        }
+    }
+    let committed = consumer
+        .committed_offsets(tpl, timeout)
+        .expect("committed offsets");
+    ends.iter().all(|(topic, partition, high)| {
+        *high == 0
+            || committed
+                .find_partition(topic, *partition)
+                .is_some_and(|p| p.offset() == Offset::Offset(*high))
+    })
+}

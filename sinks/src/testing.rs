@@ -9,7 +9,7 @@ use funnelhub_kafka::{client, KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::derived::CapiDispatchRequest;
 use funnelhub_schemas::ids::now_ms;
 use funnelhub_schemas::testing::sample_derived;
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::{AvroRecord, Catalog, Topic};
 
 use crate::meta_capi::MetaAccess;
 
@@ -78,19 +78,32 @@ pub async fn write_requests(
     registry: &SchemaRegistry,
     requests: &[CapiDispatchRequest],
 ) -> Result<(), funnelhub_kafka::Error> {
-    let name = Catalog::new(&kafka.topic_prefix).name(Topic::CapiRequests);
-    let codec = TopicCodec::<CapiDispatchRequest>::register(registry, &name).await?;
+    let keyed = requests
+        .iter()
+        .map(|r| (format!("{}:{}", r.tenant_id, r.event_id), r));
+    write_records(kafka, registry, Topic::CapiRequests, keyed).await
+}
+
+/// Write `records` (key, value) to `topic` of `kafka`'s catalog, acknowledged.
+pub async fn write_records<'a, T: AvroRecord + 'a>(
+    kafka: &KafkaConfig,
+    registry: &SchemaRegistry,
+    topic: Topic,
+    records: impl IntoIterator<Item = (String, &'a T)>,
+) -> Result<(), funnelhub_kafka::Error> {
+    let name = Catalog::new(&kafka.topic_prefix).name(topic);
+    let codec = TopicCodec::<T>::register(registry, &name).await?;
     let topic: Arc<str> = Arc::from(codec.topic());
-    let mut outputs = Vec::with_capacity(requests.len());
-    for r in requests {
+    let mut outputs = Vec::new();
+    for (key, value) in records {
         let output = Output {
             topic: topic.clone(),
-            key: format!("{}:{}", r.tenant_id, r.event_id).into_bytes(),
-            value: codec.encode(r)?,
+            key: key.into_bytes(),
+            value: codec.encode(value)?,
         };
         outputs.push((output, None));
     }
-    let producer = client::producer(kafka, "funnelhub-capi-writer")?;
+    let producer = client::producer(kafka, "funnelhub-test-writer")?;
     send_all(&producer, outputs.into_iter()).await?;
     Ok(())
 }

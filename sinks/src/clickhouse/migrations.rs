@@ -1,0 +1,114 @@
+//! The analysts' tables, as versioned migrations applied at start-up
+//! ([`super::server::Server::migrate`]). Never edit an applied migration: add one.
+//!
+//! Every table is a `ReplacingMergeTree` whose sort key ends with the record's id, with
+//! `tenant_id` first: a record written twice (at-least-once delivery, replay) is one row
+//! after merges, and exact queries read `FINAL` (or `argMax`). Times are kept twice: a
+//! `DateTime` (seconds, for partitions and filters) and the `Int64` milliseconds of the
+//! record. The SQL runs on ClickHouse 18.16 (Debian, local) and on current servers: no
+//! `DateTime64`, no JSON functions, the `PARTITION BY`/`ORDER BY` engine syntax.
+//! See `docs/data-model.md`.
+
+/// One migration: a version, a name and idempotent statements (`{db}` is the database).
+#[derive(Debug)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub statements: &'static [&'static str],
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "tables of every topic",
+    statements: &[
+        // raw.tracking, raw.orders, raw.onboarding: every accepted record, duplicates
+        // included; one row per source position.
+        "CREATE TABLE IF NOT EXISTS {db}.raw_events (
+            tenant_id String, event_id String, event_type String, source String,
+            occurred_at DateTime, occurred_at_ms Int64, received_at_ms Int64,
+            session_id String, gateway String, order_id String, gateway_status String,
+            value Nullable(Float64), currency String, product_id String,
+            utm_source String, utm_medium String, utm_campaign String,
+            fbclid String, consent_ads UInt8, dedupe_key String,
+            source_topic String, source_partition Int32, source_offset Int64,
+            payload String
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(occurred_at)
+        ORDER BY (tenant_id, source_topic, source_partition, source_offset)",
+        // deduped.events: one row per event id.
+        "CREATE TABLE IF NOT EXISTS {db}.events (
+            tenant_id String, event_id String, event_type String, source String,
+            occurred_at DateTime, occurred_at_ms Int64, received_at_ms Int64,
+            session_id String, gateway String, order_id String, gateway_status String,
+            value Nullable(Float64), currency String, product_id String,
+            utm_source String, utm_medium String, utm_campaign String,
+            fbclid String, consent_ads UInt8, dedupe_key String,
+            source_topic String, source_partition Int32, source_offset Int64,
+            payload String
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(occurred_at)
+        ORDER BY (tenant_id, event_id)",
+        // Gateway orders among the deduped events.
+        "CREATE VIEW IF NOT EXISTS {db}.conversions AS
+         SELECT tenant_id, event_id AS conversion_id, event_type, gateway, order_id,
+                gateway_status, value, currency, product_id, session_id, utm_campaign,
+                occurred_at, occurred_at_ms
+         FROM {db}.events WHERE gateway != ''",
+        "CREATE TABLE IF NOT EXISTS {db}.funnel_transitions (
+            tenant_id String, transition_id String, funnel String, subject_id String,
+            from_stage String, to_stage String, outcome String, cause_event_id String,
+            occurred_at DateTime, occurred_at_ms Int64, domain String, utm_campaign String
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(occurred_at)
+        ORDER BY (tenant_id, funnel, subject_id, transition_id)",
+        // The furthest stage of each session: the row with the highest rank wins, in
+        // whatever order transitions arrive.
+        "CREATE TABLE IF NOT EXISTS {db}.session_stages (
+            tenant_id String, funnel String, subject_id String, stage String,
+            outcome String, rank UInt16, updated_at DateTime, updated_at_ms Int64,
+            domain String, utm_campaign String
+        ) ENGINE = ReplacingMergeTree(rank)
+        ORDER BY (tenant_id, funnel, subject_id)",
+        "CREATE TABLE IF NOT EXISTS {db}.ops_tickets (
+            tenant_id String, ticket_id String, session_id String, domain String,
+            kind String, subject String, cause_event_id String,
+            created_at DateTime, created_at_ms Int64
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(created_at)
+        ORDER BY (tenant_id, ticket_id)",
+        "CREATE TABLE IF NOT EXISTS {db}.matches (
+            tenant_id String, match_id String, conversion_id String, order_id String,
+            gateway String, conversion_type String, original_conversion_id String,
+            matched_event_id String, matched_session_id String, method String,
+            score Float64, signals Array(String), decided_at DateTime, decided_at_ms Int64
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(decided_at)
+        ORDER BY (tenant_id, match_id)",
+        "CREATE TABLE IF NOT EXISTS {db}.capi_requests (
+            tenant_id String, dispatch_id String, pixel_id String, event_name String,
+            event_id String, event_time DateTime, event_time_ms Int64, action_source String,
+            value Nullable(Float64), currency String, order_id String, consent_ads UInt8,
+            blocked_reason String, match_id String,
+            source_topic String, source_partition Int32, source_offset Int64
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(event_time)
+        ORDER BY (tenant_id, dispatch_id)",
+        "CREATE TABLE IF NOT EXISTS {db}.dispatch_attempts (
+            tenant_id String, attempt_id String, pixel_id String, request_id String,
+            event_ids Array(String), attempt Int32, outcome String,
+            http_status Nullable(Int32), fbtrace_id String, events_received Nullable(Int32),
+            error_code Nullable(Int32), error_subcode Nullable(Int32), error_message String,
+            latency_ms Int64, attempted_at DateTime, attempted_at_ms Int64
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(attempted_at)
+        ORDER BY (tenant_id, attempt_id)",
+        "CREATE TABLE IF NOT EXISTS {db}.dlq (
+            tenant_id String, dlq_id String, stage String, reason String, error String,
+            event_id String, source_topic String, source_partition Int32,
+            source_offset Int64, failed_at DateTime, failed_at_ms Int64
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(failed_at)
+        ORDER BY (tenant_id, dlq_id)",
+    ],
+}];

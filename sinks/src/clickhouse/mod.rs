@@ -1,0 +1,64 @@
+//! The ClickHouse sink (`funnelhub sink clickhouse`): every analysed topic into idempotent
+//! tables analysts query, created by versioned migrations at start-up. See
+//! `docs/data-model.md`.
+
+pub mod config;
+pub mod migrations;
+pub mod rows;
+pub mod server;
+pub mod sink;
+
+use std::sync::Arc;
+
+use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
+use funnelhub_kafka::dlq::DeadLetters;
+use funnelhub_kafka::stage::{self, RunningStage, StageSettings, StartError};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_schemas::{Catalog, Topic};
+
+pub use config::ClickHouseConfig;
+pub use server::{Server, Version};
+
+/// Apply the migrations, then join the sink's consumer group on every stored topic.
+pub async fn start(
+    kafka: &KafkaConfig,
+    registry: &SchemaRegistry,
+    config: &ClickHouseConfig,
+) -> Result<(RunningStage, Server), StartError> {
+    config.validate().map_err(StartError::Config)?;
+    let (server, applied) = Server::migrate(config)
+        .await
+        .map_err(|e| StartError::Config(format!("ClickHouse at {}: {e}", config.url)))?;
+    tracing::info!(version = %server.version_text, migrations = ?applied, "clickhouse ready");
+    ensure_topics(kafka, &catalog_requests(kafka)).await?;
+    let catalog = Catalog::new(&kafka.topic_prefix);
+    let name = |topic| catalog.name(topic);
+    let codecs = sink::Codecs {
+        tracking: TopicCodec::register(registry, &name(Topic::RawTracking)).await?,
+        orders: TopicCodec::register(registry, &name(Topic::RawOrders)).await?,
+        onboarding: TopicCodec::register(registry, &name(Topic::RawOnboarding)).await?,
+        deduped: TopicCodec::register(registry, &name(Topic::Deduped)).await?,
+        transitions: TopicCodec::register(registry, &name(Topic::FunnelTransitions)).await?,
+        tickets: TopicCodec::register(registry, &name(Topic::OpsTickets)).await?,
+        matches: TopicCodec::register(registry, &name(Topic::MatchResults)).await?,
+        requests: TopicCodec::register(registry, &name(Topic::CapiRequests)).await?,
+        attempts: TopicCodec::register(registry, &name(Topic::CapiAttempts)).await?,
+        dlq: TopicCodec::register(registry, &name(Topic::Dlq)).await?,
+    };
+    let sink = sink::ClickHouseSink {
+        client: server.client.clone(),
+        dead_letters: DeadLetters::new(
+            "clickhouse",
+            TopicCodec::register(registry, &name(Topic::Dlq)).await?,
+        ),
+        codecs,
+        topics: sink::STORED.iter().map(|t| (name(*t), *t)).collect(),
+        linger: config.linger(),
+    };
+    let settings = StageSettings {
+        group: config.group.clone(),
+        max_batch: config.batch_rows,
+        ..StageSettings::default()
+    };
+    Ok((stage::spawn(kafka, Arc::new(sink), settings)?, server))
+}

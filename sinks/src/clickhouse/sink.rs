@@ -1,0 +1,262 @@
+//! The sink stage: every analysed topic → its table, one `INSERT` per batch of a topic
+//! partition (up to `batch_rows`, lingering `linger_ms` to fill it).
+//!
+//! The stage runner stores a batch's offset only after ClickHouse acknowledged the
+//! `INSERT` (`Insert::end`). A failed insert (ClickHouse down, overloaded) is retried with
+//! backoff, for as long as it takes, holding the partition: back-pressure, never a drop.
+//! Re-inserting rows after a crash or a replay is harmless: every table replaces rows by
+//! their record id. Records that do not decode are dead-lettered (`stage=clickhouse`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clickhouse::{Client, RowOwned, RowWrite};
+use funnelhub_kafka::dlq::DeadLetters;
+use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
+use funnelhub_kafka::TopicCodec;
+use funnelhub_schemas::derived::{
+    CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelTransition, MatchResult,
+    OpsTicket,
+};
+use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
+use funnelhub_schemas::{AvroRecord, Topic};
+
+use super::rows::{
+    AttemptRow, CapiRequestRow, DlqRow, EventRow, MatchRow, SessionStageRow, TicketRow,
+    TransitionRow,
+};
+
+/// The topics the sink reads, each with its codec.
+#[derive(Debug)]
+pub struct Codecs {
+    pub tracking: TopicCodec<TrackingHit>,
+    pub orders: TopicCodec<OrderEvent>,
+    pub onboarding: TopicCodec<OnboardingEvent>,
+    pub deduped: TopicCodec<DedupedEvent>,
+    pub transitions: TopicCodec<FunnelTransition>,
+    pub tickets: TopicCodec<OpsTicket>,
+    pub matches: TopicCodec<MatchResult>,
+    pub requests: TopicCodec<CapiDispatchRequest>,
+    pub attempts: TopicCodec<DispatchAttempt>,
+    pub dlq: TopicCodec<DlqRecord>,
+}
+
+/// The sink.
+pub struct ClickHouseSink {
+    pub(crate) client: Client,
+    pub(crate) codecs: Codecs,
+    /// Topic name → which one it is.
+    pub(crate) topics: HashMap<String, Topic>,
+    pub(crate) dead_letters: DeadLetters,
+    pub(crate) linger: Duration,
+}
+
+impl std::fmt::Debug for ClickHouseSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseSink")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every topic the sink stores, in its catalog order.
+pub const STORED: [Topic; 10] = [
+    Topic::RawTracking,
+    Topic::RawOrders,
+    Topic::RawOnboarding,
+    Topic::Deduped,
+    Topic::FunnelTransitions,
+    Topic::OpsTickets,
+    Topic::MatchResults,
+    Topic::CapiRequests,
+    Topic::CapiAttempts,
+    Topic::Dlq,
+];
+
+impl Stage for ClickHouseSink {
+    type Processor = ClickHousePartition;
+
+    fn name(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        self.topics.keys().cloned().collect()
+    }
+
+    fn changelog(&self) -> Option<&TopicCodec<DlqRecord>> {
+        None
+    }
+
+    fn linger(&self) -> Option<Duration> {
+        Some(self.linger)
+    }
+
+    fn processor(self: &Arc<Self>, topic: &str, _partition: i32) -> ClickHousePartition {
+        ClickHousePartition {
+            sink: self.clone(),
+            topic: self.topics.get(topic).copied(),
+        }
+    }
+}
+
+/// The sink of one topic partition (no state: the tables are the state).
+#[derive(Debug)]
+pub struct ClickHousePartition {
+    sink: Arc<ClickHouseSink>,
+    topic: Option<Topic>,
+}
+
+impl PartitionProcessor for ClickHousePartition {
+    type Changelog = DlqRecord;
+
+    fn restore(&mut self, _change: DlqRecord) {}
+
+    async fn process(
+        &mut self,
+        batch: &[Record],
+        out: &mut Vec<Output>,
+    ) -> Result<(), ProcessError> {
+        let sink = &*self.sink;
+        let c = &sink.codecs;
+        let Some(topic) = self.topic else {
+            return Err(ProcessError::Fatal(format!(
+                "no table for topic {}",
+                batch[0].topic
+            )));
+        };
+        match topic {
+            Topic::RawTracking => {
+                let rows = sink
+                    .rows(batch, &c.tracking, out, |r, hit| {
+                        EventRow::of(&EdgeEvent::TrackingHit(hit), &r.position(), "")
+                    })
+                    .await?;
+                sink.insert("raw_events", &rows).await
+            }
+            Topic::RawOrders => {
+                let rows = sink
+                    .rows(batch, &c.orders, out, |r, order| {
+                        EventRow::of(&EdgeEvent::OrderEvent(order), &r.position(), "")
+                    })
+                    .await?;
+                sink.insert("raw_events", &rows).await
+            }
+            Topic::RawOnboarding => {
+                let rows = sink
+                    .rows(batch, &c.onboarding, out, |r, e| {
+                        EventRow::of(&EdgeEvent::OnboardingEvent(e), &r.position(), "")
+                    })
+                    .await?;
+                sink.insert("raw_events", &rows).await
+            }
+            Topic::Deduped => {
+                let rows = sink
+                    .rows(batch, &c.deduped, out, |_, d| EventRow::of_deduped(&d))
+                    .await?;
+                sink.insert("events", &rows).await
+            }
+            Topic::FunnelTransitions => {
+                let transitions = sink.rows(batch, &c.transitions, out, |_, t| t).await?;
+                let rows: Vec<TransitionRow> = transitions.iter().map(Into::into).collect();
+                sink.insert("funnel_transitions", &rows).await?;
+                let stages: Vec<SessionStageRow> = transitions.iter().map(Into::into).collect();
+                sink.insert("session_stages", &stages).await
+            }
+            Topic::OpsTickets => {
+                let rows = sink
+                    .rows(batch, &c.tickets, out, |_, t| TicketRow::from(&t))
+                    .await?;
+                sink.insert("ops_tickets", &rows).await
+            }
+            Topic::MatchResults => {
+                let rows = sink
+                    .rows(batch, &c.matches, out, |_, m| MatchRow::from(&m))
+                    .await?;
+                sink.insert("matches", &rows).await
+            }
+            Topic::CapiRequests => {
+                let rows = sink
+                    .rows(batch, &c.requests, out, |r, q| {
+                        CapiRequestRow::of(&q, &r.position())
+                    })
+                    .await?;
+                sink.insert("capi_requests", &rows).await
+            }
+            Topic::CapiAttempts => {
+                let rows = sink
+                    .rows(batch, &c.attempts, out, |_, a| AttemptRow::from(&a))
+                    .await?;
+                sink.insert("dispatch_attempts", &rows).await
+            }
+            Topic::Dlq => {
+                let rows = sink
+                    .rows(batch, &c.dlq, out, |_, d| DlqRow::from(&d))
+                    .await?;
+                sink.insert("dlq", &rows).await
+            }
+            other => Err(ProcessError::Fatal(format!("no table for {other:?}"))),
+        }
+    }
+
+    fn take_changes(&mut self) -> Vec<DlqRecord> {
+        Vec::new()
+    }
+}
+
+impl ClickHouseSink {
+    /// Decode `batch` and turn each record into a row; undecodable records become dead
+    /// letters in `out` (they must not block the partition).
+    async fn rows<T: AvroRecord, R>(
+        &self,
+        batch: &[Record],
+        codec: &TopicCodec<T>,
+        out: &mut Vec<Output>,
+        row: impl Fn(&Record, T) -> R,
+    ) -> Result<Vec<R>, ProcessError> {
+        let decoded = self.dead_letters.decode_all(batch, codec).await?;
+        let mut rows = Vec::with_capacity(batch.len());
+        for (record, decoded) in batch.iter().zip(decoded) {
+            match decoded {
+                Ok(value) => rows.push(row(record, value)),
+                Err(letter) => out.push(letter),
+            }
+        }
+        Ok(rows)
+    }
+
+    /// One `INSERT` of `rows`, acknowledged; any failure is retryable.
+    async fn insert<R: RowOwned + RowWrite>(
+        &self,
+        table: &str,
+        rows: &[R],
+    ) -> Result<(), ProcessError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = async {
+            let mut insert = self.client.insert::<R>(table).await?;
+            for row in rows {
+                insert.write(row).await?;
+            }
+            insert.end().await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                metrics::counter!("funnelhub_clickhouse_rows_total", "table" => table.to_owned())
+                    .increment(rows.len() as u64);
+                metrics::histogram!("funnelhub_clickhouse_insert_seconds", "table" => table.to_owned())
+                    .record(started.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!("funnelhub_clickhouse_insert_errors_total", "table" => table.to_owned())
+                    .increment(1);
+                Err(ProcessError::Retryable(format!("insert into {table}: {e}")))
+            }
+        }
+    }
+}
