@@ -22,12 +22,12 @@ apt_install() {
 # A Python virtualenv in .venv with Confluent's official client (interoperability tests).
 python_env() {
   local py="$repo/.venv/bin/python"
-  if [ -x "$py" ] && "$py" -c "import confluent_kafka.schema_registry.avro, fastavro, yaml" 2>/dev/null; then
+  if [ -x "$py" ] && "$py" -c "import confluent_kafka.schema_registry.avro, fastavro, yaml, chdb" 2>/dev/null; then
     return 0
   fi
   apt_install python3-venv
-  log "installing confluent-kafka (PyPI) into .venv"
-  python3 -m venv "$repo/.venv" || die "python3 -m venv failed"
+  log "installing confluent-kafka and chdb-core (a current ClickHouse engine) from PyPI into .venv"
+  [ -x "$py" ] || python3 -m venv "$repo/.venv" || die "python3 -m venv failed"
   "$py" -m pip install -q "confluent-kafka[avro,schemaregistry]==2.16.0" "pyyaml==6.0.2" \
-    || die "pip install confluent-kafka failed"
+    "chdb-core==26.9.0" || die "pip install into .venv failed"
 }

@@ -189,9 +189,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sink { which } if which == "capi" => {
             let prometheus = funnelhub_runtime::prometheus();
             let registry = SchemaRegistry::new(&config.schema_registry)?;
-            let access = config.meta_access();
+            let mut access = config.meta_access();
             if access.is_empty() {
-                tracing::warn!("no tenant has meta_pixel_id and meta_access_token: every request will be dead-lettered");
+                // As `funnelhub up`: without tokens only an emulator can be talked to.
+                tracing::warn!(graph_url = %config.capi.graph_url, "no tenant has a meta_access_token: sending with emulated tokens, which only `funnelhub capi-emulator` accepts");
+                access = config.emulated_meta_access();
             }
             let sink =
                 funnelhub_sinks::meta_capi::start(&config.kafka, &registry, &config.capi, access)

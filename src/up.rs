@@ -35,7 +35,14 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
     let edge = start_edge(config).await?;
     let processors = start_processors(config, funnelhub_processors::Stages::All).await?;
     let capi = start_capi(config).await?;
-    let clickhouse = clickhouse_version(&config.clickhouse.url).await;
+    // ClickHouse is optional for the rest of the pipeline: without it the sink does not
+    // run and its topics wait (retention 30 days) until `funnelhub sink clickhouse` runs.
+    let clickhouse = funnelhub_sinks::clickhouse::start(
+        &config.kafka,
+        &SchemaRegistry::new(&config.schema_registry)?,
+        &config.clickhouse,
+    )
+    .await;
 
     let mut out = String::new();
     writeln!(out, "funnelhub is up")?;
@@ -101,10 +108,13 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         )?;
     }
     match &clickhouse {
-        Ok(version) => writeln!(
+        Ok((_, server)) => writeln!(
             out,
-            "  clickhouse       {} (version {version})",
-            config.clickhouse.url
+            "  clickhouse       {} database {} (version {}; sink group {})",
+            config.clickhouse.url,
+            config.clickhouse.database,
+            server.version_text,
+            config.clickhouse.group
         )?,
         Err(e) => writeln!(
             out,
@@ -135,7 +145,14 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         Ok(())
     } else {
         println!("Press Ctrl-C to stop.");
-        until_stopped(|| processors.has_failed() || capi.sink.has_stopped()).await
+        until_stopped(|| {
+            processors.has_failed()
+                || capi.sink.has_stopped()
+                || clickhouse
+                    .as_ref()
+                    .is_ok_and(|(sink, _)| sink.has_stopped())
+        })
+        .await
     };
     println!("stopping");
     // The edge first: it needs the registry until its last request; then the processors
@@ -143,6 +160,9 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
     edge.stop().await?;
     processors.stop().await.map_err(anyhow::Error::msg)?;
     capi.sink.stop().await.map_err(anyhow::Error::msg)?;
+    if let Ok((sink, _)) = clickhouse {
+        sink.stop().await.map_err(anyhow::Error::msg)?;
+    }
     if let Some(emulator) = capi.emulator {
         emulator.stop().await?;
     }
@@ -232,15 +252,4 @@ pub async fn start_edge(config: &Config) -> anyhow::Result<funnelhub_runtime::Ru
     )
     .await
     .context("starting the edge")
-}
-
-async fn clickhouse_version(url: &str) -> anyhow::Result<String> {
-    let response = reqwest::Client::new()
-        .post(url)
-        .body("SELECT version()")
-        .timeout(std::time::Duration::from_secs(5))
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(response.text().await?.trim().to_owned())
 }

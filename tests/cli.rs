@@ -27,6 +27,7 @@ fn up_creates_topics_serves_the_registry_and_registers_every_schema() {
             .env("FUNNELHUB_KAFKA__TOPIC_PREFIX", &kafka.topic_prefix)
             .env("FUNNELHUB_PROCESS__GROUP_PREFIX", &kafka.topic_prefix)
             .env("FUNNELHUB_CAPI__GROUP", &kafka.topic_prefix)
+            .env("FUNNELHUB_CLICKHOUSE__GROUP", &kafka.topic_prefix)
             .env("FUNNELHUB_REGISTRY__TOPIC", unique("_schemas-cli"))
             .env("FUNNELHUB_REGISTRY__LISTEN", format!("127.0.0.1:{port}"))
             .env(
