@@ -249,6 +249,7 @@ pub async fn start_edge(config: &Config) -> anyhow::Result<funnelhub_runtime::Ru
         &config.kafka,
         &config.schema_registry,
         Some(funnelhub_runtime::prometheus()),
+        Some(&config.clickhouse),
     )
     .await
     .context("starting the edge")

@@ -140,6 +140,10 @@ pub struct TenantConfig {
     /// Events Manager test code sent with every event (to watch them in Test events).
     #[serde(default)]
     pub meta_test_event_code: Option<String>,
+    /// Keys of the read API (`Authorization: Bearer <key>`); a key reads only its
+    /// tenant's data. Several while rotating.
+    #[serde(default)]
+    pub api_keys: Vec<Secret>,
 }
 
 fn yes() -> bool {
@@ -162,6 +166,7 @@ impl TenantConfig {
             meta_pixel_id: None,
             meta_access_token: None,
             meta_test_event_code: None,
+            api_keys: Vec::new(),
         }
     }
 }

@@ -33,8 +33,9 @@ pub enum ApiError {
     /// Body over the limit (413).
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
-    /// The broker did not acknowledge in time (503 + Retry-After): retry later.
-    #[error("event not stored, retry later: {reason}")]
+    /// The broker did not acknowledge in time, or ClickHouse is away (503 + Retry-After):
+    /// retry later.
+    #[error("temporarily unavailable, retry later: {reason}")]
     Unavailable {
         reason: String,
         retry_after_secs: u32,
@@ -97,7 +98,7 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::InvalidField { field, .. } => body["field"] = json!(field),
             ApiError::Internal(detail) => tracing::error!(%detail, "edge request failed"),
-            ApiError::Unavailable { reason, .. } => tracing::warn!(%reason, "event not stored"),
+            ApiError::Unavailable { reason, .. } => tracing::warn!(%reason, "unavailable"),
             ApiError::Unauthorized(check) => {
                 tracing::warn!(check, "webhook authenticity check failed")
             }

@@ -8,11 +8,13 @@
 //! - `POST /api/v1/webhooks/onboard` ([`webhooks::onboard`])
 //! - `GET /healthz` (process up), `GET /readyz` (broker and registry reachable),
 //!   `GET /metrics` (Prometheus)
+//! - the read API over ClickHouse, authenticated by tenant API keys ([`read`])
 
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod producer;
+pub mod read;
 pub mod request;
 pub mod tracking;
 pub mod validate;
@@ -33,6 +35,7 @@ use funnelhub_kafka::{KafkaConfig, SchemaRegistry, SchemaRegistryConfig};
 use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::common::Gateway;
 use funnelhub_schemas::events::EdgeEvent;
+use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::Producer;
 use serde_json::json;
@@ -53,6 +56,8 @@ pub struct EdgeState {
     pub producer: EdgeProducer,
     pub registry_url: String,
     pub prometheus: Option<PrometheusHandle>,
+    /// The read API (`None`: its routes answer 503).
+    pub read: Option<read::ReadApi>,
 }
 
 /// Why the edge could not start.
@@ -69,13 +74,15 @@ pub enum StartError {
     },
 }
 
-/// Connect to Kafka and the registry, then serve the edge on `config.listen`.
+/// Connect to Kafka and the registry, then serve the edge on `config.listen`; with
+/// `clickhouse`, the read API too (connected on first use).
 pub async fn start(
     config: &EdgeConfig,
     tenants: Vec<TenantConfig>,
     kafka: &KafkaConfig,
     registry: &SchemaRegistryConfig,
     prometheus: Option<PrometheusHandle>,
+    clickhouse: Option<&ClickHouseConfig>,
 ) -> Result<RunningServer, StartError> {
     let producer = EdgeProducer::connect(
         kafka,
@@ -90,6 +97,19 @@ pub async fn start(
         producer,
         registry_url: registry.url.clone(),
         prometheus,
+        read: match clickhouse {
+            Some(clickhouse) => Some(read::ReadApi::new(
+                clickhouse.clone(),
+                kafka.clone(),
+                funnelhub_kafka::AckedProducer::new(
+                    kafka,
+                    "funnelhub-replay",
+                    Duration::from_millis(config.produce_timeout_ms),
+                )?,
+                config.retry_after_secs,
+            )),
+            None => None,
+        },
     });
     let server = funnelhub_runtime::serve(config.listen, app(state))
         .await
@@ -123,6 +143,7 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
+        .merge(read::routes())
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(uri.path().chars().take(128).collect()).into_response()
         })

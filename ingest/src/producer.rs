@@ -94,7 +94,7 @@ impl EdgeProducer {
             .await;
         metrics::produce_latency(topic, started.elapsed(), result.is_ok());
         result.map(|_| ()).map_err(|e| ApiError::Unavailable {
-            reason: format!("broker did not acknowledge: {e}"),
+            reason: format!("event not stored, the broker did not acknowledge: {e}"),
             retry_after_secs: self.retry_after_secs,
         })
     }

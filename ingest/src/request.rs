@@ -35,6 +35,20 @@ impl Tenants {
         self.0.get(id).cloned().ok_or(ApiError::UnknownTenant)
     }
 
+    /// The tenant owning API key `key` (compared in constant time with every key).
+    pub fn by_api_key(&self, key: &str) -> Option<Arc<TenantConfig>> {
+        use subtle::ConstantTimeEq;
+        let mut found = None;
+        for tenant in self.0.values() {
+            for candidate in &tenant.api_keys {
+                if bool::from(candidate.expose().as_bytes().ct_eq(key.as_bytes())) {
+                    found = Some(tenant.clone());
+                }
+            }
+        }
+        found
+    }
+
     /// Is `origin` one of `tenant_id`'s landing-page origins?
     pub fn allows_origin(&self, tenant_id: &str, origin: &str) -> bool {
         self.0

@@ -81,6 +81,7 @@ impl Edge {
             producer,
             registry_url: server.url(),
             prometheus: Some(funnelhub_runtime::prometheus()),
+            read: None,
         });
         Edge {
             app: app(state),

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
 use funnelhub_kafka::{DecodeError, TopicCodec};
-use funnelhub_schemas::catalog::key;
 use funnelhub_schemas::derived::DedupedEvent;
 use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::ids::now_ms;
@@ -24,28 +23,9 @@ use funnelhub_schemas::state::{DedupeChangelog, DedupeEntry};
 /// Changelog records hold at most this many entries (bounded message size).
 const CHANGELOG_CHUNK: usize = 2000;
 
-/// The dedupe key of an event, scoped by tenant:
-/// - tracking hits: event type and `event_id` (the browser's id when it sent one);
-/// - gateway orders: `event_id`, a function of gateway, order id and canonical status;
-/// - onboarding: the seeds' rule, `(event_type, session_id, domain)`.
+/// The dedupe key of an event (defined with the event contract, in `schemas`).
 pub fn dedupe_key(event: &EdgeEvent) -> String {
-    let envelope = event.envelope();
-    match event {
-        EdgeEvent::TrackingHit(_) => key(&[
-            &envelope.tenant_id,
-            "track",
-            envelope.event_type.as_str(),
-            &envelope.event_id,
-        ]),
-        EdgeEvent::OrderEvent(_) => key(&[&envelope.tenant_id, "order", &envelope.event_id]),
-        EdgeEvent::OnboardingEvent(e) => key(&[
-            &envelope.tenant_id,
-            "onboarding",
-            envelope.event_type.as_str(),
-            &e.session_id,
-            &e.domain,
-        ]),
-    }
+    event.dedupe_key()
 }
 
 /// What [`DedupeState::check`] decided.

@@ -68,6 +68,32 @@ pub enum EdgeEvent {
 }
 
 impl EdgeEvent {
+    /// The dedupe key of the event, scoped by tenant: two events with the same key are the
+    /// same occurrence (the dedupe processor keeps the first; analysts group raw copies by
+    /// it):
+    /// - tracking hits: event type and `event_id` (the browser's id when it sent one);
+    /// - gateway orders: `event_id`, a function of gateway, order id and canonical status;
+    /// - onboarding: the seeds' rule, `(event_type, session_id, domain)`.
+    pub fn dedupe_key(&self) -> String {
+        let envelope = self.envelope();
+        match self {
+            EdgeEvent::TrackingHit(_) => key(&[
+                &envelope.tenant_id,
+                "track",
+                envelope.event_type.as_str(),
+                &envelope.event_id,
+            ]),
+            EdgeEvent::OrderEvent(_) => key(&[&envelope.tenant_id, "order", &envelope.event_id]),
+            EdgeEvent::OnboardingEvent(e) => key(&[
+                &envelope.tenant_id,
+                "onboarding",
+                envelope.event_type.as_str(),
+                &e.session_id,
+                &e.domain,
+            ]),
+        }
+    }
+
     /// The record key: every event of one session, or of one order, shares a partition.
     pub fn key(&self) -> String {
         match self {

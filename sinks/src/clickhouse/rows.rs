@@ -124,6 +124,11 @@ impl EventRow {
         row
     }
 
+    /// The row of a record read from a raw topic at `position`.
+    pub fn raw(event: &EdgeEvent, position: &SourcePosition) -> EventRow {
+        EventRow::of(event, position, &event.dedupe_key())
+    }
+
     /// The row of a deduped event: its first occurrence's position.
     pub fn of_deduped(deduped: &DedupedEvent) -> EventRow {
         EventRow::of(&deduped.event, &deduped.first_seen, &deduped.dedupe_key)

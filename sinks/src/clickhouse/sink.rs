@@ -130,7 +130,7 @@ impl PartitionProcessor for ClickHousePartition {
             Topic::RawTracking => {
                 let rows = sink
                     .rows(batch, &c.tracking, out, |r, hit| {
-                        EventRow::of(&EdgeEvent::TrackingHit(hit), &r.position(), "")
+                        EventRow::raw(&EdgeEvent::TrackingHit(hit), &r.position())
                     })
                     .await?;
                 sink.insert("raw_events", &rows).await
@@ -138,7 +138,7 @@ impl PartitionProcessor for ClickHousePartition {
             Topic::RawOrders => {
                 let rows = sink
                     .rows(batch, &c.orders, out, |r, order| {
-                        EventRow::of(&EdgeEvent::OrderEvent(order), &r.position(), "")
+                        EventRow::raw(&EdgeEvent::OrderEvent(order), &r.position())
                     })
                     .await?;
                 sink.insert("raw_events", &rows).await
@@ -146,7 +146,7 @@ impl PartitionProcessor for ClickHousePartition {
             Topic::RawOnboarding => {
                 let rows = sink
                     .rows(batch, &c.onboarding, out, |r, e| {
-                        EventRow::of(&EdgeEvent::OnboardingEvent(e), &r.position(), "")
+                        EventRow::raw(&EdgeEvent::OnboardingEvent(e), &r.position())
                     })
                     .await?;
                 sink.insert("raw_events", &rows).await

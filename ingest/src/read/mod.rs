@@ -1,0 +1,162 @@
+//! The read API ops and dashboards use, served by the edge next to ingestion, reading the
+//! ClickHouse tables of `docs/data-model.md`:
+//!
+//! - `GET /api/v1/events` — a tenant's deduplicated events, newest first, filtered by
+//!   `type`, `session_id`, `from`/`to` (ms or RFC 3339), paged by an opaque `cursor`;
+//! - `GET /api/v1/events/{id}` — one event with its history: the copies received (dedupe),
+//!   its match, its dispatch requests, every attempt against Meta and dead letters;
+//! - `GET /api/v1/onboard/funnel` — onboarding sessions per current stage over the last
+//!   48 h and up to 50 active ones;
+//! - `GET /api/v1/onboard/sessions/{id}/timeline` — a session's events in time order;
+//! - `GET /api/v1/desk/tickets/{id}` — an ops ticket with its session's timeline;
+//! - `POST /api/v1/replay/{event_id}` — re-enqueue the event's stored dispatch request for
+//!   the CAPI sink (same record, same `event_id`).
+//!
+//! Every route takes `Authorization: Bearer <api key>`; the key decides the tenant, so a
+//! key never reads another tenant's rows (every query filters on it). ClickHouse being
+//! away makes these routes answer 503, never the ingestion routes: the client connects
+//! lazily and the edge starts without it.
+
+mod events;
+mod onboard;
+mod replay;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap};
+use axum::routing::{get, post};
+use axum::Router;
+use funnelhub_kafka::{AckedProducer, KafkaConfig};
+use funnelhub_sinks::clickhouse::{ClickHouseConfig, Server};
+use tokio::sync::OnceCell;
+
+use crate::config::TenantConfig;
+use crate::error::ApiError;
+use crate::EdgeState;
+
+/// What the read routes need: ClickHouse, and Kafka for replays.
+#[derive(Debug)]
+pub struct ReadApi {
+    clickhouse: ClickHouseConfig,
+    server: OnceCell<Server>,
+    kafka: KafkaConfig,
+    producer: AckedProducer,
+    retry_after_secs: u32,
+}
+
+impl ReadApi {
+    pub fn new(
+        clickhouse: ClickHouseConfig,
+        kafka: KafkaConfig,
+        producer: AckedProducer,
+        retry_after_secs: u32,
+    ) -> ReadApi {
+        ReadApi {
+            clickhouse,
+            server: OnceCell::new(),
+            kafka,
+            producer,
+            retry_after_secs,
+        }
+    }
+
+    /// The ClickHouse client, connected on first use.
+    async fn client(&self) -> Result<&clickhouse::Client, ApiError> {
+        let server = self
+            .server
+            .get_or_try_init(|| Server::connect(&self.clickhouse))
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        Ok(&server.client)
+    }
+
+    fn db(&self) -> &str {
+        &self.clickhouse.database
+    }
+
+    fn unavailable(&self, e: impl std::fmt::Display) -> ApiError {
+        ApiError::Unavailable {
+            reason: format!("ClickHouse: {e}"),
+            retry_after_secs: self.retry_after_secs,
+        }
+    }
+
+    /// Run `query` (with `{db}` for the database) and fetch every row.
+    async fn fetch<R>(&self, query: clickhouse::query::Query) -> Result<Vec<R>, ApiError>
+    where
+        R: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        query
+            .fetch_all::<R>()
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    /// A query on this API's database.
+    async fn query(&self, sql: &str) -> Result<clickhouse::query::Query, ApiError> {
+        Ok(self.client().await?.query(&sql.replace("{db}", self.db())))
+    }
+}
+
+/// The read routes.
+pub fn routes() -> Router<Arc<EdgeState>> {
+    Router::new()
+        .route("/api/v1/events", get(events::list))
+        .route("/api/v1/events/{id}", get(events::detail))
+        .route("/api/v1/onboard/funnel", get(onboard::funnel))
+        .route(
+            "/api/v1/onboard/sessions/{id}/timeline",
+            get(onboard::timeline),
+        )
+        .route("/api/v1/desk/tickets/{id}", get(onboard::ticket))
+        .route("/api/v1/replay/{event_id}", post(replay::replay))
+}
+
+/// The tenant of the request's API key, and the read API.
+fn authorize<'a>(
+    state: &'a EdgeState,
+    headers: &HeaderMap,
+) -> Result<(Arc<TenantConfig>, &'a ReadApi), ApiError> {
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized(
+            "api key (Authorization: Bearer <key>)",
+        ))?;
+    let tenant = state
+        .tenants
+        .by_api_key(key.trim())
+        .ok_or(ApiError::Unauthorized("api key"))?;
+    let api = state.read.as_ref().ok_or_else(|| ApiError::Unavailable {
+        reason: "the read API is not configured on this edge".into(),
+        retry_after_secs: state.config.retry_after_secs,
+    })?;
+    Ok((tenant, api))
+}
+
+/// `from`/`to` as ms: an integer, or an RFC 3339 time.
+fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if let Ok(ms) = value.parse::<i64>() {
+        return Ok(Some(ms));
+    }
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| Some(t.timestamp_millis()))
+        .map_err(|_| ApiError::field(name, "ms since 1970 or an RFC 3339 time"))
+}
+
+/// How long a read may take before the caller gets 503.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn timed<T>(
+    api: &ReadApi,
+    work: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(QUERY_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| Err(api.unavailable("no answer within 10 s")))
+}

@@ -1,0 +1,236 @@
+//! The onboarding views of seed 000: the funnel, a session's timeline, a ticket with its
+//! session's timeline.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use clickhouse::Row;
+use funnelhub_schemas::events::EdgeEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::{authorize, timed, ReadApi};
+use crate::error::ApiError;
+use crate::EdgeState;
+
+/// The onboarding stages in funnel order (the funnel answer lists each, zero included).
+const STAGES: [&str; 6] = [
+    "started",
+    "domain_validated",
+    "dns_applied",
+    "account_created",
+    "infra_synced",
+    "completed",
+];
+/// Most active sessions listed.
+const ACTIVE_LIMIT: u64 = 50;
+
+#[derive(Debug, Row, Deserialize)]
+struct StageCount {
+    stage: String,
+    outcome: String,
+    sessions: u64,
+}
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct ActiveSession {
+    session_id: String,
+    stage: String,
+    domain: String,
+    updated_at_ms: i64,
+}
+
+pub async fn funnel(State(s): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (tenant, api) = authorize(&s, &headers)?;
+        timed(api, async {
+            let q = api
+                .query(
+                    "SELECT stage, outcome, count() AS sessions FROM {db}.session_stages FINAL \
+                     WHERE tenant_id = ? AND funnel = 'onboarding' \
+                     AND updated_at >= now() - INTERVAL 48 HOUR GROUP BY stage, outcome",
+                )
+                .await?
+                .bind(&tenant.id);
+            let counts: Vec<StageCount> = api.fetch(q).await?;
+            let mut stages: Map<String, Value> =
+                STAGES.iter().map(|s| (s.to_string(), json!(0))).collect();
+            let mut failed = 0;
+            let mut total = 0;
+            for c in counts {
+                total += c.sessions;
+                if c.outcome == "failed" {
+                    failed += c.sessions;
+                } else if let Some(n) = stages.get_mut(&c.stage) {
+                    *n = json!(n.as_u64().unwrap_or(0) + c.sessions);
+                }
+            }
+            let q = api
+                .query(
+                    "SELECT subject_id AS session_id, stage, domain, updated_at_ms \
+                     FROM {db}.session_stages FINAL \
+                     WHERE tenant_id = ? AND funnel = 'onboarding' AND outcome = 'in_progress' \
+                     AND updated_at >= now() - INTERVAL 48 HOUR \
+                     ORDER BY updated_at_ms DESC, session_id LIMIT ?",
+                )
+                .await?
+                .bind(&tenant.id)
+                .bind(ACTIVE_LIMIT);
+            let active: Vec<ActiveSession> = api.fetch(q).await?;
+            Ok(Json(json!({
+                "window_hours": 48,
+                "sessions": total,
+                "stages": stages,
+                "failed": failed,
+                "active_sessions": active,
+            }))
+            .into_response())
+        })
+        .await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct TimelineEvent {
+    event_id: String,
+    event_type: String,
+    occurred_at_ms: i64,
+    payload: String,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct CurrentStage {
+    stage: String,
+    outcome: String,
+    domain: String,
+}
+
+/// A session's onboarding events in time order, with its current stage; `None` when the
+/// session has no event.
+async fn session_timeline(
+    api: &ReadApi,
+    tenant: &str,
+    session: &str,
+) -> Result<Option<Value>, ApiError> {
+    let q = api
+        .query(
+            "SELECT event_id, event_type, occurred_at_ms, payload FROM {db}.events FINAL \
+             WHERE tenant_id = ? AND session_id = ? AND source = 'onboarding_portal' \
+             ORDER BY occurred_at_ms, event_id",
+        )
+        .await?
+        .bind(tenant)
+        .bind(session);
+    let events: Vec<TimelineEvent> = api.fetch(q).await?;
+    if events.is_empty() {
+        return Ok(None);
+    }
+    let q = api
+        .query(
+            "SELECT stage, outcome, domain FROM {db}.session_stages FINAL \
+             WHERE tenant_id = ? AND funnel = 'onboarding' AND subject_id = ?",
+        )
+        .await?
+        .bind(tenant)
+        .bind(session);
+    let current: Option<CurrentStage> = api.fetch(q).await?.pop();
+    let mut domain = current
+        .as_ref()
+        .map(|c| c.domain.clone())
+        .unwrap_or_default();
+    let entries: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            let data = match serde_json::from_str::<EdgeEvent>(&e.payload) {
+                Ok(EdgeEvent::OnboardingEvent(onboarding)) => {
+                    if domain.is_empty() {
+                        domain = onboarding.domain.clone();
+                    }
+                    json!(onboarding.attributes)
+                }
+                _ => json!({}),
+            };
+            json!({
+                "event_id": e.event_id,
+                "event_type": e.event_type,
+                "created_at_ms": e.occurred_at_ms,
+                "data": data,
+            })
+        })
+        .collect();
+    Ok(Some(json!({
+        "session_id": session,
+        "domain": domain,
+        "stage": current.as_ref().map(|c| c.stage.clone()),
+        "outcome": current.map(|c| c.outcome),
+        "events": entries,
+    })))
+}
+
+pub async fn timeline(
+    State(s): State<Arc<EdgeState>>,
+    Path(session): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let (tenant, api) = authorize(&s, &headers)?;
+        timed(api, async {
+            match session_timeline(api, &tenant.id, &session).await? {
+                Some(timeline) => Ok(Json(timeline).into_response()),
+                None => Err(ApiError::NotFound(format!("onboarding session {session}"))),
+            }
+        })
+        .await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Debug, Row, Serialize, Deserialize)]
+struct Ticket {
+    ticket_id: String,
+    session_id: String,
+    domain: String,
+    kind: String,
+    subject: String,
+    cause_event_id: String,
+    created_at_ms: i64,
+}
+
+pub async fn ticket(
+    State(s): State<Arc<EdgeState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let (tenant, api) = authorize(&s, &headers)?;
+        timed(api, async {
+            let q = api
+                .query(
+                    "SELECT ticket_id, session_id, domain, kind, subject, cause_event_id, \
+                     created_at_ms FROM {db}.ops_tickets FINAL WHERE tenant_id = ? AND ticket_id = ?",
+                )
+                .await?
+                .bind(&tenant.id)
+                .bind(&id);
+            let Some(ticket) = api.fetch::<Ticket>(q).await?.pop() else {
+                return Err(ApiError::NotFound(format!("ticket {id}")));
+            };
+            let timeline = session_timeline(api, &tenant.id, &ticket.session_id).await?;
+            let events = timeline
+                .and_then(|t| t.get("events").cloned())
+                .unwrap_or_else(|| json!([]));
+            let mut body = serde_json::to_value(&ticket).unwrap_or_default();
+            body["timeline"] = events;
+            Ok(Json(body).into_response())
+        })
+        .await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
