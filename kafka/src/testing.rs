@@ -125,3 +125,30 @@ pub fn group_caught_up(config: &KafkaConfig, group: &str, topics: &[String]) -> 
                 .is_some_and(|p| p.offset() == Offset::Offset(*high))
     })
 }
+
+/// The raw consumption baseline of the benchmarks: one plain consumer (its own group)
+/// reading `expected` records of `topic` from the start, bytes only. Returns the time from
+/// subscribing to the last record. Call from a multi-threaded runtime.
+pub fn raw_consume(config: &KafkaConfig, topic: &str, expected: usize) -> std::time::Duration {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+
+    let consumer: BaseConsumer = crate::client::client_config(config, "bench-raw")
+        .set("group.id", unique("bench-raw"))
+        .set("enable.auto.commit", "true")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let started = std::time::Instant::now();
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut read = 0;
+    let mut bytes = 0usize;
+    while read < expected {
+        if let Some(message) = consumer.poll(std::time::Duration::from_millis(1000)) {
+            bytes += message.expect("consume").payload().map_or(0, <[u8]>::len);
+            read += 1;
+        }
+    }
+    assert!(bytes > 0, "records have values");
+    started.elapsed()
+}

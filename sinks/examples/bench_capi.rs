@@ -13,15 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use funnelhub_emulators::Faults;
-use funnelhub_kafka::testing::unique;
-use funnelhub_kafka::{client, KafkaConfig};
+use funnelhub_kafka::testing::{raw_consume, unique};
+use funnelhub_kafka::KafkaConfig;
 use funnelhub_schemas::{Catalog, Topic};
 use funnelhub_sinks::meta_capi::payload::{EventsBody, ServerEvent};
 use funnelhub_sinks::meta_capi::{self, CapiConfig};
 use funnelhub_sinks::testing::{
     dispatch_requests, test_access, test_emulator, test_token, write_requests, TEST_TENANTS,
 };
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
@@ -53,9 +52,8 @@ async fn main() {
 
     // (a) raw consumption
     let topic = Catalog::new(&kafka.topic_prefix).name(Topic::CapiRequests);
-    let started = Instant::now();
-    raw_consume(&kafka, &topic, events);
-    let raw_eps = events as f64 / started.elapsed().as_secs_f64();
+    let raw = tokio::task::block_in_place(|| raw_consume(&kafka, &topic, events));
+    let raw_eps = events as f64 / raw.as_secs_f64();
 
     // (b) the emulator alone
     let emulator = test_emulator(Faults::default()).await;
@@ -126,30 +124,4 @@ async fn main() {
         "{events} {raw_eps:.0} {emulator_eps:.0} {sink_eps:.0} {:.2}",
         sink_eps / raw_eps
     );
-}
-
-fn raw_consume(kafka: &KafkaConfig, topic: &str, expected: usize) {
-    let consumer: BaseConsumer = client::client_config(kafka, "bench-raw")
-        .set("group.id", unique("bench-raw"))
-        .set("enable.auto.commit", "true")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let started = Instant::now();
-    let mut read = 0;
-    let mut bytes = 0usize;
-    tokio::task::block_in_place(|| {
-        while read < expected {
-            if let Some(message) = consumer.poll(Duration::from_millis(1000)) {
-                if read == 0 {
-                    eprintln!("raw: first record after {:?}", started.elapsed());
-                }
-                let message = message.expect("consume");
-                bytes += rdkafka::Message::payload(&message).map_or(0, <[u8]>::len);
-                read += 1;
-            }
-        }
-    });
-    assert!(bytes > 0);
 }

@@ -43,15 +43,21 @@ struct ActiveSession {
     updated_at_ms: i64,
 }
 
+/// Sessions updated in the last 48 h, each at its furthest state (`argMax` by rank over
+/// the window's rows rather than `FINAL` over the tenant's whole history: the cost follows
+/// the window, not the table).
 pub async fn funnel(State(s): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
     let result = async {
         let (tenant, api) = authorize(&s, &headers)?;
         timed(api, async {
             let q = api
                 .query(
-                    "SELECT stage, outcome, count() AS sessions FROM {db}.session_stages FINAL \
+                    "SELECT stage, outcome, count() AS sessions FROM ( \
+                     SELECT subject_id, argMax(stage, rank) AS stage, argMax(outcome, rank) AS outcome \
+                     FROM {db}.session_stages \
                      WHERE tenant_id = ? AND funnel = 'onboarding' \
-                     AND updated_at >= now() - INTERVAL 48 HOUR GROUP BY stage, outcome",
+                     AND updated_at >= now() - INTERVAL 48 HOUR GROUP BY subject_id \
+                     ) GROUP BY stage, outcome",
                 )
                 .await?
                 .bind(&tenant.id);
@@ -70,10 +76,12 @@ pub async fn funnel(State(s): State<Arc<EdgeState>>, headers: HeaderMap) -> Resp
             }
             let q = api
                 .query(
-                    "SELECT subject_id AS session_id, stage, domain, updated_at_ms \
-                     FROM {db}.session_stages FINAL \
-                     WHERE tenant_id = ? AND funnel = 'onboarding' AND outcome = 'in_progress' \
-                     AND updated_at >= now() - INTERVAL 48 HOUR \
+                    "SELECT subject_id AS session_id, argMax(stage, rank) AS stage, \
+                     argMax(domain, rank) AS domain, max(updated_at_ms) AS updated_at_ms \
+                     FROM {db}.session_stages \
+                     WHERE tenant_id = ? AND funnel = 'onboarding' \
+                     AND updated_at >= now() - INTERVAL 48 HOUR GROUP BY subject_id \
+                     HAVING argMax(outcome, rank) = 'in_progress' \
                      ORDER BY updated_at_ms DESC, session_id LIMIT ?",
                 )
                 .await?

@@ -23,7 +23,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     name: "tables of every topic",
     statements: &[
         // raw.tracking, raw.orders, raw.onboarding: every accepted record, duplicates
-        // included; one row per source position.
+        // included; one row per source position, a dedupe group's copies together.
         "CREATE TABLE IF NOT EXISTS {db}.raw_events (
             tenant_id String, event_id String, event_type String, source String,
             occurred_at DateTime, occurred_at_ms Int64, received_at_ms Int64,
@@ -35,8 +35,9 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             payload String
         ) ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(occurred_at)
-        ORDER BY (tenant_id, source_topic, source_partition, source_offset)",
-        // deduped.events: one row per event id.
+        ORDER BY (tenant_id, dedupe_key, source_topic, source_partition, source_offset)",
+        // deduped.events: one row per event id (an event's session never changes, so the
+        // session in the key only groups a session's events for timelines).
         "CREATE TABLE IF NOT EXISTS {db}.events (
             tenant_id String, event_id String, event_type String, source String,
             occurred_at DateTime, occurred_at_ms Int64, received_at_ms Int64,
@@ -48,7 +49,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             payload String
         ) ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(occurred_at)
-        ORDER BY (tenant_id, event_id)",
+        ORDER BY (tenant_id, session_id, event_id)",
         // Gateway orders among the deduped events.
         "CREATE VIEW IF NOT EXISTS {db}.conversions AS
          SELECT tenant_id, event_id AS conversion_id, event_type, gateway, order_id,
