@@ -1,6 +1,7 @@
 //! `funnelhub`: the command that runs every part of the pipeline.
 
 mod config;
+mod replay;
 mod up;
 
 use std::path::PathBuf;
@@ -70,8 +71,35 @@ enum Command {
         #[arg(value_parser = ["capi", "clickhouse"])]
         which: String,
     },
-    /// Reset a consumer group's offsets to replay history (issue #10).
-    Replay,
+    /// Reset a stage's consumer group to re-read history: from the earliest retained
+    /// record (default), an offset or a time. Prints per partition from → to and how many
+    /// records are processed again; refuses while the group has active members. Every
+    /// stage is idempotent, so a replay re-emits the same records (docs/replay.md).
+    Replay {
+        /// Stage: dedupe, funnel, match-route, match, capi, clickhouse.
+        #[arg(long)]
+        stage: Option<String>,
+        /// A consumer group by name instead of a stage (with --topic).
+        #[arg(long, conflicts_with = "stage")]
+        group: Option<String>,
+        /// Topics to reset (full names); default the stage's inputs.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// Start at this offset on every partition.
+        #[arg(long, conflicts_with = "to_time")]
+        to_offset: Option<i64>,
+        /// Start at the first record at or after this time (RFC 3339, e.g.
+        /// 2026-01-01T00:00:00Z).
+        #[arg(long)]
+        to_time: Option<String>,
+        /// Print the plan only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply even if the broker cannot tell whether the group has running members
+        /// (Tansu cannot describe groups): only after stopping every member.
+        #[arg(long)]
+        force: bool,
+    },
     /// Serve an emulator of Meta's Graph API (Conversions API endpoint) that enforces
     /// Meta's documented rules and can inject faults; knows each `[[tenants]]` pixel with
     /// its `meta_access_token` (`emulated-token-<tenant>` without one). Point
@@ -260,10 +288,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             emulator.stop().await?;
             Ok(())
         }
-        Command::Replay => not_yet("replay", 10),
+        Command::Replay {
+            stage,
+            group,
+            topics,
+            to_offset,
+            to_time,
+            dry_run,
+            force,
+        } => {
+            let from = match (to_offset, to_time) {
+                (Some(offset), _) => funnelhub_kafka::replay::ReplayFrom::Offset(offset),
+                (None, Some(time)) => funnelhub_kafka::replay::ReplayFrom::Time(
+                    chrono::DateTime::parse_from_rfc3339(&time)
+                        .with_context(|| format!("--to-time {time:?} is not an RFC 3339 time"))?
+                        .timestamp_millis(),
+                ),
+                (None, None) => funnelhub_kafka::replay::ReplayFrom::Earliest,
+            };
+            let request = replay::Request {
+                stage,
+                group,
+                topics,
+                from,
+                dry_run,
+                force,
+            };
+            print!("{}", replay::run(&config, request).await?);
+            Ok(())
+        }
     }
-}
-
-fn not_yet(command: &str, issue: u32) -> anyhow::Result<()> {
-    anyhow::bail!("`funnelhub {command}` is not built yet (issue #{issue})")
 }

@@ -86,10 +86,3 @@ fn up_says_how_to_start_the_stack_when_kafka_is_down() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("scripts/stack up"), "{stderr}");
 }
-
-#[test]
-fn commands_of_later_issues_say_so() {
-    let output = funnelhub().arg("replay").output().expect("runs");
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("issue #10"));
-}

@@ -95,33 +95,14 @@ pub async fn check_brokers(config: &KafkaConfig) -> Result<Vec<String>, Error> {
 /// Move `group`'s committed offsets on every partition of `topics` back to the earliest
 /// record still retained: the group's next run re-reads that history (a replay). The group
 /// must have no running member (a member's own commits would overwrite these). Returns the
-/// number of partitions reset.
+/// number of partitions reset. See [`crate::replay`] for other starting points.
 pub async fn reset_group_offsets(
     config: &KafkaConfig,
     group: &str,
     topics: &[String],
 ) -> Result<usize, Error> {
-    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
-
-    let consumer: BaseConsumer = client::client_config(config, "funnelhub-replay")
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let topics = topics.to_vec();
-    tokio::task::spawn_blocking(move || {
-        let timeout = Duration::from_secs(10);
-        let mut tpl = TopicPartitionList::new();
-        for topic in &topics {
-            let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
-            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-                let (low, _) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
-                tpl.add_partition_offset(topic, partition.id(), Offset::Offset(low))?;
-            }
-        }
-        consumer.commit(&tpl, CommitMode::Sync)?;
-        Ok(tpl.count())
-    })
-    .await
-    .map_err(|e| Error::Admin(e.to_string()))?
+    use crate::replay::{apply, plan, ReplayFrom};
+    let plans = plan(config, group, topics, ReplayFrom::Earliest).await?;
+    apply(config, group, &plans).await?;
+    Ok(plans.len())
 }

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod dlq;
 pub mod producer;
+pub mod replay;
 pub mod stage;
 #[cfg(feature = "testing")]
 pub mod testing;

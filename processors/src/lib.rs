@@ -66,6 +66,43 @@ impl Processors {
     }
 }
 
+/// The consumer group of processor stage `stage` (`dedupe`, `funnel`, `match-route`,
+/// `match`).
+pub fn group_of(config: &ProcessConfig, stage: &str) -> String {
+    format!("{}-{stage}", config.group_prefix)
+}
+
+/// Each processor stage: its name, consumer group and input topics (what a replay
+/// resets).
+pub fn stage_groups(
+    config: &ProcessConfig,
+    catalog: &Catalog,
+) -> Vec<(&'static str, String, Vec<String>)> {
+    let names = |topics: &[Topic]| topics.iter().map(|t| catalog.name(*t)).collect::<Vec<_>>();
+    vec![
+        (
+            "dedupe",
+            group_of(config, "dedupe"),
+            names(&[Topic::RawTracking, Topic::RawOrders, Topic::RawOnboarding]),
+        ),
+        (
+            "funnel",
+            group_of(config, "funnel"),
+            names(&[Topic::Deduped]),
+        ),
+        (
+            "match-route",
+            group_of(config, "match-route"),
+            names(&[Topic::Deduped]),
+        ),
+        (
+            "match",
+            group_of(config, "match"),
+            names(&[Topic::MatchingInputs]),
+        ),
+    ]
+}
+
 /// Create missing topics, register schemas and join the consumer groups.
 pub async fn start(
     kafka: &KafkaConfig,
@@ -79,7 +116,7 @@ pub async fn start(
     let catalog = &catalog;
     let mut stages = Vec::new();
     let settings = |stage: &str| StageSettings {
-        group: format!("{}-{stage}", config.group_prefix),
+        group: group_of(config, stage),
         max_batch: config.max_batch,
         ..StageSettings::default()
     };
