@@ -129,6 +129,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Before any stage starts counting: metrics recorded earlier would be lost.
+    funnelhub_runtime::prometheus();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -215,7 +217,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             processors.stop().await.map_err(anyhow::Error::msg)
         }
         Command::Sink { which } if which == "capi" => {
-            let prometheus = funnelhub_runtime::prometheus();
             let registry = SchemaRegistry::new(&config.schema_registry)?;
             let mut access = config.meta_access();
             if access.is_empty() {
@@ -227,48 +228,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 funnelhub_sinks::meta_capi::start(&config.kafka, &registry, &config.capi, access)
                     .await
                     .context("starting the CAPI sink")?;
-            let ops = funnelhub_runtime::serve(
-                config.capi.listen,
-                funnelhub_runtime::ops_router(prometheus),
-            )
-            .await
-            .with_context(|| format!("cannot listen on {}", config.capi.listen))?;
-            println!(
-                "CAPI sink delivering to {} (group {}, metrics at {}/metrics)",
-                config.capi.graph_url,
-                config.capi.group,
-                ops.url()
+            let what = format!(
+                "CAPI sink delivering to {} (group {})",
+                config.capi.graph_url, config.capi.group
             );
-            let stopped = up::until_stopped(|| sink.has_stopped()).await;
-            ops.stop().await?;
-            sink.stop().await.map_err(anyhow::Error::msg)?;
-            stopped
+            run_stage(sink, config.capi.listen, &what).await
         }
         Command::Sink { .. } => {
-            let prometheus = funnelhub_runtime::prometheus();
             let registry = SchemaRegistry::new(&config.schema_registry)?;
             let (sink, server) =
                 funnelhub_sinks::clickhouse::start(&config.kafka, &registry, &config.clickhouse)
                     .await
                     .context("starting the ClickHouse sink")?;
-            let ops = funnelhub_runtime::serve(
-                config.clickhouse.listen,
-                funnelhub_runtime::ops_router(prometheus),
-            )
-            .await
-            .with_context(|| format!("cannot listen on {}", config.clickhouse.listen))?;
-            println!(
-                "ClickHouse sink writing to {} database {} (ClickHouse {}, group {}, metrics at {}/metrics)",
+            let what = format!(
+                "ClickHouse sink writing to {} database {} (ClickHouse {}, group {})",
                 config.clickhouse.url,
                 config.clickhouse.database,
                 server.version_text,
-                config.clickhouse.group,
-                ops.url()
+                config.clickhouse.group
             );
-            let stopped = up::until_stopped(|| sink.has_stopped()).await;
-            ops.stop().await?;
-            sink.stop().await.map_err(anyhow::Error::msg)?;
-            stopped
+            run_stage(sink, config.clickhouse.listen, &what).await
         }
         Command::CapiEmulator { listen } => {
             let pixels =
@@ -318,4 +297,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Serve `/metrics` and `/healthz` on `listen` beside a running stage until Ctrl-C (or the
+/// stage stops by itself), then stop both.
+async fn run_stage(
+    stage: funnelhub_kafka::stage::RunningStage,
+    listen: std::net::SocketAddr,
+    what: &str,
+) -> anyhow::Result<()> {
+    let ops = funnelhub_runtime::serve(
+        listen,
+        funnelhub_runtime::ops_router(funnelhub_runtime::prometheus()),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {listen}"))?;
+    println!("{what}; metrics at {}/metrics", ops.url());
+    let stopped = up::until_stopped(|| stage.has_stopped()).await;
+    ops.stop().await?;
+    stage.stop().await.map_err(anyhow::Error::msg)?;
+    stopped
 }

@@ -1,28 +1,24 @@
 //! `GET /api/v1/events` and `GET /api/v1/events/{id}`.
 
-use std::sync::Arc;
-
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{authorize, time_param, timed};
+use super::{time_param, Reader};
 use crate::error::ApiError;
 use crate::request::QueryParams;
-use crate::EdgeState;
 
 /// Most events per page.
 const MAX_LIMIT: u64 = 1000;
 /// Without `from`, the last 30 days.
 const DEFAULT_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// An event in a listing.
+/// An event as listed (`dedupe_key` and `payload` only in the detail).
 #[derive(Debug, Row, Serialize, Deserialize)]
-struct EventSummary {
+struct EventRecord {
     event_id: String,
     event_type: String,
     source: String,
@@ -34,13 +30,17 @@ struct EventSummary {
     value: Option<f64>,
     currency: String,
     utm_campaign: String,
+    #[serde(skip_serializing)]
+    dedupe_key: String,
+    #[serde(skip_serializing)]
+    payload: String,
 }
 
-const SUMMARY_COLUMNS: &str = "event_id, event_type, source, session_id, occurred_at_ms, \
-    received_at_ms, gateway, order_id, value, currency, utm_campaign";
+const COLUMNS: &str = "event_id, event_type, source, session_id, occurred_at_ms, \
+    received_at_ms, gateway, order_id, value, currency, utm_campaign, dedupe_key";
 
 /// Where a page ends: the last event's time and id (hex, opaque to clients).
-fn cursor(event: &EventSummary) -> String {
+fn cursor(event: &EventRecord) -> String {
     hex::encode(format!("{}:{}", event.occurred_at_ms, event.event_id))
 }
 
@@ -52,86 +52,61 @@ fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
     Ok((ms.parse().map_err(|_| invalid())?, id.to_owned()))
 }
 
-pub async fn list(
-    State(s): State<Arc<EdgeState>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let (tenant, api) = authorize(&s, &headers)?;
-        let params = QueryParams::parse(query.as_deref());
-        let now = funnelhub_schemas::ids::now_ms();
-        let to = time_param("to", params.get("to"))?.unwrap_or(now + 1);
-        let from = time_param("from", params.get("from"))?.unwrap_or(to - DEFAULT_WINDOW_MS);
-        if from >= to {
-            return Err(ApiError::field("from", "must be before to"));
-        }
-        let limit = match params.get("limit") {
-            None => 100,
-            Some(l) => l
-                .parse::<u64>()
-                .ok()
-                .filter(|l| (1..=MAX_LIMIT).contains(l))
-                .ok_or_else(|| ApiError::field("limit", "an integer from 1 to 1000"))?,
-        };
-        let after = params.get("cursor").map(parse_cursor).transpose()?;
-        let mut sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM {{db}}.events FINAL \
-             WHERE tenant_id = ? AND occurred_at >= toDateTime(?) AND occurred_at <= toDateTime(?) \
-             AND occurred_at_ms >= ? AND occurred_at_ms < ?"
-        );
-        if params.get("type").is_some() {
-            sql.push_str(" AND event_type = ?");
-        }
-        if params.get("session_id").is_some() {
-            sql.push_str(" AND session_id = ?");
-        }
-        if after.is_some() {
-            sql.push_str(" AND (occurred_at_ms < ? OR (occurred_at_ms = ? AND event_id < ?))");
-        }
-        sql.push_str(" ORDER BY occurred_at_ms DESC, event_id DESC LIMIT ?");
-        let mut q = api
-            .query(&sql)
-            .await?
-            .bind(&tenant.id)
-            .bind(from.div_euclid(1000).max(0))
-            .bind(to.div_euclid(1000) + 1)
-            .bind(from)
-            .bind(to);
-        if let Some(event_type) = params.get("type") {
-            q = q.bind(event_type);
-        }
-        if let Some(session) = params.get("session_id") {
-            q = q.bind(session);
-        }
-        if let Some((ms, id)) = &after {
-            q = q.bind(ms).bind(ms).bind(id);
-        }
-        let events: Vec<EventSummary> = timed(api, api.fetch(q.bind(limit))).await?;
-        let next = (events.len() as u64 == limit)
-            .then(|| events.last().map(cursor))
-            .flatten();
-        Ok(Json(json!({ "events": events, "next_cursor": next })).into_response())
+pub async fn list(reader: Reader, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let (tenant, api) = (&reader.tenant, reader.api());
+    let params = QueryParams::parse(query.as_deref());
+    let now = funnelhub_schemas::ids::now_ms();
+    let to = time_param("to", params.get("to"))?.unwrap_or(now + 1);
+    let from = time_param("from", params.get("from"))?.unwrap_or(to - DEFAULT_WINDOW_MS);
+    if from >= to {
+        return Err(ApiError::field("from", "must be before to"));
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
-}
-
-#[derive(Debug, Row, Serialize, Deserialize)]
-struct EventDetail {
-    event_id: String,
-    event_type: String,
-    source: String,
-    session_id: String,
-    occurred_at_ms: i64,
-    received_at_ms: i64,
-    gateway: String,
-    order_id: String,
-    value: Option<f64>,
-    currency: String,
-    utm_campaign: String,
-    dedupe_key: String,
-    payload: String,
+    let limit = match params.get("limit") {
+        None => 100,
+        Some(l) => l
+            .parse::<u64>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| ApiError::field("limit", "an integer from 1 to 1000"))?,
+    };
+    let after = params.get("cursor").map(parse_cursor).transpose()?;
+    let mut sql = format!(
+        "SELECT {COLUMNS}, '' AS payload FROM {{db}}.events FINAL \
+         WHERE tenant_id = ? AND occurred_at >= toDateTime(?) AND occurred_at <= toDateTime(?) \
+         AND occurred_at_ms >= ? AND occurred_at_ms < ?"
+    );
+    if params.get("type").is_some() {
+        sql.push_str(" AND event_type = ?");
+    }
+    if params.get("session_id").is_some() {
+        sql.push_str(" AND session_id = ?");
+    }
+    if after.is_some() {
+        sql.push_str(" AND (occurred_at_ms < ? OR (occurred_at_ms = ? AND event_id < ?))");
+    }
+    sql.push_str(" ORDER BY occurred_at_ms DESC, event_id DESC LIMIT ?");
+    let mut q = api
+        .query(&sql)
+        .await?
+        .bind(&tenant.id)
+        .bind(from.div_euclid(1000).max(0))
+        .bind(to.div_euclid(1000) + 1)
+        .bind(from)
+        .bind(to);
+    if let Some(event_type) = params.get("type") {
+        q = q.bind(event_type);
+    }
+    if let Some(session) = params.get("session_id") {
+        q = q.bind(session);
+    }
+    if let Some((ms, id)) = &after {
+        q = q.bind(ms).bind(ms).bind(id);
+    }
+    let events: Vec<EventRecord> = reader.run(api.fetch(q.bind(limit))).await?;
+    let next = (events.len() as u64 == limit)
+        .then(|| events.last().map(cursor))
+        .flatten();
+    Ok(Json(json!({ "events": events, "next_cursor": next })).into_response())
 }
 
 #[derive(Debug, Row, Serialize, Deserialize)]
@@ -188,24 +163,19 @@ struct Letter {
     failed_at_ms: i64,
 }
 
-pub async fn detail(
-    State(s): State<Arc<EdgeState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let (tenant, api) = authorize(&s, &headers)?;
-        let t = &tenant.id;
-        timed(api, async {
+pub async fn detail(reader: Reader, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let (t, api) = (&reader.tenant.id, reader.api());
+    reader
+        .run(async {
             let q = api
                 .query(&format!(
-                    "SELECT {SUMMARY_COLUMNS}, dedupe_key, payload FROM {{db}}.events FINAL \
+                    "SELECT {COLUMNS}, payload FROM {{db}}.events FINAL \
                      WHERE tenant_id = ? AND event_id = ? LIMIT 1"
                 ))
                 .await?
                 .bind(t)
                 .bind(&id);
-            let Some(event) = api.fetch::<EventDetail>(q).await?.pop() else {
+            let Some(event) = api.fetch::<EventRecord>(q).await?.pop() else {
                 return Err(ApiError::NotFound(format!("event {id}")));
             };
             let q = api
@@ -295,7 +265,4 @@ pub async fn detail(
             .into_response())
         })
         .await
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
 }

@@ -24,7 +24,9 @@ mod replay;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap};
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::Router;
 use funnelhub_kafka::{AckedProducer, KafkaConfig};
@@ -113,27 +115,60 @@ pub fn routes() -> Router<Arc<EdgeState>> {
         .route("/api/v1/replay/{event_id}", post(replay::replay))
 }
 
-/// The tenant of the request's API key, and the read API.
-fn authorize<'a>(
-    state: &'a EdgeState,
-    headers: &HeaderMap,
-) -> Result<(Arc<TenantConfig>, &'a ReadApi), ApiError> {
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized(
-            "api key (Authorization: Bearer <key>)",
-        ))?;
-    let tenant = state
-        .tenants
-        .by_api_key(key.trim())
-        .ok_or(ApiError::Unauthorized("api key"))?;
-    let api = state.read.as_ref().ok_or_else(|| ApiError::Unavailable {
-        reason: "the read API is not configured on this edge".into(),
-        retry_after_secs: state.config.retry_after_secs,
-    })?;
-    Ok((tenant, api))
+/// An authenticated read request: the tenant of its API key (every query filters on it).
+/// Extracting it answers 401 without a known key, 503 when the edge has no read API.
+#[derive(Debug)]
+pub struct Reader {
+    pub tenant: Arc<TenantConfig>,
+    state: Arc<EdgeState>,
+}
+
+impl Reader {
+    fn api(&self) -> &ReadApi {
+        self.state.read.as_ref().expect("checked when extracted")
+    }
+
+    /// Run `work` against the read API within [`QUERY_TIMEOUT`].
+    async fn run<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        tokio::time::timeout(QUERY_TIMEOUT, work)
+            .await
+            .unwrap_or_else(|_| Err(self.api().unavailable("no answer within 10 s")))
+    }
+}
+
+impl FromRequestParts<Arc<EdgeState>> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<EdgeState>,
+    ) -> Result<Self, Self::Rejection> {
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized(
+                "api key (Authorization: Bearer <key>)",
+            ))?;
+        let tenant = state
+            .tenants
+            .by_api_key(key.trim())
+            .ok_or(ApiError::Unauthorized("api key"))?;
+        if state.read.is_none() {
+            return Err(ApiError::Unavailable {
+                reason: "the read API is not configured on this edge".into(),
+                retry_after_secs: state.config.retry_after_secs,
+            });
+        }
+        Ok(Reader {
+            tenant,
+            state: state.clone(),
+        })
+    }
 }
 
 /// `from`/`to` as ms: an integer, or an RFC 3339 time.
@@ -151,12 +186,3 @@ fn time_param(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> 
 
 /// How long a read may take before the caller gets 503.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn timed<T>(
-    api: &ReadApi,
-    work: impl std::future::Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    tokio::time::timeout(QUERY_TIMEOUT, work)
-        .await
-        .unwrap_or_else(|_| Err(api.unavailable("no answer within 10 s")))
-}

@@ -1,10 +1,7 @@
 //! The onboarding views of seed 000: the funnel, a session's timeline, a ticket with its
 //! session's timeline.
 
-use std::sync::Arc;
-
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clickhouse::Row;
@@ -12,9 +9,8 @@ use funnelhub_schemas::events::EdgeEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{authorize, timed, ReadApi};
+use super::{ReadApi, Reader};
 use crate::error::ApiError;
-use crate::EdgeState;
 
 /// The onboarding stages in funnel order (the funnel answer lists each, zero included).
 const STAGES: [&str; 6] = [
@@ -46,10 +42,10 @@ struct ActiveSession {
 /// Sessions updated in the last 48 h, each at its furthest state (`argMax` by rank over
 /// the window's rows rather than `FINAL` over the tenant's whole history: the cost follows
 /// the window, not the table).
-pub async fn funnel(State(s): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
-    let result = async {
-        let (tenant, api) = authorize(&s, &headers)?;
-        timed(api, async {
+pub async fn funnel(reader: Reader) -> Result<Response, ApiError> {
+    let (tenant, api) = (&reader.tenant, reader.api());
+    reader
+        .run(async {
             let q = api
                 .query(
                     "SELECT stage, outcome, count() AS sessions FROM ( \
@@ -98,9 +94,6 @@ pub async fn funnel(State(s): State<Arc<EdgeState>>, headers: HeaderMap) -> Resp
             .into_response())
         })
         .await
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -180,23 +173,16 @@ async fn session_timeline(
     })))
 }
 
-pub async fn timeline(
-    State(s): State<Arc<EdgeState>>,
-    Path(session): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let (tenant, api) = authorize(&s, &headers)?;
-        timed(api, async {
+pub async fn timeline(reader: Reader, Path(session): Path<String>) -> Result<Response, ApiError> {
+    let (tenant, api) = (&reader.tenant, reader.api());
+    reader
+        .run(async {
             match session_timeline(api, &tenant.id, &session).await? {
                 Some(timeline) => Ok(Json(timeline).into_response()),
                 None => Err(ApiError::NotFound(format!("onboarding session {session}"))),
             }
         })
         .await
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 #[derive(Debug, Row, Serialize, Deserialize)]
@@ -210,14 +196,10 @@ struct Ticket {
     created_at_ms: i64,
 }
 
-pub async fn ticket(
-    State(s): State<Arc<EdgeState>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let (tenant, api) = authorize(&s, &headers)?;
-        timed(api, async {
+pub async fn ticket(reader: Reader, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let (tenant, api) = (&reader.tenant, reader.api());
+    reader
+        .run(async {
             let q = api
                 .query(
                     "SELECT ticket_id, session_id, domain, kind, subject, cause_event_id, \
@@ -238,7 +220,4 @@ pub async fn ticket(
             Ok(Json(body).into_response())
         })
         .await
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
 }

@@ -6,11 +6,10 @@
 //! it as any request: same `event_id` (Meta deduplicates within 48 h), still blocked if
 //! it was blocked (a replay never bypasses consent), dead-lettered again if still invalid.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clickhouse::Row;
@@ -20,9 +19,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{authorize, timed, ReadApi};
+use super::{ReadApi, Reader};
 use crate::error::ApiError;
-use crate::EdgeState;
 
 #[derive(Debug, Row, Deserialize)]
 struct Stored {
@@ -33,50 +31,44 @@ struct Stored {
     source_offset: i64,
 }
 
-pub async fn replay(
-    State(s): State<Arc<EdgeState>>,
-    Path(event_id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let (tenant, api) = authorize(&s, &headers)?;
-        let q = api
-            .query(
-                "SELECT dispatch_id, event_name, source_topic, source_partition, source_offset \
-                 FROM {db}.capi_requests FINAL WHERE tenant_id = ? AND event_id = ? \
-                 ORDER BY event_time_ms DESC, source_offset DESC LIMIT 1",
-            )
-            .await?
-            .bind(&tenant.id)
-            .bind(&event_id);
-        let Some(stored) = timed(api, api.fetch::<Stored>(q)).await?.pop() else {
-            return Err(ApiError::NotFound(format!("dispatch request for event {event_id}")));
-        };
-        let (key, value) = read_at(api, &stored).await?;
-        let written = api
-            .producer
-            .send(&stored.source_topic, &key, Some(&value))
-            .await
-            .map_err(|e| ApiError::Unavailable {
-                reason: format!("re-enqueueing: {e}"),
-                retry_after_secs: api.retry_after_secs,
-            })?;
-        tracing::info!(tenant = %tenant.id, %event_id, dispatch_id = %stored.dispatch_id, "dispatch re-enqueued");
-        Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({
-                "status": "requeued",
-                "event_id": event_id,
-                "event_name": stored.event_name,
-                "dispatch_id": stored.dispatch_id,
-                "from": {"topic": stored.source_topic, "partition": stored.source_partition, "offset": stored.source_offset},
-                "to": {"partition": written.partition, "offset": written.offset},
-            })),
+pub async fn replay(reader: Reader, Path(event_id): Path<String>) -> Result<Response, ApiError> {
+    let (tenant, api) = (&reader.tenant, reader.api());
+    let q = api
+        .query(
+            "SELECT dispatch_id, event_name, source_topic, source_partition, source_offset \
+             FROM {db}.capi_requests FINAL WHERE tenant_id = ? AND event_id = ? \
+             ORDER BY event_time_ms DESC, source_offset DESC LIMIT 1",
         )
-            .into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+        .await?
+        .bind(&tenant.id)
+        .bind(&event_id);
+    let Some(stored) = reader.run(api.fetch::<Stored>(q)).await?.pop() else {
+        return Err(ApiError::NotFound(format!(
+            "dispatch request for event {event_id}"
+        )));
+    };
+    let (key, value) = read_at(api, &stored).await?;
+    let written = api
+        .producer
+        .send(&stored.source_topic, &key, Some(&value))
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            reason: format!("re-enqueueing: {e}"),
+            retry_after_secs: api.retry_after_secs,
+        })?;
+    tracing::info!(tenant = %tenant.id, %event_id, dispatch_id = %stored.dispatch_id, "dispatch re-enqueued");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "status": "requeued",
+            "event_id": event_id,
+            "event_name": stored.event_name,
+            "dispatch_id": stored.dispatch_id,
+            "from": {"topic": stored.source_topic, "partition": stored.source_partition, "offset": stored.source_offset},
+            "to": {"partition": written.partition, "offset": written.offset},
+        })),
+    )
+        .into_response())
 }
 
 /// The record at the stored position.

@@ -17,6 +17,20 @@ pub struct Migration {
     pub statements: &'static [&'static str],
 }
 
+/// The columns of `raw_events` and `events` (one row type, `rows::EventRow`).
+macro_rules! event_columns {
+    () => {
+        "tenant_id String, event_id String, event_type String, source String,
+        occurred_at DateTime, occurred_at_ms Int64, received_at_ms Int64,
+        session_id String, gateway String, order_id String, gateway_status String,
+        value Nullable(Float64), currency String, product_id String,
+        utm_source String, utm_medium String, utm_campaign String,
+        fbclid String, consent_ads UInt8, dedupe_key String,
+        source_topic String, source_partition Int32, source_offset Int64,
+        payload String"
+    };
+}
+
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -24,32 +38,22 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     statements: &[
         // raw.tracking, raw.orders, raw.onboarding: every accepted record, duplicates
         // included; one row per source position, a dedupe group's copies together.
-        "CREATE TABLE IF NOT EXISTS {db}.raw_events (
-            tenant_id String, event_id String, event_type String, source String,
-            occurred_at DateTime, occurred_at_ms Int64, received_at_ms Int64,
-            session_id String, gateway String, order_id String, gateway_status String,
-            value Nullable(Float64), currency String, product_id String,
-            utm_source String, utm_medium String, utm_campaign String,
-            fbclid String, consent_ads UInt8, dedupe_key String,
-            source_topic String, source_partition Int32, source_offset Int64,
-            payload String
-        ) ENGINE = ReplacingMergeTree()
+        concat!(
+            "CREATE TABLE IF NOT EXISTS {db}.raw_events (",
+            event_columns!(),
+            ") ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(occurred_at)
-        ORDER BY (tenant_id, dedupe_key, source_topic, source_partition, source_offset)",
+        ORDER BY (tenant_id, dedupe_key, source_topic, source_partition, source_offset)"
+        ),
         // deduped.events: one row per event id (an event's session never changes, so the
         // session in the key only groups a session's events for timelines).
-        "CREATE TABLE IF NOT EXISTS {db}.events (
-            tenant_id String, event_id String, event_type String, source String,
-            occurred_at DateTime, occurred_at_ms Int64, received_at_ms Int64,
-            session_id String, gateway String, order_id String, gateway_status String,
-            value Nullable(Float64), currency String, product_id String,
-            utm_source String, utm_medium String, utm_campaign String,
-            fbclid String, consent_ads UInt8, dedupe_key String,
-            source_topic String, source_partition Int32, source_offset Int64,
-            payload String
-        ) ENGINE = ReplacingMergeTree()
+        concat!(
+            "CREATE TABLE IF NOT EXISTS {db}.events (",
+            event_columns!(),
+            ") ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(occurred_at)
-        ORDER BY (tenant_id, session_id, event_id)",
+        ORDER BY (tenant_id, session_id, event_id)"
+        ),
         // Gateway orders among the deduped events.
         "CREATE VIEW IF NOT EXISTS {db}.conversions AS
          SELECT tenant_id, event_id AS conversion_id, event_type, gateway, order_id,
