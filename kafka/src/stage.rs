@@ -189,7 +189,30 @@ struct Shared<S: Stage> {
 
 struct StageContext<S: Stage>(Arc<Shared<S>>);
 
-impl<S: Stage> ClientContext for StageContext<S> {}
+impl<S: Stage> ClientContext for StageContext<S> {
+    /// librdkafka's statistics (every `STATS_INTERVAL`): the group's lag per assigned
+    /// partition, high watermark minus committed offset.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let group = &self.0.settings.group;
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || !p.desired || p.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::gauge!(
+                    "funnelhub_consumer_lag",
+                    "group" => group.clone(),
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string(),
+                )
+                .set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+/// How often librdkafka reports statistics (consumer lag).
+const STATS_INTERVAL_MS: &str = "10000";
 
 impl<S: Stage> ConsumerContext for StageContext<S> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -632,6 +655,7 @@ pub fn spawn<S: Stage>(
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", STATS_INTERVAL_MS)
             .create_with_context(StageContext(shared.clone()))?;
     let inputs = stage.inputs();
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();

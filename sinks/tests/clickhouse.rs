@@ -476,8 +476,11 @@ async fn clickhouse_going_away_mid_ingestion_loses_and_duplicates_nothing() {
         "no offset moves past rows ClickHouse did not take"
     );
     assert!(funnelhub_runtime::counter_sum("funnelhub_clickhouse_insert_errors_total", "") > 0);
+    // The held records show as consumer lag (librdkafka statistics, every 10 s).
+    until_lag(&config.group, |lag| lag > 0).await;
     proxy.up();
     until_caught_up(&kafka, &config.group).await;
+    until_lag(&config.group, |lag| lag == 0).await;
     sink.stop().await.expect("stops");
 
     let events = sql(&format!(
@@ -493,4 +496,27 @@ async fn clickhouse_going_away_mid_ingestion_loses_and_duplicates_nothing() {
     .await;
     assert_eq!(requests, "160\t160\n");
     sql(&format!("DROP DATABASE {db}")).await;
+}
+
+/// Wait until the sum of `funnelhub_consumer_lag` over `group`'s partitions passes `check`.
+async fn until_lag(group: &str, check: impl Fn(u64) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let label = format!("group=\"{group}\"");
+    loop {
+        let rendered = funnelhub_runtime::prometheus().render();
+        let series: Vec<u64> = rendered
+            .lines()
+            .filter(|l| l.starts_with("funnelhub_consumer_lag{") && l.contains(&label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .collect();
+        if !series.is_empty() && check(series.iter().sum()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lag of {group}: {series:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
