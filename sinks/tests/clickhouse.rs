@@ -9,19 +9,10 @@ use std::time::Duration;
 
 use funnelhub_kafka::admin::reset_group_offsets;
 use funnelhub_kafka::testing::{group_caught_up, unique};
-use funnelhub_kafka::{KafkaConfig, SchemaRegistry};
-use funnelhub_schemas::common::{EventType, SourcePosition};
-use funnelhub_schemas::derived::{
-    DedupedEvent, DlqReason, DlqRecord, FunnelOutcome, FunnelStage, MatchMethod,
-};
-use funnelhub_schemas::events::EdgeEvent;
-use funnelhub_schemas::testing::{
-    sample_derived, sample_onboarding_event, sample_ops_ticket, sample_order_event,
-    sample_tracking_hit,
-};
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_kafka::KafkaConfig;
+use funnelhub_schemas::Catalog;
 use funnelhub_sinks::clickhouse::{self, sink::STORED, ClickHouseConfig};
-use funnelhub_sinks::testing::{dispatch_requests, write_records, write_requests};
+use funnelhub_sinks::testing::write_every_topic;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -91,215 +82,6 @@ async fn results(db: &str) -> String {
     out
 }
 
-/// Counts of distinct records written per table, for the checks below.
-struct Written {
-    raw: usize,
-    deduped: usize,
-    sessions: usize,
-    transitions: usize,
-    requests: usize,
-}
-
-/// Write a bit of every stored topic; transitions of each session out of order.
-async fn write_workload(kafka: &KafkaConfig, registry: &SchemaRegistry, round: usize) -> Written {
-    let mut hits = Vec::new();
-    let mut orders = Vec::new();
-    let mut onboarding = Vec::new();
-    for i in 0..120 {
-        let mut hit = sample_tracking_hit();
-        hit.envelope.event_id = format!("hit-{round}-{i}");
-        hit.session_id = format!("s-{round}-{}", i % 40);
-        hit.envelope.event_type = if i % 2 == 0 {
-            EventType::Click
-        } else {
-            EventType::Pageview
-        };
-        hits.push(hit);
-        let mut order = sample_order_event();
-        order.envelope.event_id = format!("order-{round}-{i}");
-        order.order_id = format!("HP-{round}-{i}");
-        orders.push(order);
-        let mut e = sample_onboarding_event();
-        e.envelope.event_id = format!("onb-{round}-{i}");
-        e.session_id = format!("onb-{round}-{}", i % 30);
-        onboarding.push(e);
-    }
-    // The raw topics hold a re-sent copy of each click: raw keeps both, events one.
-    let resent: Vec<_> = hits
-        .iter()
-        .filter(|h| h.envelope.event_type == EventType::Click)
-        .cloned()
-        .collect();
-    let key = |e: &EdgeEvent| e.key();
-    write_records(
-        kafka,
-        registry,
-        Topic::RawTracking,
-        hits.iter()
-            .chain(&resent)
-            .map(|h| (key(&EdgeEvent::TrackingHit(h.clone())), h)),
-    )
-    .await
-    .expect("raw tracking");
-    write_records(
-        kafka,
-        registry,
-        Topic::RawOrders,
-        orders
-            .iter()
-            .map(|o| (key(&EdgeEvent::OrderEvent(o.clone())), o)),
-    )
-    .await
-    .expect("raw orders");
-    write_records(
-        kafka,
-        registry,
-        Topic::RawOnboarding,
-        onboarding
-            .iter()
-            .map(|o| (key(&EdgeEvent::OnboardingEvent(o.clone())), o)),
-    )
-    .await
-    .expect("raw onboarding");
-    let deduped: Vec<DedupedEvent> = hits
-        .into_iter()
-        .map(EdgeEvent::TrackingHit)
-        .chain(orders.into_iter().map(EdgeEvent::OrderEvent))
-        .chain(onboarding.into_iter().map(EdgeEvent::OnboardingEvent))
-        .enumerate()
-        .map(|(i, event)| DedupedEvent {
-            dedupe_key: event.envelope().event_id.clone(),
-            first_seen: SourcePosition {
-                topic: "raw".into(),
-                partition: 0,
-                offset: i as i64,
-            },
-            deduped_at: 1_790_000_000_000,
-            event,
-        })
-        .collect();
-    write_records(
-        kafka,
-        registry,
-        Topic::Deduped,
-        deduped.iter().map(|d| (d.key(), d)),
-    )
-    .await
-    .expect("deduped");
-
-    let (template, matched, _, attempt) = sample_derived();
-    let stages = [
-        (FunnelStage::Started, FunnelOutcome::InProgress),
-        (FunnelStage::DomainValidated, FunnelOutcome::InProgress),
-        (FunnelStage::DnsApplied, FunnelOutcome::Failed),
-        (FunnelStage::Completed, FunnelOutcome::Completed),
-    ];
-    let mut transitions = Vec::new();
-    for session in 0..30 {
-        // Each session reaches a different depth; written furthest first.
-        let depth = 1 + session % stages.len();
-        for (stage, outcome) in stages[..depth].iter().rev() {
-            let mut t = template.clone();
-            t.subject_id = format!("onb-{round}-{session}");
-            t.to_stage = *stage;
-            t.outcome = *outcome;
-            t.transition_id = format!("tr-{round}-{session}-{stage:?}");
-            transitions.push(t);
-        }
-    }
-    write_records(
-        kafka,
-        registry,
-        Topic::FunnelTransitions,
-        transitions.iter().map(|t| (t.subject_id.clone(), t)),
-    )
-    .await
-    .expect("transitions");
-    let tickets: Vec<_> = (0..10)
-        .map(|i| {
-            let mut t = sample_ops_ticket();
-            t.ticket_id = format!("ticket-{round}-{i}");
-            t
-        })
-        .collect();
-    write_records(
-        kafka,
-        registry,
-        Topic::OpsTickets,
-        tickets.iter().map(|t| (t.session_id.clone(), t)),
-    )
-    .await
-    .expect("tickets");
-    let matches: Vec<_> = (0..50)
-        .map(|i| {
-            let mut m = matched.clone();
-            m.match_id = format!("m-{round}-{i}");
-            m.method = if i % 5 == 0 {
-                MatchMethod::Unmatched
-            } else {
-                MatchMethod::ClickId
-            };
-            m
-        })
-        .collect();
-    write_records(
-        kafka,
-        registry,
-        Topic::MatchResults,
-        matches.iter().map(|m| (m.tenant_id.clone(), m)),
-    )
-    .await
-    .expect("matches");
-    let requests = dispatch_requests(&format!("acme{round}"), "111", 80);
-    write_requests(kafka, registry, &requests)
-        .await
-        .expect("requests");
-    let attempts: Vec<_> = (0..40)
-        .map(|i| {
-            let mut a = attempt.clone();
-            a.attempt_id = format!("a-{round}-{i}");
-            a
-        })
-        .collect();
-    write_records(
-        kafka,
-        registry,
-        Topic::CapiAttempts,
-        attempts.iter().map(|a| (a.tenant_id.clone(), a)),
-    )
-    .await
-    .expect("attempts");
-    let letters: Vec<_> = (0..5)
-        .map(|i| DlqRecord {
-            dlq_id: format!("dlq-{round}-{i}"),
-            stage: "capi".into(),
-            reason: DlqReason::PermanentDeliveryFailure,
-            error: "Meta refused the event".into(),
-            source: None,
-            tenant_id: Some("acme".into()),
-            event_id: Some(format!("e-{i}")),
-            key: None,
-            value: None,
-            failed_at: 1_790_000_000_000,
-        })
-        .collect();
-    write_records(
-        kafka,
-        registry,
-        Topic::Dlq,
-        letters.iter().map(|d| (d.dlq_id.clone(), d)),
-    )
-    .await
-    .expect("dlq");
-    Written {
-        raw: 120 + 60 + 120 + 120,
-        deduped: 360,
-        sessions: 30,
-        transitions: transitions.len(),
-        requests: requests.len(),
-    }
-}
-
 fn stored_topics(kafka: &KafkaConfig) -> Vec<String> {
     let catalog = Catalog::new(&kafka.topic_prefix);
     STORED.iter().map(|t| catalog.name(*t)).collect()
@@ -328,7 +110,7 @@ async fn until_caught_up(kafka: &KafkaConfig, group: &str) {
 async fn replaying_every_topic_leaves_identical_query_results() {
     let (kafka, _server, registry) = funnelhub_registry::test_stack("ch-replay").await;
     let config = config(&kafka, &clickhouse_url());
-    let written = write_workload(&kafka, &registry, 0).await;
+    let written = write_every_topic(&kafka, &registry, 0).await;
 
     let (sink, server) = clickhouse::start(&kafka, &registry, &config)
         .await
@@ -457,13 +239,13 @@ async fn clickhouse_going_away_mid_ingestion_loses_and_duplicates_nothing() {
     let config = config(&kafka, &format!("http://{}", proxy.addr));
     let db = config.database.clone();
 
-    write_workload(&kafka, &registry, 0).await;
+    write_every_topic(&kafka, &registry, 0).await;
     let (sink, _) = clickhouse::start(&kafka, &registry, &config)
         .await
         .expect("starts");
     until_caught_up(&kafka, &config.group).await;
     proxy.down();
-    write_workload(&kafka, &registry, 1).await;
+    write_every_topic(&kafka, &registry, 1).await;
     // Inserts fail while it is away; the sink retries and holds the offsets.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let topics = stored_topics(&kafka);
