@@ -121,13 +121,18 @@ enum StageArg {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rdkafka=warn".into());
+    // FUNNELHUB_LOG_FORMAT=json: one JSON object per line (fields such as tenant_id and
+    // event_id as keys), for log shippers; text otherwise.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("FUNNELHUB_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
     let cli = Cli::parse();
     // Before any stage starts counting: metrics recorded earlier would be lost.
     funnelhub_runtime::prometheus();
