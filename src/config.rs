@@ -87,7 +87,18 @@ impl Config {
             .merge(Serialized::defaults(flags))
             .extract::<Config>()
             .map(Config::with_tenant_pixels)
+            .map(Config::with_tenant_retention)
             .map_err(anyhow::Error::from)
+    }
+
+    /// The ClickHouse sink reads each tenant's `retention_days`.
+    fn with_tenant_retention(mut self) -> Config {
+        self.clickhouse.tenant_retention = self
+            .tenants
+            .iter()
+            .filter_map(|t| Some((t.id.clone(), t.retention_days?)))
+            .collect();
+        self
     }
 
     /// Each tenant's pixel and Conversions API token, for the CAPI sink.

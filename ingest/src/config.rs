@@ -144,6 +144,10 @@ pub struct TenantConfig {
     /// tenant's data. Several while rotating.
     #[serde(default)]
     pub api_keys: Vec<Secret>,
+    /// Days the tenant's rows are kept in ClickHouse (default `[clickhouse]
+    /// retention_days`, 180).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -167,6 +171,7 @@ impl TenantConfig {
             meta_access_token: None,
             meta_test_event_code: None,
             api_keys: Vec::new(),
+            retention_days: None,
         }
     }
 }

@@ -302,3 +302,74 @@ async fn until_lag(group: &str, check: impl Fn(u64) -> bool) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[tokio::test]
+async fn retention_deletes_rows_older_than_each_tenants_days() {
+    use funnelhub_schemas::common::SourcePosition;
+    use funnelhub_schemas::events::EdgeEvent;
+    use funnelhub_sinks::clickhouse::rows::EventRow;
+    use funnelhub_sinks::clickhouse::Server;
+
+    let kafka = funnelhub_kafka::testing::kafka_config("ch-retention");
+    let mut config = config(&kafka, &clickhouse_url());
+    config.retention_days = 90;
+    config.tenant_retention = std::collections::BTreeMap::from([("acme".to_string(), 30)]);
+    let (server, _) = Server::migrate(&config).await.expect("migrations");
+    let now = funnelhub_schemas::ids::now_ms();
+    let day = 24 * 3600 * 1000;
+    let mut insert = server
+        .client
+        .insert::<EventRow>("events")
+        .await
+        .expect("insert");
+    for tenant in ["acme", "beta"] {
+        for age in [10, 60, 200] {
+            let mut hit = funnelhub_schemas::testing::sample_tracking_hit();
+            hit.envelope.tenant_id = tenant.into();
+            hit.envelope.event_id = format!("{tenant}-{age}");
+            hit.envelope.occurred_at = now - age * day;
+            let position = SourcePosition {
+                topic: "t".into(),
+                partition: 0,
+                offset: age,
+            };
+            insert
+                .write(&EventRow::raw(&EdgeEvent::TrackingHit(hit), &position))
+                .await
+                .expect("row");
+        }
+    }
+    insert.end().await.expect("inserted");
+
+    config
+        .retention()
+        .enforce(&server.client, &config.database)
+        .await
+        .expect("issued");
+    let db = &config.database;
+    // Mutations run in the background: wait until none is pending.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let pending = sql(&format!(
+            "SELECT count() FROM system.mutations WHERE database = '{db}' AND is_done = 0"
+        ))
+        .await;
+        if pending.trim() == "0" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mutations never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kept = sql(&format!(
+        "SELECT event_id FROM {db}.events ORDER BY event_id"
+    ))
+    .await;
+    assert_eq!(
+        kept, "acme-10\nbeta-10\nbeta-60\n",
+        "acme keeps 30 days, others 90"
+    );
+    sql(&format!("DROP DATABASE {db}")).await;
+}

@@ -23,6 +23,13 @@ pub struct ClickHouseConfig {
     pub linger_ms: u64,
     /// Address of `/metrics` and `/healthz` when run as `funnelhub sink clickhouse`.
     pub listen: SocketAddr,
+    /// Rows older than this are deleted (tenants may set their own `retention_days`).
+    pub retention_days: u32,
+    /// How often the retention deletes are issued (0: never).
+    pub retention_every_secs: u64,
+    /// Each tenant's own retention, from `[[tenants]] retention_days`.
+    #[serde(skip)]
+    pub tenant_retention: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for ClickHouseConfig {
@@ -35,6 +42,9 @@ impl Default for ClickHouseConfig {
             batch_rows: 20_000,
             linger_ms: 1_000,
             listen: SocketAddr::from(([127, 0, 0, 1], 9103)),
+            retention_days: 180,
+            retention_every_secs: 3600,
+            tenant_retention: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -56,7 +66,18 @@ impl ClickHouseConfig {
                 self.database
             ));
         }
+        if self.retention_days == 0 || self.tenant_retention.values().any(|d| *d == 0) {
+            return Err("retention days must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// The retention to enforce.
+    pub fn retention(&self) -> super::retention::Retention {
+        super::retention::Retention {
+            default_days: self.retention_days,
+            tenants: self.tenant_retention.clone(),
+        }
     }
 
     pub(crate) fn linger(&self) -> Duration {

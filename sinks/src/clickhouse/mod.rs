@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod migrations;
+pub mod retention;
 pub mod rows;
 pub mod server;
 pub mod sink;
@@ -30,6 +31,15 @@ pub async fn start(
         .await
         .map_err(|e| StartError::Config(format!("ClickHouse at {}: {e}", config.url)))?;
     tracing::info!(version = %server.version_text, migrations = ?applied, "clickhouse ready");
+    if config.retention_every_secs > 0 {
+        // Lives as long as the process (deletes are idempotent; any member may issue them).
+        retention::spawn(
+            server.client.clone(),
+            config.database.clone(),
+            config.retention(),
+            std::time::Duration::from_secs(config.retention_every_secs),
+        );
+    }
     ensure_topics(kafka, &catalog_requests(kafka)).await?;
     let catalog = Catalog::new(&kafka.topic_prefix);
     let name = |topic| catalog.name(topic);
