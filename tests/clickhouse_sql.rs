@@ -2,7 +2,7 @@
 //! `docs/data-model.md` — runs on both engines it must support: the local 18.16 server and
 //! a current ClickHouse (chDB 26.x, in `.venv`).
 
-use std::process::Command;
+mod support;
 
 use funnelhub_kafka::testing::unique;
 use funnelhub_sinks::clickhouse::migrations::MIGRATIONS;
@@ -56,25 +56,7 @@ async fn migrations_and_documented_queries_run_on_the_local_18_16_server() {
 
 #[test]
 fn migrations_and_documented_queries_run_on_a_current_clickhouse() {
-    let python = std::env::var("FUNNELHUB_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
-    let mut statements = vec!["CREATE DATABASE chdb_check".to_string()];
-    statements.extend(self::statements("chdb_check"));
-    let file = std::env::temp_dir().join(format!("{}.json", unique("sql")));
-    std::fs::write(&file, serde_json::to_string(&statements).expect("json")).expect("written");
-    let output = Command::new(python)
-        .arg("tests/chdb/run_sql.py")
-        .arg(&file)
-        .output()
-        .expect("python runs (scripts/test installs chdb-core into .venv)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.starts_with("engine 2"), "a current engine: {stdout}");
-    assert_eq!(
-        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
-        statements.len()
-    );
+    let mut all = vec!["CREATE DATABASE chdb_check".to_string()];
+    all.extend(statements("chdb_check"));
+    support::run_on_chdb(&all);
 }

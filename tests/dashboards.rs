@@ -3,13 +3,14 @@
 //! the columns the panel shows, and runs on a current ClickHouse (chDB) too; every
 //! Prometheus expression parses (`promtool`).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
 use funnelhub_kafka::testing::{group_caught_up, unique};
 use funnelhub_schemas::Catalog;
-use funnelhub_sinks::clickhouse::migrations::MIGRATIONS;
 use funnelhub_sinks::clickhouse::sink::STORED;
 use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use funnelhub_sinks::testing::write_every_topic;
@@ -180,33 +181,10 @@ async fn every_clickhouse_panel_answers_its_columns_over_sink_data() {
 #[test]
 fn every_clickhouse_panel_runs_on_a_current_clickhouse() {
     let db = "chdb_dashboards";
-    let mut statements = vec![format!("CREATE DATABASE {db}")];
-    statements.extend(
-        MIGRATIONS
-            .iter()
-            .flat_map(|m| m.statements.iter())
-            .map(|s| s.replace("{db}", db)),
-    );
+    let mut statements = support::database_with_tables(db);
     let panels = queries(&dashboard("funnel"), "clickhouse", "rawSql");
     statements.extend(panels.iter().map(|(_, sql)| expand(sql, db)));
-    let file = std::env::temp_dir().join(format!("{}.json", unique("dash")));
-    std::fs::write(&file, serde_json::to_string(&statements).expect("json")).expect("written");
-    let python = std::env::var("FUNNELHUB_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
-    let output = Command::new(python)
-        .args(["tests/chdb/run_sql.py"])
-        .arg(&file)
-        .output()
-        .expect("python runs (scripts/test installs chdb-core into .venv)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(
-        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
-        statements.len()
-    );
+    support::run_on_chdb(&statements);
 }
 
 #[test]

@@ -1,0 +1,44 @@
+//! Helpers the end-to-end test files share (each file includes this module).
+
+#![allow(dead_code)]
+
+use std::process::Command;
+
+use funnelhub_kafka::testing::unique;
+use funnelhub_sinks::clickhouse::migrations::MIGRATIONS;
+
+/// `CREATE DATABASE db` and every migration, for database `db`.
+pub fn database_with_tables(db: &str) -> Vec<String> {
+    let mut statements = vec![format!("CREATE DATABASE {db}")];
+    statements.extend(
+        MIGRATIONS
+            .iter()
+            .flat_map(|m| m.statements.iter())
+            .map(|s| s.replace("{db}", db)),
+    );
+    statements
+}
+
+/// Run `statements` in order on a current ClickHouse engine (chDB 26.x from `.venv`,
+/// `tests/chdb/run_sql.py`); fails the test at the first that fails.
+pub fn run_on_chdb(statements: &[String]) {
+    let file = std::env::temp_dir().join(format!("{}.json", unique("chdb")));
+    std::fs::write(&file, serde_json::to_string(statements).expect("json")).expect("written");
+    let python = std::env::var("FUNNELHUB_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
+    let output = Command::new(python)
+        .arg("tests/chdb/run_sql.py")
+        .arg(&file)
+        .output()
+        .expect("python runs (scripts/test installs chdb-core into .venv)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("engine 2"), "a current engine: {stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        statements.len()
+    );
+}
