@@ -2,6 +2,7 @@
 
 mod config;
 mod replay;
+mod report;
 mod up;
 
 use std::path::PathBuf;
@@ -99,6 +100,19 @@ enum Command {
         /// (Tansu cannot describe groups): only after stopping every member.
         #[arg(long)]
         force: bool,
+    },
+    /// Print each tenant's funnels from ClickHouse (the Funnel dashboard's own queries)
+    /// and draw them into `funnel-<tenant>.png`: the funnel without Grafana.
+    Report {
+        /// Tenants (default: every configured tenant).
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// Window in days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Directory of the PNG files.
+        #[arg(long, default_value = "funnelhub-report")]
+        out: PathBuf,
     },
     /// Serve an emulator of Meta's Graph API (Conversions API endpoint) that enforces
     /// Meta's documented rules and can inject faults; knows each `[[tenants]]` pixel with
@@ -253,6 +267,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.clickhouse.group
             );
             run_stage(sink, config.clickhouse.listen, &what).await
+        }
+        Command::Report { tenants, days, out } => {
+            let tenants = if tenants.is_empty() {
+                config.tenants.iter().map(|t| t.id.clone()).collect()
+            } else {
+                tenants
+            };
+            let (text, files) = report::run(&config.clickhouse, &tenants, days, &out).await?;
+            print!("{text}");
+            for file in files {
+                println!("wrote {}", file.display());
+            }
+            Ok(())
         }
         Command::CapiEmulator { listen } => {
             let pixels =

@@ -162,6 +162,20 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
     capi.sink.stop().await.map_err(anyhow::Error::msg)?;
     if let Ok((sink, _)) = clickhouse {
         sink.stop().await.map_err(anyhow::Error::msg)?;
+        if !once {
+            // The funnel without Grafana, from what this run stored.
+            let tenants: Vec<String> = config.tenants.iter().map(|t| t.id.clone()).collect();
+            let out = std::path::Path::new("funnelhub-report");
+            match crate::report::run(&config.clickhouse, &tenants, 7, out).await {
+                Ok((text, files)) => {
+                    print!("{text}");
+                    for file in files {
+                        println!("funnel drawn in {}", file.display());
+                    }
+                }
+                Err(e) => println!("no funnel report: {e:#}"),
+            }
+        }
     }
     if let Some(emulator) = capi.emulator {
         emulator.stop().await?;
