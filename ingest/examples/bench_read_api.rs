@@ -6,8 +6,9 @@
 //! `events`, and one `session_stages` row per session, server-side
 //! (`INSERT ... SELECT FROM numbers`); then
 //! serves the edge with the read API and sends `requests` sequential requests to
-//! `GET /api/v1/onboard/funnel` and to `GET /api/v1/onboard/sessions/{id}/timeline` (random
-//! sessions). Prints one line per endpoint: `name p50_ms p99_ms max_ms`.
+//! `GET /api/v1/onboard/funnel`, `GET /api/v1/onboard/sessions/{id}/timeline` (random
+//! sessions), `GET /api/v1/events?session_id=` and `GET /api/v1/events/{id}` (random
+//! events). Prints one line per endpoint: `name p50_ms p99_ms max_ms`.
 
 use std::time::{Duration, Instant};
 
@@ -113,6 +114,15 @@ async fn main() {
                 "/api/v1/onboard/sessions/onb-{}/timeline",
                 rng.random_range(0..sessions)
             )
+        }),
+        measure("events_page", &|rng| {
+            format!(
+                "/api/v1/events?limit=100&session_id=onb-{}",
+                rng.random_range(0..sessions)
+            )
+        }),
+        measure("event_detail", &|rng| {
+            format!("/api/v1/events/e-{}", rng.random_range(0..rows))
         }),
     ];
     for (name, paths) in plans {

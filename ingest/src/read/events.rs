@@ -167,13 +167,19 @@ pub async fn detail(reader: Reader, Path(id): Path<String>) -> Result<Response, 
     let (t, api) = (&reader.tenant.id, reader.api());
     reader
         .run(async {
+            // By the id index to the session, then a key lookup (events is sorted by
+            // session); copies of one event id are identical, so no FINAL.
             let q = api
                 .query(&format!(
-                    "SELECT {COLUMNS}, payload FROM {{db}}.events FINAL \
-                     WHERE tenant_id = ? AND event_id = ? LIMIT 1"
+                    "SELECT {COLUMNS}, payload FROM {{db}}.events \
+                     WHERE tenant_id = ? AND session_id IN \
+                     (SELECT session_id FROM {{db}}.event_index WHERE tenant_id = ? AND event_id = ?) \
+                     AND event_id = ? LIMIT 1"
                 ))
                 .await?
                 .bind(t)
+                .bind(t)
+                .bind(&id)
                 .bind(&id);
             let Some(event) = api.fetch::<EventRecord>(q).await?.pop() else {
                 return Err(ApiError::NotFound(format!("event {id}")));

@@ -32,57 +32,58 @@ macro_rules! event_columns {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "tables of every topic",
-    statements: &[
-        // raw.tracking, raw.orders, raw.onboarding: every accepted record, duplicates
-        // included; one row per source position, a dedupe group's copies together.
-        concat!(
-            "CREATE TABLE IF NOT EXISTS {db}.raw_events (",
-            event_columns!(),
-            ") ENGINE = ReplacingMergeTree()
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tables of every topic",
+        statements: &[
+            // raw.tracking, raw.orders, raw.onboarding: every accepted record, duplicates
+            // included; one row per source position, a dedupe group's copies together.
+            concat!(
+                "CREATE TABLE IF NOT EXISTS {db}.raw_events (",
+                event_columns!(),
+                ") ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(occurred_at)
         ORDER BY (tenant_id, dedupe_key, source_topic, source_partition, source_offset)"
-        ),
-        // deduped.events: one row per event id (an event's session never changes, so the
-        // session in the key only groups a session's events for timelines).
-        concat!(
-            "CREATE TABLE IF NOT EXISTS {db}.events (",
-            event_columns!(),
-            ") ENGINE = ReplacingMergeTree()
+            ),
+            // deduped.events: one row per event id (an event's session never changes, so the
+            // session in the key only groups a session's events for timelines).
+            concat!(
+                "CREATE TABLE IF NOT EXISTS {db}.events (",
+                event_columns!(),
+                ") ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(occurred_at)
         ORDER BY (tenant_id, session_id, event_id)"
-        ),
-        // Gateway orders among the deduped events.
-        "CREATE VIEW IF NOT EXISTS {db}.conversions AS
+            ),
+            // Gateway orders among the deduped events.
+            "CREATE VIEW IF NOT EXISTS {db}.conversions AS
          SELECT tenant_id, event_id AS conversion_id, event_type, gateway, order_id,
                 gateway_status, value, currency, product_id, session_id, utm_campaign,
                 occurred_at, occurred_at_ms
          FROM {db}.events WHERE gateway != ''",
-        "CREATE TABLE IF NOT EXISTS {db}.funnel_transitions (
+            "CREATE TABLE IF NOT EXISTS {db}.funnel_transitions (
             tenant_id String, transition_id String, funnel String, subject_id String,
             from_stage String, to_stage String, outcome String, cause_event_id String,
             occurred_at DateTime, occurred_at_ms Int64, domain String, utm_campaign String
         ) ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(occurred_at)
         ORDER BY (tenant_id, funnel, subject_id, transition_id)",
-        // The furthest stage of each session: the row with the highest rank wins, in
-        // whatever order transitions arrive.
-        "CREATE TABLE IF NOT EXISTS {db}.session_stages (
+            // The furthest stage of each session: the row with the highest rank wins, in
+            // whatever order transitions arrive.
+            "CREATE TABLE IF NOT EXISTS {db}.session_stages (
             tenant_id String, funnel String, subject_id String, stage String,
             outcome String, rank UInt16, updated_at DateTime, updated_at_ms Int64,
             domain String, utm_campaign String
         ) ENGINE = ReplacingMergeTree(rank)
         ORDER BY (tenant_id, funnel, subject_id)",
-        "CREATE TABLE IF NOT EXISTS {db}.ops_tickets (
+            "CREATE TABLE IF NOT EXISTS {db}.ops_tickets (
             tenant_id String, ticket_id String, session_id String, domain String,
             kind String, subject String, cause_event_id String,
             created_at DateTime, created_at_ms Int64
         ) ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(created_at)
         ORDER BY (tenant_id, ticket_id)",
-        "CREATE TABLE IF NOT EXISTS {db}.matches (
+            "CREATE TABLE IF NOT EXISTS {db}.matches (
             tenant_id String, match_id String, conversion_id String, order_id String,
             gateway String, conversion_type String, original_conversion_id String,
             matched_event_id String, matched_session_id String, method String,
@@ -90,7 +91,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         ) ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(decided_at)
         ORDER BY (tenant_id, match_id)",
-        "CREATE TABLE IF NOT EXISTS {db}.capi_requests (
+            "CREATE TABLE IF NOT EXISTS {db}.capi_requests (
             tenant_id String, dispatch_id String, pixel_id String, event_name String,
             event_id String, event_time DateTime, event_time_ms Int64, action_source String,
             value Nullable(Float64), currency String, order_id String, consent_ads UInt8,
@@ -99,7 +100,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         ) ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(event_time)
         ORDER BY (tenant_id, dispatch_id)",
-        "CREATE TABLE IF NOT EXISTS {db}.dispatch_attempts (
+            "CREATE TABLE IF NOT EXISTS {db}.dispatch_attempts (
             tenant_id String, attempt_id String, pixel_id String, request_id String,
             event_ids Array(String), attempt Int32, outcome String,
             http_status Nullable(Int32), fbtrace_id String, events_received Nullable(Int32),
@@ -108,12 +109,29 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         ) ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(attempted_at)
         ORDER BY (tenant_id, attempt_id)",
-        "CREATE TABLE IF NOT EXISTS {db}.dlq (
+            "CREATE TABLE IF NOT EXISTS {db}.dlq (
             tenant_id String, dlq_id String, stage String, reason String, error String,
             event_id String, source_topic String, source_partition Int32,
             source_offset Int64, failed_at DateTime, failed_at_ms Int64
         ) ENGINE = ReplacingMergeTree()
         PARTITION BY toYYYYMM(failed_at)
         ORDER BY (tenant_id, dlq_id)",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "event id index",
+        statements: &[
+            // `events` is sorted by session (timelines); finding one event by id goes through
+            // this index: event id → session, then a key lookup in `events`.
+            "CREATE TABLE IF NOT EXISTS {db}.event_index (
+            tenant_id String, event_id String, session_id String
+        ) ENGINE = ReplacingMergeTree()
+        ORDER BY (tenant_id, event_id)",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.event_index_feed TO {db}.event_index AS
+         SELECT tenant_id, event_id, session_id FROM {db}.events",
+            // Rows written before this migration (idempotent: the index replaces by id).
+            "INSERT INTO {db}.event_index SELECT tenant_id, event_id, session_id FROM {db}.events",
+        ],
+    },
+];
