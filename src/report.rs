@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use funnelhub_schemas::derived::Funnel;
 use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use plotters::prelude::*;
 use serde_json::Value;
@@ -14,14 +15,6 @@ use serde_json::Value;
 const DASHBOARD: &str = include_str!("../dashboards/grafana/dashboards/funnel.json");
 const TRACKING_PANEL: &str = "Tracking funnel: sessions reaching each stage";
 const ONBOARDING_PANEL: &str = "Onboarding: sessions per current stage";
-const ONBOARDING_STAGES: [&str; 6] = [
-    "started",
-    "domain_validated",
-    "dns_applied",
-    "account_created",
-    "infra_synced",
-    "completed",
-];
 
 /// One tenant's funnels over the window.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,9 +96,10 @@ pub async fn funnels(
         .await?
         .pop()
         .unwrap_or_default();
-    let tracking = ["click", "pageview", "initiate_checkout", "purchase"]
+    let tracking = Funnel::Tracking
+        .stages()
         .iter()
-        .map(|stage| (stage.to_string(), number(&row[*stage])))
+        .map(|stage| (stage.as_str().to_owned(), number(&row[stage.as_str()])))
         .collect();
     let onboarding_sql = expand(
         &panel_sql(ONBOARDING_PANEL)?,
@@ -113,9 +107,10 @@ pub async fn funnels(
         &clickhouse.database,
         days,
     );
-    let mut onboarding: Vec<(String, u64)> = ONBOARDING_STAGES
+    let mut onboarding: Vec<(String, u64)> = Funnel::Onboarding
+        .stages()
         .iter()
-        .map(|s| (s.to_string(), 0))
+        .map(|s| (s.as_str().to_owned(), 0))
         .collect();
     let mut failed = 0;
     for row in rows(clickhouse, &onboarding_sql).await? {

@@ -66,6 +66,27 @@ impl Funnel {
         }
     }
 
+    /// The funnel's stages, in order.
+    pub fn stages(self) -> &'static [FunnelStage] {
+        match self {
+            Funnel::Onboarding => &[
+                FunnelStage::Started,
+                FunnelStage::DomainValidated,
+                FunnelStage::DnsApplied,
+                FunnelStage::AccountCreated,
+                FunnelStage::InfraSynced,
+                FunnelStage::Completed,
+            ],
+            Funnel::Tracking => &[
+                FunnelStage::Click,
+                FunnelStage::Pageview,
+                FunnelStage::InitiateCheckout,
+                FunnelStage::Purchase,
+            ],
+            Funnel::Unknown => &[],
+        }
+    }
+
     /// The stage that completes this funnel.
     pub fn last_stage(self) -> Option<FunnelStage> {
         match self {

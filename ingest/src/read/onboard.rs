@@ -5,6 +5,7 @@ use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use clickhouse::Row;
+use funnelhub_schemas::derived::Funnel;
 use funnelhub_schemas::events::EdgeEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -12,15 +13,6 @@ use serde_json::{json, Map, Value};
 use super::{ReadApi, Reader};
 use crate::error::ApiError;
 
-/// The onboarding stages in funnel order (the funnel answer lists each, zero included).
-const STAGES: [&str; 6] = [
-    "started",
-    "domain_validated",
-    "dns_applied",
-    "account_created",
-    "infra_synced",
-    "completed",
-];
 /// Most active sessions listed.
 const ACTIVE_LIMIT: u64 = 50;
 
@@ -58,8 +50,11 @@ pub async fn funnel(reader: Reader) -> Result<Response, ApiError> {
                 .await?
                 .bind(&tenant.id);
             let counts: Vec<StageCount> = api.fetch(q).await?;
-            let mut stages: Map<String, Value> =
-                STAGES.iter().map(|s| (s.to_string(), json!(0))).collect();
+            let mut stages: Map<String, Value> = Funnel::Onboarding
+                .stages()
+                .iter()
+                .map(|s| (s.as_str().to_owned(), json!(0)))
+                .collect();
             let mut failed = 0;
             let mut total = 0;
             for c in counts {
