@@ -48,7 +48,7 @@ impl DeadLetters {
         metrics::counter!(
             "funnelhub_dlq_records_total",
             "stage" => self.stage,
-            "reason" => reason_name(reason),
+            "reason" => reason.as_str(),
         )
         .increment(1);
         tracing::warn!(
@@ -56,7 +56,7 @@ impl DeadLetters {
             topic = %record.topic,
             partition = record.partition,
             offset = record.offset,
-            reason = reason_name(reason),
+            reason = reason.as_str(),
             "dead-lettered: {error}"
         );
         let letter = DlqRecord {
@@ -159,15 +159,5 @@ fn classify<T>(
         Err(e @ DecodeError::UnknownSchema(_)) => {
             Ok(Err((DlqReason::UnknownSchema, e.to_string())))
         }
-    }
-}
-
-fn reason_name(reason: DlqReason) -> &'static str {
-    match reason {
-        DlqReason::Undecodable => "undecodable",
-        DlqReason::UnknownSchema => "unknown_schema",
-        DlqReason::InvalidRecord => "invalid_record",
-        DlqReason::PermanentDeliveryFailure => "permanent_delivery_failure",
-        DlqReason::Unknown => "unknown",
     }
 }

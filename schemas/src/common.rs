@@ -43,6 +43,27 @@ impl EventType {
         EventType::OnboardingFailed,
     ];
 
+    /// The Avro symbol (`onboarding_started`), as analysts' tables store it.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            EventType::Click => "click",
+            EventType::Pageview => "pageview",
+            EventType::InitiateCheckout => "initiate_checkout",
+            EventType::Purchase => "purchase",
+            EventType::Refund => "refund",
+            EventType::Chargeback => "chargeback",
+            EventType::Cancel => "cancel",
+            EventType::OnboardingStarted => "onboarding_started",
+            EventType::DomainValidated => "domain_validated",
+            EventType::DnsApplied => "dns_applied",
+            EventType::AccountCreated => "account_created",
+            EventType::InfraSynced => "infra_synced",
+            EventType::OnboardingCompleted => "onboarding_completed",
+            EventType::OnboardingFailed => "onboarding_failed",
+            EventType::Unknown => "unknown",
+        }
+    }
+
     /// The name used on the wire by sources and in APIs (`onboarding.started`, `purchase`...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -94,6 +115,20 @@ pub enum Source {
     Stripe,
     OnboardingPortal,
     Unknown,
+}
+
+impl Source {
+    /// The Avro symbol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::LandingPage => "landing_page",
+            Source::Hotmart => "hotmart",
+            Source::Kiwify => "kiwify",
+            Source::Stripe => "stripe",
+            Source::OnboardingPortal => "onboarding_portal",
+            Source::Unknown => "unknown",
+        }
+    }
 }
 
 /// `io.funnelhub.common.Gateway`: payment gateways.

@@ -270,6 +270,20 @@ pub enum AttemptOutcome {
     Unknown,
 }
 
+impl AttemptOutcome {
+    /// The Avro symbol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Sent => "sent",
+            AttemptOutcome::Retrying => "retrying",
+            AttemptOutcome::FailedPermanent => "failed_permanent",
+            AttemptOutcome::Expired => "expired",
+            AttemptOutcome::Blocked => "blocked",
+            AttemptOutcome::Unknown => "unknown",
+        }
+    }
+}
+
 /// `io.funnelhub.derived.DispatchAttempt`: audit of one attempt against Meta.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DispatchAttempt {
@@ -301,6 +315,19 @@ pub enum DlqReason {
     Unknown,
 }
 
+impl DlqReason {
+    /// The Avro symbol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqReason::Undecodable => "undecodable",
+            DlqReason::UnknownSchema => "unknown_schema",
+            DlqReason::InvalidRecord => "invalid_record",
+            DlqReason::PermanentDeliveryFailure => "permanent_delivery_failure",
+            DlqReason::Unknown => "unknown",
+        }
+    }
+}
+
 /// `io.funnelhub.derived.DlqRecord`: a record a stage could not process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DlqRecord {
@@ -316,4 +343,109 @@ pub struct DlqRecord {
     #[serde(with = "apache_avro::serde::bytes_opt")]
     pub value: Option<Vec<u8>>,
     pub failed_at: i64,
+}
+
+#[cfg(test)]
+mod symbol_tests {
+    use super::*;
+    use crate::common::{EventType, Gateway, Source};
+    use crate::events::gateway_name;
+
+    fn avro<T: Serialize>(value: T) -> String {
+        serde_json::to_value(value)
+            .expect("serializes")
+            .as_str()
+            .expect("a symbol")
+            .to_owned()
+    }
+
+    /// The `as_str`/`symbol` methods tables and labels use are the Avro symbols.
+    #[test]
+    fn names_are_the_avro_symbols() {
+        use FunnelStage as S;
+        for f in [Funnel::Onboarding, Funnel::Tracking, Funnel::Unknown] {
+            assert_eq!(f.as_str(), avro(f));
+        }
+        for s in [
+            S::Click,
+            S::Pageview,
+            S::InitiateCheckout,
+            S::Purchase,
+            S::Started,
+            S::DomainValidated,
+            S::DnsApplied,
+            S::AccountCreated,
+            S::InfraSynced,
+            S::Completed,
+            S::Unknown,
+        ] {
+            assert_eq!(s.as_str(), avro(s));
+        }
+        for o in [
+            FunnelOutcome::InProgress,
+            FunnelOutcome::Completed,
+            FunnelOutcome::Failed,
+            FunnelOutcome::Unknown,
+        ] {
+            assert_eq!(o.as_str(), avro(o));
+        }
+        for k in [
+            TicketKind::AccountCreated,
+            TicketKind::OnboardingFailed,
+            TicketKind::Unknown,
+        ] {
+            assert_eq!(k.as_str(), avro(k));
+        }
+        for m in [
+            MatchMethod::ClickId,
+            MatchMethod::SessionId,
+            MatchMethod::EmailHash,
+            MatchMethod::PhoneHash,
+            MatchMethod::Scoring,
+            MatchMethod::Unmatched,
+            MatchMethod::Unknown,
+        ] {
+            assert_eq!(m.as_str(), avro(m));
+        }
+        for a in [
+            AttemptOutcome::Sent,
+            AttemptOutcome::Retrying,
+            AttemptOutcome::FailedPermanent,
+            AttemptOutcome::Expired,
+            AttemptOutcome::Blocked,
+            AttemptOutcome::Unknown,
+        ] {
+            assert_eq!(a.as_str(), avro(a));
+        }
+        for r in [
+            DlqReason::Undecodable,
+            DlqReason::UnknownSchema,
+            DlqReason::InvalidRecord,
+            DlqReason::PermanentDeliveryFailure,
+            DlqReason::Unknown,
+        ] {
+            assert_eq!(r.as_str(), avro(r));
+        }
+        for t in EventType::ALL.into_iter().chain([EventType::Unknown]) {
+            assert_eq!(t.symbol(), avro(t));
+        }
+        for s in [
+            Source::LandingPage,
+            Source::Hotmart,
+            Source::Kiwify,
+            Source::Stripe,
+            Source::OnboardingPortal,
+            Source::Unknown,
+        ] {
+            assert_eq!(s.as_str(), avro(s));
+        }
+        for g in [
+            Gateway::Hotmart,
+            Gateway::Kiwify,
+            Gateway::Stripe,
+            Gateway::Unknown,
+        ] {
+            assert_eq!(gateway_name(g), avro(g));
+        }
+    }
 }

@@ -7,16 +7,8 @@ use funnelhub_schemas::derived::{
     CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelOutcome, FunnelStage,
     FunnelTransition, MatchResult, OpsTicket,
 };
-use funnelhub_schemas::events::EdgeEvent;
+use funnelhub_schemas::events::{gateway_name, EdgeEvent};
 use serde::Serialize;
-
-/// An enum's Avro symbol (every enum serializes as its snake_case symbol).
-fn symbol<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
-}
 
 fn text(value: &Option<String>) -> String {
     value.clone().unwrap_or_default()
@@ -64,8 +56,8 @@ impl EventRow {
         let mut row = EventRow {
             tenant_id: envelope.tenant_id.clone(),
             event_id: envelope.event_id.clone(),
-            event_type: symbol(&envelope.event_type),
-            source: symbol(&envelope.source),
+            event_type: envelope.event_type.symbol().to_owned(),
+            source: envelope.source.as_str().to_owned(),
             occurred_at: seconds(envelope.occurred_at),
             occurred_at_ms: envelope.occurred_at,
             received_at_ms: envelope.received_at,
@@ -97,7 +89,7 @@ impl EventRow {
             }
             EdgeEvent::OrderEvent(order) => {
                 row.session_id = text(&order.session_id);
-                row.gateway = symbol(&order.gateway);
+                row.gateway = gateway_name(order.gateway).to_owned();
                 row.order_id = order.order_id.clone();
                 row.gateway_status = order.gateway_status.clone();
                 row.currency = text(&order.currency);
@@ -157,11 +149,14 @@ impl From<&FunnelTransition> for TransitionRow {
         TransitionRow {
             tenant_id: t.tenant_id.clone(),
             transition_id: t.transition_id.clone(),
-            funnel: symbol(&t.funnel),
+            funnel: t.funnel.as_str().to_owned(),
             subject_id: t.subject_id.clone(),
-            from_stage: t.from_stage.as_ref().map(symbol).unwrap_or_default(),
-            to_stage: symbol(&t.to_stage),
-            outcome: symbol(&t.outcome),
+            from_stage: t
+                .from_stage
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            to_stage: t.to_stage.as_str().to_owned(),
+            outcome: t.outcome.as_str().to_owned(),
             cause_event_id: t.cause_event_id.clone(),
             occurred_at: seconds(t.occurred_at),
             occurred_at_ms: t.occurred_at,
@@ -198,10 +193,10 @@ impl From<&FunnelTransition> for SessionStageRow {
         };
         SessionStageRow {
             tenant_id: t.tenant_id.clone(),
-            funnel: symbol(&t.funnel),
+            funnel: t.funnel.as_str().to_owned(),
             subject_id: t.subject_id.clone(),
-            stage: symbol(&t.to_stage),
-            outcome: symbol(&t.outcome),
+            stage: t.to_stage.as_str().to_owned(),
+            outcome: t.outcome.as_str().to_owned(),
             rank: stage_rank(t.to_stage) * 4 + outcome_rank,
             updated_at: seconds(t.occurred_at),
             updated_at_ms: t.occurred_at,
@@ -240,7 +235,7 @@ impl From<&OpsTicket> for TicketRow {
             ticket_id: t.ticket_id.clone(),
             session_id: t.session_id.clone(),
             domain: t.domain.clone(),
-            kind: symbol(&t.kind),
+            kind: t.kind.as_str().to_owned(),
             subject: t.subject.clone(),
             cause_event_id: t.cause_event_id.clone(),
             created_at: seconds(t.created_at),
@@ -275,12 +270,12 @@ impl From<&MatchResult> for MatchRow {
             match_id: m.match_id.clone(),
             conversion_id: m.conversion_id.clone(),
             order_id: m.order_id.clone(),
-            gateway: symbol(&m.gateway),
-            conversion_type: symbol(&m.conversion_type),
+            gateway: gateway_name(m.gateway).to_owned(),
+            conversion_type: m.conversion_type.symbol().to_owned(),
             original_conversion_id: text(&m.original_conversion_id),
             matched_event_id: text(&m.matched_event_id),
             matched_session_id: text(&m.matched_session_id),
-            method: symbol(&m.method),
+            method: m.method.as_str().to_owned(),
             score: m.score,
             signals: m.signals.clone(),
             decided_at: seconds(m.decided_at),
@@ -365,7 +360,7 @@ impl From<&DispatchAttempt> for AttemptRow {
             request_id: a.request_id.clone(),
             event_ids: a.event_ids.clone(),
             attempt: a.attempt,
-            outcome: symbol(&a.outcome),
+            outcome: a.outcome.as_str().to_owned(),
             http_status: a.http_status,
             fbtrace_id: text(&a.fbtrace_id),
             events_received: a.events_received,
@@ -402,7 +397,7 @@ impl From<&DlqRecord> for DlqRow {
             tenant_id: text(&d.tenant_id),
             dlq_id: d.dlq_id.clone(),
             stage: d.stage.clone(),
-            reason: symbol(&d.reason),
+            reason: d.reason.as_str().to_owned(),
             error: d.error.clone(),
             event_id: text(&d.event_id),
             source_topic: source.map(|s| s.topic.clone()).unwrap_or_default(),

@@ -32,9 +32,11 @@ pub async fn start(
     config.validate().map_err(StartError::Config)?;
     ensure_topics(kafka, &catalog_requests(kafka)).await?;
     let catalog = Catalog::new(&kafka.topic_prefix);
+    let attempts = TopicCodec::register(registry, &catalog.name(Topic::CapiAttempts)).await?;
     let sink = sink::CapiSink {
         requests: TopicCodec::register(registry, &catalog.name(Topic::CapiRequests)).await?,
-        attempts: TopicCodec::register(registry, &catalog.name(Topic::CapiAttempts)).await?,
+        attempts_topic: Arc::from(attempts.topic()),
+        attempts,
         dead_letters: DeadLetters::new(
             "capi",
             TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,

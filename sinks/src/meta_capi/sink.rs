@@ -41,6 +41,8 @@ pub struct CapiSink {
     pub(crate) config: CapiConfig,
     pub(crate) requests: TopicCodec<CapiDispatchRequest>,
     pub(crate) attempts: TopicCodec<DispatchAttempt>,
+    /// `attempts`' topic name, shared by every audit record.
+    pub(crate) attempts_topic: Arc<str>,
     pub(crate) dead_letters: DeadLetters,
     pub(crate) graph: GraphClient,
     pub(crate) access: BTreeMap<String, MetaAccess>,
@@ -331,7 +333,7 @@ impl CapiSink {
         metrics::counter!(
             "funnelhub_capi_attempts_total",
             "tenant" => request.tenant_id.clone(),
-            "outcome" => outcome_name(outcome),
+            "outcome" => outcome.as_str(),
         )
         .increment(1);
         self.attempt_record(DispatchAttempt {
@@ -361,10 +363,7 @@ impl CapiSink {
         outcome: AttemptOutcome,
         reason: &str,
     ) -> Result<Output, ProcessError> {
-        let id = deterministic_id(
-            "capi-outcome",
-            &[&request.dispatch_id, outcome_name(outcome)],
-        );
+        let id = deterministic_id("capi-outcome", &[&request.dispatch_id, outcome.as_str()]);
         self.attempt_record(DispatchAttempt {
             attempt_id: id.clone(),
             tenant_id: request.tenant_id.clone(),
@@ -386,20 +385,9 @@ impl CapiSink {
 
     fn attempt_record(&self, attempt: DispatchAttempt) -> Result<Output, ProcessError> {
         Ok(Output {
-            topic: Arc::from(self.attempts.topic()),
+            topic: self.attempts_topic.clone(),
             key: format!("{}:{}", attempt.tenant_id, attempt.pixel_id).into_bytes(),
             value: self.attempts.encode(&attempt).map_err(fatal)?,
         })
-    }
-}
-
-fn outcome_name(outcome: AttemptOutcome) -> &'static str {
-    match outcome {
-        AttemptOutcome::Sent => "sent",
-        AttemptOutcome::Retrying => "retrying",
-        AttemptOutcome::FailedPermanent => "failed_permanent",
-        AttemptOutcome::Expired => "expired",
-        AttemptOutcome::Blocked => "blocked",
-        AttemptOutcome::Unknown => "unknown",
     }
 }
