@@ -28,6 +28,11 @@ pub const BLOCKED_CONSENT: &str = "consent_ads=false";
 /// `blocked_reason` when the tenant has no Meta pixel configured.
 pub const BLOCKED_NO_PIXEL: &str = "no_meta_pixel";
 
+/// `action_source` of an event seen in a browser (page URL and user agent known).
+pub const ACTION_WEBSITE: &str = "website";
+/// `action_source` of a conversion without browser context (an unmatched gateway order).
+pub const ACTION_OTHER: &str = "other";
+
 /// Meta's standard event for an event type, if it is sent at all.
 pub fn meta_event_name(event_type: EventType) -> Option<&'static str> {
     match event_type {
@@ -53,7 +58,7 @@ pub fn for_hit(
             event_name: event_name.into(),
             event_id: envelope.event_id.clone(),
             event_time: envelope.occurred_at,
-            action_source: "website".into(),
+            action_source: String::new(),
             event_source_url: hit.page_url.clone(),
             identity: envelope.identity.clone(),
             click_ids: hit.click_ids.clone(),
@@ -107,7 +112,7 @@ pub fn for_conversion(
             event_name: event_name.into(),
             event_id: order.order_id.clone(),
             event_time: envelope.occurred_at,
-            action_source: "website".into(),
+            action_source: String::new(),
             event_source_url: url,
             identity,
             click_ids,
@@ -149,6 +154,16 @@ fn finish(
     mut request: CapiDispatchRequest,
     pixels: &BTreeMap<String, String>,
 ) -> CapiDispatchRequest {
+    // Meta refuses a `website` event without the page URL and the browser's user agent
+    // (an order no visit explains has neither): such an event is reported as `other`, so
+    // Meta takes it instead of the whole batch failing into the DLQ.
+    request.action_source =
+        if request.event_source_url.is_some() && request.user_agent.is_some() {
+            ACTION_WEBSITE
+        } else {
+            ACTION_OTHER
+        }
+        .into();
     let pixel = pixels.get(&request.tenant_id);
     request.pixel_id = pixel.cloned().unwrap_or_default();
     request.dispatch_id = deterministic_id(
@@ -207,6 +222,20 @@ mod tests {
         assert_eq!(request.pixel_id, "1234567890");
         assert_eq!(request.blocked_reason, None);
         assert_eq!(request.match_id.as_deref(), Some("m-1"));
+        assert_eq!(request.action_source, ACTION_WEBSITE, "the visit's page and browser");
+    }
+
+    #[test]
+    fn an_order_without_browser_context_is_not_a_website_event() {
+        let mut order = sample_order_event();
+        order.envelope.event_type = EventType::Purchase;
+        order.user_agent = None;
+        let request = for_conversion(&order, None, "m-2", &pixels()).expect("sent");
+        assert_eq!(request.event_source_url, None);
+        assert_eq!(
+            request.action_source, ACTION_OTHER,
+            "Meta refuses website events without URL and user agent"
+        );
     }
 
     #[test]
