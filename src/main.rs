@@ -3,6 +3,7 @@
 mod config;
 mod replay;
 mod report;
+mod simulate;
 mod up;
 
 use std::path::PathBuf;
@@ -113,6 +114,48 @@ enum Command {
         /// Directory of the PNG files.
         #[arg(long, default_value = "funnelhub-report")]
         out: PathBuf,
+    },
+    /// Demo workload against the running pipeline (`funnelhub up`): the configured
+    /// tenants' visits, purchases and refunds through Hotmart, Kiwify and Stripe webhooks
+    /// signed the real way, onboarding sessions through all seven events with failures,
+    /// duplicates and out-of-order delivery. Then prints the ground truth next to what
+    /// ClickHouse and the Meta emulator hold: funnels, match rate, CAPI outcomes.
+    Simulate {
+        /// Requests per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Seconds to keep starting journeys.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Stop after this many journeys (a journey: one visitor, buyer or onboarding
+        /// session).
+        #[arg(long)]
+        journeys: Option<u64>,
+        /// Journeys in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seed of the workload (default random): the same seed sends the same journeys.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run id inside every id the run creates (lowercase letters and digits).
+        #[arg(long)]
+        run: Option<String>,
+        /// Edge base URL (default http://[edge] listen).
+        #[arg(long)]
+        edge: Option<String>,
+        /// Seconds to wait for the pipeline to hold the run's facts.
+        #[arg(long, default_value_t = 60)]
+        settle: u64,
+        /// Meta Graph API emulator to read back (default http://127.0.0.1:8090, the one
+        /// `funnelhub up` starts, while no tenant has a Meta token).
+        #[arg(long)]
+        meta_emulator: Option<String>,
+        /// Exit with an error unless the pipeline holds exactly the ground truth.
+        #[arg(long)]
+        check: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Serve an emulator of Meta's Graph API (Conversions API endpoint) that enforces
     /// Meta's documented rules and can inject faults; knows each `[[tenants]]` pixel with
@@ -280,6 +323,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("wrote {}", file.display());
             }
             Ok(())
+        }
+        Command::Simulate {
+            rate,
+            duration,
+            journeys,
+            concurrency,
+            seed,
+            run,
+            edge,
+            settle,
+            meta_emulator,
+            check,
+            quiet,
+        } => {
+            let options = simulate::Options {
+                edge,
+                rate,
+                duration: std::time::Duration::from_secs(duration),
+                journeys,
+                concurrency,
+                seed,
+                run,
+                settle: std::time::Duration::from_secs(settle),
+                meta_emulator,
+                progress: !quiet,
+                check,
+            };
+            simulate::run(&config, options).await
         }
         Command::CapiEmulator { listen } => {
             let pixels =

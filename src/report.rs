@@ -6,8 +6,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use funnelhub_schemas::derived::Funnel;
+use funnelhub_sinks::clickhouse::query::{count, json_rows};
 use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use plotters::prelude::*;
 use serde_json::Value;
@@ -58,26 +59,7 @@ fn expand(sql: &str, tenant: &str, database: &str, days: u32) -> String {
 }
 
 async fn rows(clickhouse: &ClickHouseConfig, sql: &str) -> anyhow::Result<Vec<Value>> {
-    let response = reqwest::Client::new()
-        .post(&clickhouse.url)
-        .body(format!("{sql} FORMAT JSON"))
-        .send()
-        .await
-        .with_context(|| format!("ClickHouse at {}", clickhouse.url))?;
-    let status = response.status();
-    let body = response.text().await?;
-    if !status.is_success() {
-        bail!("ClickHouse answered {status}: {}", body.trim());
-    }
-    let answer: Value = serde_json::from_str(&body)?;
-    Ok(answer["data"].as_array().cloned().unwrap_or_default())
-}
-
-fn number(value: &Value) -> u64 {
-    value
-        .as_u64()
-        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0)
+    Ok(json_rows(clickhouse, sql).await?)
 }
 
 /// Run the two funnel panels for `tenant`.
@@ -99,7 +81,7 @@ pub async fn funnels(
     let tracking = Funnel::Tracking
         .stages()
         .iter()
-        .map(|stage| (stage.as_str().to_owned(), number(&row[stage.as_str()])))
+        .map(|stage| (stage.as_str().to_owned(), count(&row[stage.as_str()])))
         .collect();
     let onboarding_sql = expand(
         &panel_sql(ONBOARDING_PANEL)?,
@@ -114,7 +96,7 @@ pub async fn funnels(
         .collect();
     let mut failed = 0;
     for row in rows(clickhouse, &onboarding_sql).await? {
-        let sessions = number(&row["sessions"]);
+        let sessions = count(&row["sessions"]);
         if row["outcome"] == "failed" {
             failed += sessions;
         } else if let Some(entry) = onboarding

@@ -157,13 +157,12 @@ fn finish(
     // Meta refuses a `website` event without the page URL and the browser's user agent
     // (an order no visit explains has neither): such an event is reported as `other`, so
     // Meta takes it instead of the whole batch failing into the DLQ.
-    request.action_source =
-        if request.event_source_url.is_some() && request.user_agent.is_some() {
-            ACTION_WEBSITE
-        } else {
-            ACTION_OTHER
-        }
-        .into();
+    request.action_source = if request.event_source_url.is_some() && request.user_agent.is_some() {
+        ACTION_WEBSITE
+    } else {
+        ACTION_OTHER
+    }
+    .into();
     let pixel = pixels.get(&request.tenant_id);
     request.pixel_id = pixel.cloned().unwrap_or_default();
     request.dispatch_id = deterministic_id(
@@ -222,7 +221,10 @@ mod tests {
         assert_eq!(request.pixel_id, "1234567890");
         assert_eq!(request.blocked_reason, None);
         assert_eq!(request.match_id.as_deref(), Some("m-1"));
-        assert_eq!(request.action_source, ACTION_WEBSITE, "the visit's page and browser");
+        assert_eq!(
+            request.action_source, ACTION_WEBSITE,
+            "the visit's page and browser"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod migrations;
+pub mod query;
 pub mod retention;
 pub mod rows;
 pub mod server;

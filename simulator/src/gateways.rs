@@ -1,0 +1,229 @@
+//! Requests as each source sends them: landing-page hits, the three gateways' webhooks
+//! signed the way each gateway signs (with the edge's own signing functions, which the
+//! edge's tests check against the gateways' documented examples), onboarding webhooks.
+
+use funnelhub_ingest::config::TenantConfig;
+use funnelhub_ingest::webhooks::{kiwify, stripe};
+use serde_json::{json, Value};
+
+/// One HTTP request to the edge.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Path and query, e.g. `/api/v1/track/click?tenant=acme`.
+    pub path: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// A payment gateway a tenant is configured for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Gateway {
+    Hotmart,
+    Kiwify,
+    Stripe,
+}
+
+impl Gateway {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gateway::Hotmart => "hotmart",
+            Gateway::Kiwify => "kiwify",
+            Gateway::Stripe => "stripe",
+        }
+    }
+
+    /// The gateways `tenant` has secrets for.
+    pub fn configured(tenant: &TenantConfig) -> Vec<Gateway> {
+        let mut out = Vec::new();
+        if tenant.hotmart_hottok.is_some() {
+            out.push(Gateway::Hotmart);
+        }
+        if tenant.kiwify_token.is_some() {
+            out.push(Gateway::Kiwify);
+        }
+        if !tenant.stripe_signing_secrets.is_empty() {
+            out.push(Gateway::Stripe);
+        }
+        out
+    }
+
+    /// Whether the gateway's webhook can carry the landing page's `fbclid`.
+    pub fn carries_click_id(self) -> bool {
+        matches!(self, Gateway::Kiwify | Gateway::Stripe)
+    }
+
+    /// The order id the edge will read from this gateway's webhook for `base`.
+    pub fn order_id(self, base: &str) -> String {
+        match self {
+            Gateway::Stripe => format!("pi_{base}"),
+            _ => base.to_owned(),
+        }
+    }
+}
+
+/// A landing-page hit (`kind`: click, pageview, initiate_checkout).
+pub fn hit(tenant: &str, kind: &str, payload: &Value, user_agent: &str) -> Delivery {
+    Delivery {
+        path: format!("/api/v1/track/{kind}?tenant={tenant}"),
+        headers: vec![
+            ("content-type", "application/json".into()),
+            ("user-agent", user_agent.into()),
+        ],
+        body: payload.to_string(),
+    }
+}
+
+/// An order as the simulator thinks of it; each gateway writes it its own way.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// The gateway's transaction id (Stripe: the payment intent is `pi_<base>`).
+    pub base_id: String,
+    pub amount_minor: i64,
+    pub email: String,
+    pub name: String,
+    pub product_id: String,
+    /// Our session id, passed through the checkout (`sck`, `client_reference_id`).
+    pub session_id: Option<String>,
+    /// The landing page's `fbclid`, passed through the checkout.
+    pub fbclid: Option<String>,
+    pub refund: bool,
+    /// Milliseconds since the epoch.
+    pub at_ms: i64,
+}
+
+/// The webhook announcing `order` (approved, or refunded when `order.refund`).
+pub fn order_webhook(tenant: &TenantConfig, gateway: Gateway, order: &Order) -> Delivery {
+    let id = &tenant.id;
+    match gateway {
+        Gateway::Hotmart => {
+            let mut purchase = json!({
+                "transaction": order.base_id,
+                "approved_date": order.at_ms,
+                "price": {"value": order.amount_minor as f64 / 100.0, "currency_value": "BRL"},
+                "payment": {"type": "CREDIT_CARD"},
+            });
+            if let Some(session) = &order.session_id {
+                purchase["origin"] = json!({"sck": session});
+            }
+            let body = json!({
+                "id": format!("{}-{}", order.base_id, if order.refund { "r" } else { "p" }),
+                "creation_date": order.at_ms,
+                "event": if order.refund { "PURCHASE_REFUNDED" } else { "PURCHASE_APPROVED" },
+                "version": "2.0.0",
+                "data": {
+                    "product": {"id": order.product_id, "name": "Curso"},
+                    "buyer": {"email": order.email, "name": order.name},
+                    "purchase": purchase,
+                }
+            });
+            let hottok = tenant
+                .hotmart_hottok
+                .as_ref()
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_default();
+            Delivery {
+                path: format!("/api/v1/webhooks/hotmart?tenant={id}"),
+                headers: vec![
+                    ("content-type", "application/json".into()),
+                    ("x-hotmart-hottok", hottok),
+                ],
+                body: body.to_string(),
+            }
+        }
+        Gateway::Kiwify => {
+            let mut tracking = json!({"utm_source": "facebook"});
+            if let Some(session) = &order.session_id {
+                tracking["sck"] = json!(session);
+            }
+            if let Some(fbclid) = &order.fbclid {
+                tracking["fbclid"] = json!(fbclid);
+            }
+            let body = json!({"order": {
+                "order_id": order.base_id,
+                "order_status": if order.refund { "refunded" } else { "paid" },
+                "webhook_event_type": if order.refund { "order_refunded" } else { "order_approved" },
+                "payment_method": "pix",
+                "Product": {"product_id": order.product_id, "product_name": "Curso"},
+                "Customer": {"email": order.email, "full_name": order.name},
+                "Commissions": {"charge_amount": order.amount_minor, "currency": "BRL"},
+                "TrackingParameters": tracking,
+            }})
+            .to_string();
+            let token = tenant
+                .kiwify_token
+                .as_ref()
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_default();
+            let signature = kiwify::sign(&token, body.as_bytes());
+            Delivery {
+                path: format!("/api/v1/webhooks/kiwify?tenant={id}&signature={signature}"),
+                headers: vec![("content-type", "application/json".into())],
+                body,
+            }
+        }
+        Gateway::Stripe => {
+            let intent = Gateway::Stripe.order_id(&order.base_id);
+            let mut metadata = json!({"product_id": order.product_id, "utm_source": "facebook"});
+            if let Some(fbclid) = &order.fbclid {
+                metadata["fbclid"] = json!(fbclid);
+            }
+            let (event_type, object) = if order.refund {
+                (
+                    "charge.refunded",
+                    json!({"id": format!("ch_{}", order.base_id), "object": "charge",
+                           "payment_intent": intent, "amount": order.amount_minor,
+                           "amount_refunded": order.amount_minor, "currency": "brl",
+                           "billing_details": {"email": order.email, "name": order.name},
+                           "metadata": metadata}),
+                )
+            } else {
+                let mut object = json!({"id": format!("cs_{}", order.base_id), "object": "checkout.session",
+                    "payment_intent": intent, "payment_status": "paid",
+                    "amount_total": order.amount_minor, "currency": "brl",
+                    "customer_details": {"email": order.email, "name": order.name},
+                    "metadata": metadata});
+                if let Some(session) = &order.session_id {
+                    object["client_reference_id"] = json!(session);
+                }
+                ("checkout.session.completed", object)
+            };
+            let body = json!({
+                "id": format!("evt_{}_{}", order.base_id, if order.refund { "r" } else { "p" }),
+                "object": "event", "type": event_type, "created": order.at_ms / 1000,
+                "livemode": false, "data": {"object": object},
+            })
+            .to_string();
+            let secret = tenant
+                .stripe_signing_secrets
+                .first()
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_default();
+            let signature = stripe::sign(&secret, order.at_ms / 1000, body.as_bytes());
+            Delivery {
+                path: format!("/api/v1/webhooks/stripe?tenant={id}"),
+                headers: vec![
+                    ("content-type", "application/json".into()),
+                    ("stripe-signature", signature),
+                ],
+                body,
+            }
+        }
+    }
+}
+
+/// An onboarding-portal webhook.
+pub fn onboarding(tenant: &TenantConfig, payload: &Value) -> Delivery {
+    let secret = tenant
+        .onboard_secret
+        .as_ref()
+        .map(|s| s.expose().to_owned())
+        .unwrap_or_default();
+    Delivery {
+        path: format!("/api/v1/webhooks/onboard?tenant={}", tenant.id),
+        headers: vec![
+            ("content-type", "application/json".into()),
+            ("x-webhook-secret", secret),
+        ],
+        body: payload.to_string(),
+    }
+}

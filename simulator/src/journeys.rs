@@ -1,0 +1,552 @@
+//! Journeys: what one simulated person does, generated from (seed, index) so a run can be
+//! repeated, each with the facts it must leave in the pipeline.
+//!
+//! - **visit** (70 %): a click from a Facebook ad (with `fbclid`, campaign), then maybe a
+//!   page view, a checkout (email), a purchase through one of the tenant's gateways and a
+//!   refund. The purchase reaches the visit by session id (`sck`, `client_reference_id`),
+//!   by click id (Kiwify, Stripe) or by the checkout email alone. One visit in ten
+//!   withholds ad consent: nothing of it may reach Meta.
+//! - **direct purchase** (8 %): an order no visit explains (unmatched).
+//! - **onboarding** (22 %): a portal session through the seven events: most complete, some
+//!   fail, some stop half-way; some arrive out of order.
+//!
+//! Gateways and beacons retry: some deliveries are sent twice.
+
+use funnelhub_ingest::config::TenantConfig;
+use funnelhub_schemas::common::EventType;
+use funnelhub_schemas::derived::{Funnel, FunnelOutcome, FunnelStage, MatchMethod, TicketKind};
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::facts::Facts;
+use crate::gateways::{self, Delivery, Gateway, Order};
+
+const CAMPAIGNS: [&str; 4] = ["black-friday", "webinar", "remarketing", "lookalike"];
+const PRODUCTS: [&str; 3] = ["curso-basico", "curso-pro", "mentoria"];
+const USER_AGENTS: [&str; 3] = [
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 Chrome/126.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36",
+];
+/// The onboarding portal's events in stage order, with the stage each one reaches.
+const ONBOARDING: [(&str, FunnelStage, EventType); 6] = [
+    (
+        "onboarding.started",
+        FunnelStage::Started,
+        EventType::OnboardingStarted,
+    ),
+    (
+        "domain.validated",
+        FunnelStage::DomainValidated,
+        EventType::DomainValidated,
+    ),
+    (
+        "dns.applied",
+        FunnelStage::DnsApplied,
+        EventType::DnsApplied,
+    ),
+    (
+        "account.created",
+        FunnelStage::AccountCreated,
+        EventType::AccountCreated,
+    ),
+    (
+        "infra.synced",
+        FunnelStage::InfraSynced,
+        EventType::InfraSynced,
+    ),
+    (
+        "onboarding.completed",
+        FunnelStage::Completed,
+        EventType::OnboardingCompleted,
+    ),
+];
+
+/// What kind of journey it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JourneyKind {
+    Visit,
+    DirectPurchase,
+    Onboarding,
+}
+
+/// One journey: its requests in sending order and the facts it must produce.
+#[derive(Debug, Clone)]
+pub struct Journey {
+    pub tenant: String,
+    pub kind: JourneyKind,
+    pub deliveries: Vec<Delivery>,
+    pub facts: Facts,
+    /// Deliveries that repeat an earlier one (a gateway's or a beacon's retry).
+    pub duplicates: u32,
+    /// Whether some events are sent in another order than they happened.
+    pub out_of_order: bool,
+    /// Purchases per gateway.
+    pub purchases: Vec<Gateway>,
+    pub refunds: u32,
+    /// Onboarding: completed, failed or neither.
+    pub onboarding_outcome: Option<FunnelOutcome>,
+}
+
+/// Journeys of one run over a set of tenants.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    run: String,
+    seed: u64,
+    tenants: Vec<TenantConfig>,
+}
+
+impl Generator {
+    /// `run` names the run: every id the journeys create contains it, so a run's facts can
+    /// be told apart from earlier runs'. It must be lowercase letters and digits.
+    pub fn new(run: &str, seed: u64, tenants: Vec<TenantConfig>) -> anyhow::Result<Generator> {
+        anyhow::ensure!(!tenants.is_empty(), "no tenants configured to simulate");
+        anyhow::ensure!(
+            !run.is_empty()
+                && run
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+            "run id {run:?}: lowercase letters and digits only"
+        );
+        Ok(Generator {
+            run: run.to_owned(),
+            seed,
+            tenants,
+        })
+    }
+
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// Journey number `index`, its times starting at `now_ms`.
+    pub fn journey(&self, index: u64, now_ms: i64) -> Journey {
+        let mut rng = StdRng::seed_from_u64(self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let tenant = &self.tenants[(index % self.tenants.len() as u64) as usize];
+        let gateways = Gateway::configured(tenant);
+        let roll: f64 = rng.random();
+        if roll < 0.08 && !gateways.is_empty() {
+            self.direct_purchase(index, tenant, &gateways, &mut rng, now_ms)
+        } else if roll >= 0.78 && tenant.onboard_secret.is_some() {
+            self.onboarding(index, tenant, &mut rng, now_ms)
+        } else {
+            self.visit(index, tenant, &gateways, &mut rng, now_ms)
+        }
+    }
+
+    fn empty(tenant: &TenantConfig, kind: JourneyKind) -> Journey {
+        Journey {
+            tenant: tenant.id.clone(),
+            kind,
+            deliveries: Vec::new(),
+            facts: Facts::default(),
+            duplicates: 0,
+            out_of_order: false,
+            purchases: Vec::new(),
+            refunds: 0,
+            onboarding_outcome: None,
+        }
+    }
+
+    fn visit(
+        &self,
+        index: u64,
+        tenant: &TenantConfig,
+        gateways: &[Gateway],
+        rng: &mut StdRng,
+        now_ms: i64,
+    ) -> Journey {
+        let run = &self.run;
+        let t = tenant.id.as_str();
+        let mut journey = Self::empty(tenant, JourneyKind::Visit);
+        let session = format!("{run}-v{index}");
+        let consent = rng.random_bool(0.9);
+        let campaign = *CAMPAIGNS.choose(rng).unwrap_or(&"bf");
+        let product = *PRODUCTS.choose(rng).unwrap_or(&"curso");
+        let user_agent = *USER_AGENTS.choose(rng).unwrap_or(&"Mozilla/5.0");
+        let fbclid = format!("IwAR{run}x{index}");
+        let email = format!("{run}.v{index}@example.com");
+        let landing = format!("https://lp.{t}.example.com/oferta");
+        let pixel = tenant.meta_pixel_id.as_deref();
+        let blocked = if !consent {
+            "consent_ads=false"
+        } else if pixel.is_none() {
+            "no_meta_pixel"
+        } else {
+            ""
+        };
+        let meta_event = |facts: &mut Facts, name: &str| {
+            *facts
+                .dispatches
+                .entry((t.to_owned(), name.to_owned(), blocked.to_owned()))
+                .or_default() += 1;
+            if let (Some(pixel), "") = (pixel, blocked) {
+                *facts
+                    .meta
+                    .entry((pixel.to_owned(), name.to_owned()))
+                    .or_default() += 1;
+            }
+        };
+
+        let mut stage = FunnelStage::Click;
+        let mut hits = vec![(
+            "click",
+            json!({"session_id": session, "event_id": format!("{run}-ck{index}"),
+                   "page_url": format!("{landing}?utm_source=facebook&utm_medium=paid&utm_campaign={campaign}&fbclid={fbclid}"),
+                   "consent_ads": consent}),
+        )];
+        journey.facts.event(t, EventType::Click.symbol());
+        let pageview = rng.random_bool(0.8);
+        let checkout = pageview && rng.random_bool(0.5);
+        if pageview {
+            hits.push((
+                "pageview",
+                json!({"session_id": session, "event_id": format!("{run}-pv{index}"),
+                       "page_url": landing, "consent_ads": consent}),
+            ));
+            journey.facts.event(t, EventType::Pageview.symbol());
+            meta_event(&mut journey.facts, "PageView");
+            stage = FunnelStage::Pageview;
+        }
+        if checkout {
+            let value = rng.random_range(47..=497) as f64;
+            hits.push((
+                "initiate_checkout",
+                json!({"session_id": session, "event_id": format!("{run}-ic{index}"),
+                       "page_url": format!("{landing}/checkout"), "email": email,
+                       "value": value, "currency": "BRL", "content_ids": [product],
+                       "consent_ads": consent}),
+            ));
+            journey.facts.event(t, EventType::InitiateCheckout.symbol());
+            meta_event(&mut journey.facts, "InitiateCheckout");
+            stage = FunnelStage::InitiateCheckout;
+        }
+        for (kind, payload) in &hits {
+            journey
+                .deliveries
+                .push(gateways::hit(t, kind, payload, user_agent));
+            if rng.random_bool(0.05) {
+                // The beacon is sent again (same client event id).
+                journey
+                    .deliveries
+                    .push(gateways::hit(t, kind, payload, user_agent));
+                journey.duplicates += 1;
+            }
+        }
+
+        if checkout && !gateways.is_empty() && rng.random_bool(0.6) {
+            let gateway = *gateways.choose(rng).unwrap_or(&gateways[0]);
+            let mut methods = vec![MatchMethod::SessionId, MatchMethod::EmailHash];
+            if gateway.carries_click_id() {
+                methods.push(MatchMethod::ClickId);
+            }
+            let method = *methods.choose(rng).unwrap_or(&MatchMethod::SessionId);
+            let order = Order {
+                base_id: format!("{run}o{index}"),
+                amount_minor: rng.random_range(4_700..=49_700),
+                email: email.clone(),
+                name: "Ana Souza".into(),
+                product_id: product.into(),
+                session_id: (method == MatchMethod::SessionId).then(|| session.clone()),
+                fbclid: (method == MatchMethod::ClickId).then(|| fbclid.clone()),
+                refund: false,
+                at_ms: now_ms,
+            };
+            if order.session_id.is_some() {
+                stage = FunnelStage::Purchase;
+            }
+            let refund = rng.random_bool(0.15);
+            self.order(
+                &mut journey,
+                tenant,
+                gateway,
+                order,
+                refund,
+                (method.as_str(), &session),
+                rng,
+            );
+            meta_event(&mut journey.facts, "Purchase");
+        }
+        let outcome = if stage == FunnelStage::Purchase {
+            FunnelOutcome::Completed
+        } else {
+            FunnelOutcome::InProgress
+        };
+        journey.facts.sessions.insert(
+            (t.to_owned(), Funnel::Tracking.as_str().to_owned(), session),
+            (stage.as_str().to_owned(), outcome.as_str().to_owned()),
+        );
+        journey
+    }
+
+    /// The purchase (and refund) webhooks of `order` and their facts; `matched` is the
+    /// (method, session) the matcher must find.
+    #[allow(clippy::too_many_arguments)]
+    fn order(
+        &self,
+        journey: &mut Journey,
+        tenant: &TenantConfig,
+        gateway: Gateway,
+        order: Order,
+        refund: bool,
+        matched: (&str, &str),
+        rng: &mut StdRng,
+    ) {
+        let t = tenant.id.as_str();
+        let order_id = gateway.order_id(&order.base_id);
+        let mut webhooks = vec![gateways::order_webhook(tenant, gateway, &order)];
+        journey.facts.event(t, EventType::Purchase.symbol());
+        journey.facts.matches.insert(
+            (
+                t.to_owned(),
+                order_id.clone(),
+                EventType::Purchase.symbol().to_owned(),
+            ),
+            (matched.0.to_owned(), matched.1.to_owned()),
+        );
+        journey.purchases.push(gateway);
+        if refund {
+            let refunded = Order {
+                refund: true,
+                at_ms: order.at_ms + 1_000,
+                ..order
+            };
+            webhooks.push(gateways::order_webhook(tenant, gateway, &refunded));
+            journey.facts.event(t, EventType::Refund.symbol());
+            journey.facts.matches.insert(
+                (
+                    t.to_owned(),
+                    order_id,
+                    EventType::Refund.symbol().to_owned(),
+                ),
+                (matched.0.to_owned(), matched.1.to_owned()),
+            );
+            journey.refunds += 1;
+        }
+        for webhook in webhooks {
+            let again = rng.random_bool(0.1);
+            journey.deliveries.push(webhook.clone());
+            if again {
+                // The gateway did not see our answer in time and sends it again.
+                journey.deliveries.push(webhook);
+                journey.duplicates += 1;
+            }
+        }
+    }
+
+    fn direct_purchase(
+        &self,
+        index: u64,
+        tenant: &TenantConfig,
+        gateways: &[Gateway],
+        rng: &mut StdRng,
+        now_ms: i64,
+    ) -> Journey {
+        let run = &self.run;
+        let t = tenant.id.as_str();
+        let mut journey = Self::empty(tenant, JourneyKind::DirectPurchase);
+        let gateway = *gateways.choose(rng).unwrap_or(&gateways[0]);
+        let order = Order {
+            base_id: format!("{run}d{index}"),
+            amount_minor: rng.random_range(4_700..=49_700),
+            email: format!("{run}.d{index}@example.com"),
+            name: "Caio Reis".into(),
+            product_id: (*PRODUCTS.choose(rng).unwrap_or(&"curso")).into(),
+            session_id: None,
+            fbclid: None,
+            refund: false,
+            at_ms: now_ms,
+        };
+        let refund = rng.random_bool(0.15);
+        self.order(
+            &mut journey,
+            tenant,
+            gateway,
+            order,
+            refund,
+            (MatchMethod::Unmatched.as_str(), ""),
+            rng,
+        );
+        let blocked = match (tenant.consent_ads_default, &tenant.meta_pixel_id) {
+            (false, _) => "consent_ads=false",
+            (true, None) => "no_meta_pixel",
+            (true, Some(pixel)) => {
+                journey
+                    .facts
+                    .meta
+                    .insert((pixel.clone(), "Purchase".into()), 1);
+                ""
+            }
+        };
+        journey
+            .facts
+            .dispatches
+            .insert((t.to_owned(), "Purchase".into(), blocked.into()), 1);
+        journey
+    }
+
+    fn onboarding(
+        &self,
+        index: u64,
+        tenant: &TenantConfig,
+        rng: &mut StdRng,
+        now_ms: i64,
+    ) -> Journey {
+        let run = &self.run;
+        let t = tenant.id.as_str();
+        let mut journey = Self::empty(tenant, JourneyKind::Onboarding);
+        let session = format!("{run}-ob{index}");
+        let domain = format!("{run}-ob{index}.example.com");
+        let fate: f64 = rng.random();
+        let (reached, failed) = if fate < 0.7 {
+            (ONBOARDING.len(), false)
+        } else {
+            (rng.random_range(1..ONBOARDING.len()), fate < 0.9)
+        };
+        let mut events: Vec<(&str, i64)> = ONBOARDING[..reached]
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _, _))| (*name, now_ms + i as i64 * 1_000))
+            .collect();
+        for (_, _, event_type) in &ONBOARDING[..reached] {
+            journey.facts.event(t, event_type.symbol());
+        }
+        if failed {
+            events.push(("onboarding.failed", now_ms + reached as i64 * 1_000));
+            journey.facts.event(t, EventType::OnboardingFailed.symbol());
+            journey.facts.tickets.insert(
+                (t.to_owned(), TicketKind::OnboardingFailed.as_str().into()),
+                1,
+            );
+        }
+        if reached > 3 {
+            journey.facts.tickets.insert(
+                (t.to_owned(), TicketKind::AccountCreated.as_str().into()),
+                1,
+            );
+        }
+        // The portal retried: a later event arrives before an earlier one.
+        if events.len() > 1 && rng.random_bool(0.3) {
+            let at = rng.random_range(0..events.len() - 1);
+            events.swap(at, at + 1);
+            journey.out_of_order = true;
+        }
+        for (event, at_ms) in &events {
+            let mut data = json!({"plan": "pro"});
+            if *event == "account.created" {
+                data["admin_email"] = json!(format!("admin@{domain}"));
+            }
+            let delivery = gateways::onboarding(
+                tenant,
+                &json!({"event": event, "domain": domain, "session_id": session,
+                        "data": data, "timestamp": at_ms}),
+            );
+            journey.deliveries.push(delivery.clone());
+            if rng.random_bool(0.1) {
+                journey.deliveries.push(delivery);
+                journey.duplicates += 1;
+            }
+        }
+        let stage = ONBOARDING[reached - 1].1;
+        let outcome = if stage == FunnelStage::Completed {
+            FunnelOutcome::Completed
+        } else if failed {
+            FunnelOutcome::Failed
+        } else {
+            FunnelOutcome::InProgress
+        };
+        journey.onboarding_outcome = Some(outcome);
+        journey.facts.sessions.insert(
+            (
+                t.to_owned(),
+                Funnel::Onboarding.as_str().to_owned(),
+                session,
+            ),
+            (stage.as_str().to_owned(), outcome.as_str().to_owned()),
+        );
+        journey
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenants() -> Vec<TenantConfig> {
+        let config = r#"
+            id = "acme"
+            hotmart_hottok = "h"
+            kiwify_token = "k"
+            stripe_signing_secrets = ["whsec_x"]
+            onboard_secret = "o"
+            meta_pixel_id = "111"
+        "#;
+        vec![toml::from_str(config).expect("tenant")]
+    }
+
+    #[test]
+    fn the_same_seed_and_index_give_the_same_journey() {
+        let generator = Generator::new("r1", 7, tenants()).expect("generator");
+        let a = generator.journey(3, 1_000);
+        let b = generator.journey(3, 1_000);
+        assert_eq!(a.facts, b.facts);
+        let bodies = |j: &Journey| {
+            j.deliveries
+                .iter()
+                .map(|d| d.body.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bodies(&a), bodies(&b));
+        assert!(
+            Generator::new("R-1", 7, tenants()).is_err(),
+            "run ids are plain"
+        );
+    }
+
+    #[test]
+    fn journeys_cover_every_source_and_their_facts_follow_the_rules() {
+        let generator = Generator::new("r2", 11, tenants()).expect("generator");
+        let mut all = Facts::default();
+        let mut kinds = std::collections::BTreeSet::new();
+        let (mut duplicates, mut shuffled) = (0, 0);
+        for index in 0..2_000 {
+            let journey = generator.journey(index, 1_000);
+            kinds.insert(journey.kind);
+            duplicates += journey.duplicates;
+            shuffled += u32::from(journey.out_of_order);
+            for delivery in &journey.deliveries {
+                assert!(delivery.body.contains("r2"), "every id names the run");
+            }
+            all.merge(journey.facts);
+        }
+        assert_eq!(kinds.len(), 3);
+        assert!(duplicates > 50 && shuffled > 50, "{duplicates} {shuffled}");
+        let methods = all.match_methods();
+        for method in ["session_id", "email_hash", "click_id", "unmatched"] {
+            assert!(
+                methods.contains_key(&("acme".to_string(), method.to_string())),
+                "{method}: {methods:?}"
+            );
+        }
+        let onboarding = all.funnel_counts("onboarding");
+        for outcome in ["completed", "failed", "in_progress"] {
+            assert!(
+                onboarding.keys().any(|(_, _, o)| o == outcome),
+                "{onboarding:?}"
+            );
+        }
+        // Visits without consent are recorded as blocked and never reach Meta.
+        let blocked: u64 = all
+            .dispatches
+            .iter()
+            .filter(|((_, _, reason), _)| reason == "consent_ads=false")
+            .map(|(_, n)| n)
+            .sum();
+        let sent: u64 = all.meta.values().sum();
+        let due: u64 = all.dispatches.values().sum();
+        assert!(blocked > 0);
+        assert_eq!(sent + blocked, due);
+    }
+}
