@@ -170,14 +170,18 @@ impl Generator {
         let email = format!("{run}.v{index}@example.com");
         let landing = format!("https://lp.{t}.example.com/oferta");
         let pixel = tenant.meta_pixel_id.as_deref();
-        let blocked = if !consent {
-            "consent_ads=false"
-        } else if pixel.is_none() {
-            "no_meta_pixel"
-        } else {
-            ""
+        // Dispatch requests are blocked when a hit withheld ad consent; a purchase also
+        // when its order did (a gateway says nothing of consent: the tenant's default).
+        let blocked_if = |consent: bool| {
+            if !consent {
+                "consent_ads=false"
+            } else if pixel.is_none() {
+                "no_meta_pixel"
+            } else {
+                ""
+            }
         };
-        let meta_event = |facts: &mut Facts, name: &str| {
+        let meta_event = |facts: &mut Facts, name: &str, blocked: &str| {
             *facts
                 .dispatches
                 .entry((t.to_owned(), name.to_owned(), blocked.to_owned()))
@@ -207,7 +211,7 @@ impl Generator {
                        "page_url": landing, "consent_ads": consent}),
             ));
             journey.facts.event(t, EventType::Pageview.symbol());
-            meta_event(&mut journey.facts, "PageView");
+            meta_event(&mut journey.facts, "PageView", blocked_if(consent));
             stage = FunnelStage::Pageview;
         }
         if checkout {
@@ -220,7 +224,7 @@ impl Generator {
                        "consent_ads": consent}),
             ));
             journey.facts.event(t, EventType::InitiateCheckout.symbol());
-            meta_event(&mut journey.facts, "InitiateCheckout");
+            meta_event(&mut journey.facts, "InitiateCheckout", blocked_if(consent));
             stage = FunnelStage::InitiateCheckout;
         }
         for (kind, payload) in &hits {
@@ -267,7 +271,11 @@ impl Generator {
                 (method.as_str(), &session),
                 rng,
             );
-            meta_event(&mut journey.facts, "Purchase");
+            meta_event(
+                &mut journey.facts,
+                "Purchase",
+                blocked_if(consent && tenant.consent_ads_default),
+            );
         }
         let outcome = if stage == FunnelStage::Purchase {
             FunnelOutcome::Completed
