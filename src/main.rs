@@ -156,6 +156,9 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Measure edge → ClickHouse latency meanwhile (a probe click every 200 ms).
+        #[arg(long)]
+        probe_latency: bool,
     },
     /// Serve an emulator of Meta's Graph API (Conversions API endpoint) that enforces
     /// Meta's documented rules and can inject faults; knows each `[[tenants]]` pixel with
@@ -336,6 +339,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             meta_emulator,
             check,
             quiet,
+            probe_latency,
         } => {
             let options = simulate::Options {
                 edge,
@@ -348,6 +352,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 settle: std::time::Duration::from_secs(settle),
                 meta_emulator,
                 progress: !quiet,
+                probe: probe_latency,
                 check,
             };
             simulate::run(&config, options).await

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use funnelhub_simulator::probe::{self, Probe};
 use funnelhub_simulator::{Facts, Generator, Load, Observer, RunReport};
 
 use crate::config::Config;
@@ -23,6 +24,8 @@ pub struct Options {
     pub settle: Duration,
     pub meta_emulator: Option<String>,
     pub progress: bool,
+    /// Measure edge → ClickHouse latency with a probe click every 200 ms.
+    pub probe: bool,
     /// Fail unless the pipeline's facts equal the ground truth within `settle`.
     pub check: bool,
 }
@@ -55,7 +58,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let report = funnelhub_simulator::run(
+    let load = funnelhub_simulator::run(
         generator,
         Load {
             edge: edge.clone(),
@@ -66,9 +69,34 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
             progress: options.progress,
             max_attempts: 30,
         },
-    )
-    .await?;
+    );
+    let probe = Probe {
+        edge: edge.clone(),
+        clickhouse: config.clickhouse.clone(),
+        tenant: config.tenants[0].id.clone(),
+        run: run.clone(),
+        every: Duration::from_millis(200),
+        poll: Duration::from_millis(50),
+        give_up: Duration::from_secs(60),
+    };
+    let (mut report, latencies) = if options.probe {
+        let (report, latencies) = tokio::join!(load, probe::run(probe, options.duration));
+        (report?, Some(latencies?))
+    } else {
+        (load.await?, None)
+    };
     print!("{}", sent(&report));
+    if let Some(latencies) = latencies {
+        println!(
+            "latency edge → ClickHouse (a probe click every 200 ms, polled every 50 ms): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} probes, {} not seen within 60 s",
+            latencies.quantile(0.5),
+            latencies.quantile(0.99),
+            latencies.quantile(1.0),
+            latencies.ms.len(),
+            latencies.lost
+        );
+        report.facts.merge(latencies.facts);
+    }
     if report.failed > 0 {
         anyhow::bail!(
             "{} requests were not accepted by the edge (first: {}); the ground truth is not reliable",

@@ -151,15 +151,33 @@ fn funnelhub(setup: &Setup) -> Command {
     command
 }
 
+/// A running `funnelhub up`, killed if the test fails before stopping it.
+struct Pipeline(Option<Child>);
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// `funnelhub up`, once it printed that it is up.
-fn up(setup: &Setup) -> Child {
-    let mut child = funnelhub(setup)
-        .arg("up")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("funnelhub up starts");
-    let stdout = child.stdout.take().expect("stdout");
+fn up(setup: &Setup) -> Pipeline {
+    let mut pipeline = Pipeline(Some(
+        funnelhub(setup)
+            .arg("up")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("funnelhub up starts"),
+    ));
+    let stdout = pipeline
+        .0
+        .as_mut()
+        .and_then(|child| child.stdout.take())
+        .expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut seen = String::new();
     loop {
@@ -176,11 +194,12 @@ fn up(setup: &Setup) -> Child {
     }
     // Keep reading so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    child
+    pipeline
 }
 
 /// Ctrl-C, as a user stops it: finishes batches in hand and commits.
-fn stop(mut child: Child) {
+fn stop(mut pipeline: Pipeline) {
+    let mut child = pipeline.0.take().expect("running");
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -3,7 +3,8 @@
 //! - `bench_baseline http <listen>`: a bare axum handler on the edge's route that reads the
 //!   body, parses the JSON and answers, without validation, hashing or Kafka;
 //! - `bench_baseline produce <brokers> <topic> <count>`: raw rdkafka produce rate of the
-//!   edge's Avro records (same producer settings: idempotent, acks=all), all in flight.
+//!   edge's Avro records (same producer settings: idempotent, acks=all), all in flight;
+//!   with `--then-consume`, also the rate of one plain consumer reading them back.
 
 use std::time::Instant;
 
@@ -80,8 +81,25 @@ async fn main() {
                 delivery.await.expect("delivered").expect("acknowledged");
             }
             let secs = started.elapsed().as_secs_f64();
-            println!("{:.0}", count as f64 / secs);
+            if args.get(5).is_some_and(|a| a == "--then-consume") {
+                // Then one plain consumer reads them all back (bytes, no decoding).
+                let read = tokio::task::spawn_blocking({
+                    let (kafka, topic) = (kafka.clone(), topic.clone());
+                    move || funnelhub_kafka::testing::raw_consume(&kafka, &topic, count)
+                })
+                .await
+                .expect("consumed");
+                println!(
+                    "{:.0} {:.0}",
+                    count as f64 / secs,
+                    count as f64 / read.as_secs_f64()
+                );
+            } else {
+                println!("{:.0}", count as f64 / secs);
+            }
         }
-        _ => eprintln!("usage: bench_baseline http <listen> | produce <brokers> <topic> <count>"),
+        _ => eprintln!(
+            "usage: bench_baseline http <listen> | produce <brokers> <topic> <count> [--then-consume]"
+        ),
     }
 }

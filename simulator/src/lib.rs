@@ -15,6 +15,7 @@ pub mod facts;
 pub mod gateways;
 pub mod journeys;
 pub mod observe;
+pub mod probe;
 
 pub use driver::{run, Load, RunReport};
 pub use facts::Facts;
