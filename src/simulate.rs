@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use funnelhub_schemas::derived::Funnel;
 use funnelhub_simulator::probe::{self, Probe};
 use funnelhub_simulator::{Facts, Generator, Load, Observer, RunReport};
 
@@ -223,7 +224,11 @@ fn outcome(expected: &Facts, observed: &Facts) -> String {
                 })
                 .collect()
         };
-        let stages = ["click", "pageview", "initiate_checkout", "purchase"];
+        let stages: Vec<&str> = Funnel::Tracking
+            .stages()
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
         let (want, got) = (reached(expected, &stages), reached(observed, &stages));
         let line: Vec<String> = stages
             .iter()
@@ -250,15 +255,8 @@ fn outcome(expected: &Facts, observed: &Facts) -> String {
             by
         };
         let (want, got) = (onboarding(expected), onboarding(observed));
-        let line: Vec<String> = want
-            .iter()
-            .map(|(k, w)| format!("{k} {w}→{}", got.get(k).copied().unwrap_or(0)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "  onboarding (current stage or outcome): {}",
-            line.join(", ")
-        );
+        let line = side_by_side(&want, &got);
+        let _ = writeln!(out, "  onboarding (current stage or outcome): {}", line);
         let methods = |facts: &Facts| -> BTreeMap<String, u64> {
             facts
                 .match_methods()
@@ -277,16 +275,13 @@ fn outcome(expected: &Facts, observed: &Facts) -> String {
                 100.0 * (all - unmatched) as f64 / all as f64
             }
         };
-        let line: Vec<String> = want
-            .iter()
-            .map(|(k, w)| format!("{k} {w}→{}", got.get(k).copied().unwrap_or(0)))
-            .collect();
+        let line = side_by_side(&want, &got);
         let _ = writeln!(
             out,
             "  purchases matched {:.0}% → {:.0}%: {}",
             rate(&want),
             rate(&got),
-            line.join(", ")
+            line
         );
         let capi = |facts: &Facts| -> BTreeMap<String, u64> {
             let mut by = BTreeMap::new();
@@ -303,11 +298,16 @@ fn outcome(expected: &Facts, observed: &Facts) -> String {
             by
         };
         let (want, got) = (capi(expected), capi(observed));
-        let line: Vec<String> = want
-            .iter()
-            .map(|(k, w)| format!("{k} {w}→{}", got.get(k).copied().unwrap_or(0)))
-            .collect();
-        let _ = writeln!(out, "  CAPI requests: {}", line.join(", "));
+        let line = side_by_side(&want, &got);
+        let _ = writeln!(out, "  CAPI requests: {}", line);
     }
     out
+}
+
+/// `key expected→observed, ...` for every expected key.
+fn side_by_side(want: &BTreeMap<String, u64>, got: &BTreeMap<String, u64>) -> String {
+    want.iter()
+        .map(|(k, w)| format!("{k} {w}→{}", got.get(k).copied().unwrap_or(0)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
