@@ -24,18 +24,10 @@ pub struct Request {
 pub fn stage_groups(config: &Config) -> Vec<(&'static str, String, Vec<String>)> {
     let catalog = Catalog::new(&config.kafka.topic_prefix);
     let mut all = funnelhub_processors::stage_groups(&config.process, &catalog);
-    all.push((
-        "capi",
-        config.capi.group.clone(),
-        vec![catalog.name(funnelhub_schemas::Topic::CapiRequests)],
-    ));
-    all.push((
-        "clickhouse",
-        config.clickhouse.group.clone(),
-        funnelhub_sinks::clickhouse::sink::STORED
-            .iter()
-            .map(|t| catalog.name(*t))
-            .collect(),
+    all.extend(funnelhub_sinks::stage_groups(
+        &config.capi.group,
+        &config.clickhouse.group,
+        &catalog,
     ));
     all
 }

@@ -71,16 +71,16 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
             max_attempts: 30,
         },
     );
-    let probe = Probe {
-        edge: edge.clone(),
-        clickhouse: config.clickhouse.clone(),
-        tenant: config.tenants[0].id.clone(),
-        run: run.clone(),
-        every: Duration::from_millis(200),
-        poll: Duration::from_millis(50),
-        give_up: Duration::from_secs(60),
-    };
     let (mut report, latencies) = if options.probe {
+        let probe = Probe {
+            edge: edge.clone(),
+            clickhouse: config.clickhouse.clone(),
+            tenant: config.tenants[0].id.clone(),
+            run: run.clone(),
+            every: Duration::from_millis(200),
+            poll: Duration::from_millis(50),
+            give_up: Duration::from_secs(60),
+        };
         let (report, latencies) = tokio::join!(load, probe::run(probe, options.duration));
         (report?, Some(latencies?))
     } else {
@@ -107,10 +107,12 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     }
 
     let meta_emulator = options.meta_emulator.clone().or_else(|| {
-        config
-            .meta_access()
-            .is_empty()
-            .then(|| "http://127.0.0.1:8090".to_owned())
+        config.meta_access().is_empty().then(|| {
+            format!(
+                "http://{}",
+                std::net::SocketAddr::from(crate::up::EMULATOR_ADDR)
+            )
+        })
     });
     let observer = Observer {
         clickhouse: config.clickhouse.clone(),

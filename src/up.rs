@@ -195,6 +195,9 @@ pub async fn start_processors(
         .context("starting the processors")
 }
 
+/// Where `funnelhub up` serves the Graph API emulator when the port is free.
+pub const EMULATOR_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8090);
+
 /// The CAPI sink as `funnelhub up` runs it, and the emulator it talks to when no tenant
 /// has a real token.
 pub struct Capi {
@@ -214,7 +217,7 @@ pub async fn start_capi(config: &Config) -> anyhow::Result<Capi> {
         let pixels = funnelhub_sinks::meta_capi::config::pixel_tokens(&access);
         let faults = funnelhub_emulators::Faults::default;
         let emulator = match funnelhub_emulators::MetaGraphEmulator::start(
-            ([127, 0, 0, 1], 8090).into(),
+            EMULATOR_ADDR.into(),
             pixels.clone(),
             faults(),
         )

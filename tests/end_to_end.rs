@@ -22,7 +22,7 @@ use funnelhub_kafka::replay::{plan, ReplayFrom};
 use funnelhub_kafka::testing::{kafka_config, unique};
 use funnelhub_kafka::KafkaConfig;
 use funnelhub_processors::config::ProcessConfig;
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::Catalog;
 use funnelhub_simulator::{Generator, Load, Observer};
 use funnelhub_sinks::clickhouse::ClickHouseConfig;
 
@@ -223,24 +223,16 @@ fn groups(setup: &Setup) -> Vec<(String, Vec<String>)> {
         group_prefix: setup.kafka.topic_prefix.clone(),
         ..ProcessConfig::default()
     };
-    let mut all: Vec<(String, Vec<String>)> =
-        funnelhub_processors::stage_groups(&process, &catalog)
-            .into_iter()
-            .map(|(_, group, topics)| (group, topics))
-            .collect();
     let prefix = &setup.kafka.topic_prefix;
-    all.push((
-        format!("{prefix}-capi"),
-        vec![catalog.name(Topic::CapiRequests)],
-    ));
-    all.push((
-        format!("{prefix}-clickhouse"),
-        funnelhub_sinks::clickhouse::sink::STORED
-            .iter()
-            .map(|t| catalog.name(*t))
-            .collect(),
-    ));
-    all
+    funnelhub_processors::stage_groups(&process, &catalog)
+        .into_iter()
+        .chain(funnelhub_sinks::stage_groups(
+            &format!("{prefix}-capi"),
+            &format!("{prefix}-clickhouse"),
+            &catalog,
+        ))
+        .map(|(_, group, topics)| (group, topics))
+        .collect()
 }
 
 /// Records not yet read and committed by each group, in all.

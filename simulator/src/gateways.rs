@@ -2,7 +2,7 @@
 //! signed the way each gateway signs (with the edge's own signing functions, which the
 //! edge's tests check against the gateways' documented examples), onboarding webhooks.
 
-use funnelhub_ingest::config::TenantConfig;
+use funnelhub_ingest::config::{Secret, TenantConfig};
 use funnelhub_ingest::webhooks::{kiwify, stripe};
 use serde_json::{json, Value};
 
@@ -116,11 +116,7 @@ pub fn order_webhook(tenant: &TenantConfig, gateway: Gateway, order: &Order) -> 
                     "purchase": purchase,
                 }
             });
-            let hottok = tenant
-                .hotmart_hottok
-                .as_ref()
-                .map(|s| s.expose().to_owned())
-                .unwrap_or_default();
+            let hottok = exposed(tenant.hotmart_hottok.as_ref());
             Delivery {
                 path: format!("/api/v1/webhooks/hotmart?tenant={id}"),
                 headers: vec![
@@ -149,11 +145,7 @@ pub fn order_webhook(tenant: &TenantConfig, gateway: Gateway, order: &Order) -> 
                 "TrackingParameters": tracking,
             }})
             .to_string();
-            let token = tenant
-                .kiwify_token
-                .as_ref()
-                .map(|s| s.expose().to_owned())
-                .unwrap_or_default();
+            let token = exposed(tenant.kiwify_token.as_ref());
             let signature = kiwify::sign(&token, body.as_bytes());
             Delivery {
                 path: format!("/api/v1/webhooks/kiwify?tenant={id}&signature={signature}"),
@@ -193,11 +185,7 @@ pub fn order_webhook(tenant: &TenantConfig, gateway: Gateway, order: &Order) -> 
                 "livemode": false, "data": {"object": object},
             })
             .to_string();
-            let secret = tenant
-                .stripe_signing_secrets
-                .first()
-                .map(|s| s.expose().to_owned())
-                .unwrap_or_default();
+            let secret = exposed(tenant.stripe_signing_secrets.first());
             let signature = stripe::sign(&secret, order.at_ms / 1000, body.as_bytes());
             Delivery {
                 path: format!("/api/v1/webhooks/stripe?tenant={id}"),
@@ -213,11 +201,7 @@ pub fn order_webhook(tenant: &TenantConfig, gateway: Gateway, order: &Order) -> 
 
 /// An onboarding-portal webhook.
 pub fn onboarding(tenant: &TenantConfig, payload: &Value) -> Delivery {
-    let secret = tenant
-        .onboard_secret
-        .as_ref()
-        .map(|s| s.expose().to_owned())
-        .unwrap_or_default();
+    let secret = exposed(tenant.onboard_secret.as_ref());
     Delivery {
         path: format!("/api/v1/webhooks/onboard?tenant={}", tenant.id),
         headers: vec![
@@ -226,4 +210,9 @@ pub fn onboarding(tenant: &TenantConfig, payload: &Value) -> Delivery {
         ],
         body: payload.to_string(),
     }
+}
+
+/// The secret to sign with (empty when the tenant has none: the edge will refuse it).
+fn exposed(secret: Option<&Secret>) -> String {
+    secret.map(|s| s.expose().to_owned()).unwrap_or_default()
 }

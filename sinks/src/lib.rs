@@ -5,3 +5,29 @@ pub mod clickhouse;
 pub mod meta_capi;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+use funnelhub_schemas::{Catalog, Topic};
+
+/// Each sink's name, consumer group and input topics (what a replay resets), beside
+/// `funnelhub_processors::stage_groups`.
+pub fn stage_groups(
+    capi_group: &str,
+    clickhouse_group: &str,
+    catalog: &Catalog,
+) -> Vec<(&'static str, String, Vec<String>)> {
+    vec![
+        (
+            "capi",
+            capi_group.to_owned(),
+            vec![catalog.name(Topic::CapiRequests)],
+        ),
+        (
+            "clickhouse",
+            clickhouse_group.to_owned(),
+            clickhouse::sink::STORED
+                .iter()
+                .map(|t| catalog.name(*t))
+                .collect(),
+        ),
+    ]
+}
