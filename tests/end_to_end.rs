@@ -23,6 +23,7 @@ use funnelhub_kafka::testing::{kafka_config, unique};
 use funnelhub_kafka::KafkaConfig;
 use funnelhub_processors::config::ProcessConfig;
 use funnelhub_schemas::Catalog;
+use funnelhub_simulator::probe::Probe;
 use funnelhub_simulator::{Generator, Load, Observer};
 use funnelhub_sinks::clickhouse::ClickHouseConfig;
 
@@ -298,7 +299,20 @@ async fn the_pipeline_holds_the_ground_truth_and_a_full_replay_changes_nothing()
 
     let run = "e2e".to_owned() + &format!("{:x}", rand::random::<u32>());
     let generator = Generator::new(&run, 20_261_123, setup.tenants.clone()).expect("generator");
-    let report = funnelhub_simulator::run(
+    // Meanwhile the latency probe: clicks found in ClickHouse, timed.
+    let probe = funnelhub_simulator::probe::run(
+        Probe {
+            edge: setup.edge.clone(),
+            clickhouse: setup.clickhouse.clone(),
+            tenant: "acme".into(),
+            run: run.clone(),
+            every: Duration::from_millis(200),
+            poll: Duration::from_millis(50),
+            give_up: WAIT,
+        },
+        Duration::from_secs(2),
+    );
+    let load = funnelhub_simulator::run(
         generator,
         Load {
             edge: setup.edge.clone(),
@@ -309,9 +323,14 @@ async fn the_pipeline_holds_the_ground_truth_and_a_full_replay_changes_nothing()
             progress: false,
             max_attempts: 30,
         },
-    )
-    .await
-    .expect("simulated");
+    );
+    let (report, latencies) = tokio::join!(load, probe);
+    let mut report = report.expect("simulated");
+    let latencies = latencies.expect("probed");
+    assert_eq!(latencies.lost, 0);
+    assert!(latencies.ms.len() >= 5, "{latencies:?}");
+    assert!(latencies.quantile(0.5) > 0.0);
+    report.facts.merge(latencies.facts);
     assert_eq!(report.failed, 0, "{:?}", report.failures);
     assert_eq!(report.journeys, 240);
     assert!(
