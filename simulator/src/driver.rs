@@ -101,12 +101,16 @@ impl RunReport {
 
     /// The `q` quantile (0..=1) of the edge's answer times, in ms.
     pub fn latency_ms(&self, q: f64) -> f64 {
-        if self.latencies_ms.is_empty() {
-            return 0.0;
-        }
-        let at = ((self.latencies_ms.len() - 1) as f64 * q).round() as usize;
-        self.latencies_ms[at]
+        quantile(&self.latencies_ms, q)
     }
+}
+
+/// The `q` quantile (0..=1) of `sorted` (NaN when empty).
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 struct Shared {
@@ -170,9 +174,7 @@ pub async fn run(generator: Generator, load: Load) -> anyhow::Result<RunReport> 
         .map_err(|_| anyhow::anyhow!("a worker panicked"))?
         .clone();
     report.elapsed = shared.started.elapsed();
-    report
-        .latencies_ms
-        .sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    report.latencies_ms.sort_by(f64::total_cmp);
     Ok(report)
 }
 

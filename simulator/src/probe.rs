@@ -45,10 +45,7 @@ pub struct Latencies {
 impl Latencies {
     /// The `q` quantile (0..=1) in ms.
     pub fn quantile(&self, q: f64) -> f64 {
-        if self.ms.is_empty() {
-            return f64::NAN;
-        }
-        self.ms[((self.ms.len() - 1) as f64 * q).round() as usize]
+        crate::driver::quantile(&self.ms, q)
     }
 }
 
