@@ -1,6 +1,7 @@
 //! `funnelhub`: the command that runs every part of the pipeline.
 
 mod config;
+mod privacy;
 mod replay;
 mod report;
 mod simulate;
@@ -160,6 +161,12 @@ enum Command {
         #[arg(long)]
         probe_latency: bool,
     },
+    /// Data rights (LGPD/GDPR): `purge` erases one person of a tenant by email, phone or
+    /// external id (docs/privacy.md).
+    Privacy {
+        #[command(subcommand)]
+        action: PrivacyCommand,
+    },
     /// Serve an emulator of Meta's Graph API (Conversions API endpoint) that enforces
     /// Meta's documented rules and can inject faults; knows each `[[tenants]]` pixel with
     /// its `meta_access_token` (`emulated-token-<tenant>` without one). Point
@@ -168,6 +175,25 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PrivacyCommand {
+    /// Delete every ClickHouse row tied to the person, suppress them in every stage
+    /// (replays included) and in Meta dispatches, and print the purge receipt. The
+    /// identifier is hashed as the edge hashes it and never stored; `-` reads it from
+    /// standard input.
+    Purge {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, group = "identifier", required = true)]
+        email: Option<String>,
+        #[arg(long, group = "identifier")]
+        phone: Option<String>,
+        #[arg(long, group = "identifier")]
+        external_id: Option<String>,
     },
 }
 
@@ -356,6 +382,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 check,
             };
             simulate::run(&config, options).await
+        }
+        Command::Privacy {
+            action:
+                PrivacyCommand::Purge {
+                    tenant,
+                    email,
+                    phone,
+                    external_id,
+                },
+        } => {
+            use funnelhub_schemas::privacy::IdentifierKind;
+            let (kind, value) = match (email, phone, external_id) {
+                (Some(v), _, _) => (IdentifierKind::Email, v),
+                (_, Some(v), _) => (IdentifierKind::Phone, v),
+                (_, _, Some(v)) => (IdentifierKind::ExternalId, v),
+                _ => anyhow::bail!("give --email, --phone or --external-id"),
+            };
+            privacy::run(&config, &tenant, kind, &privacy::identifier(value)?).await
         }
         Command::CapiEmulator { listen } => {
             let pixels =

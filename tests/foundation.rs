@@ -114,6 +114,14 @@ async fn every_schema_round_trips_through_the_registry_and_the_broker() {
     let (dedupe_state, funnel_state) = sample_changelogs();
     roundtrip(&kafka, &registry, Topic::DedupeChangelog, dedupe_state).await;
     roundtrip(&kafka, &registry, Topic::FunnelChangelog, funnel_state).await;
+    roundtrip(
+        &kafka,
+        &registry,
+        Topic::MatchChangelog,
+        sample_match_changelog(),
+    )
+    .await;
+    roundtrip(&kafka, &registry, Topic::Suppressions, sample_suppression()).await;
     running.stop().await.expect("stops");
 }
 

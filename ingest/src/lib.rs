@@ -8,11 +8,13 @@
 //! - `POST /api/v1/webhooks/onboard` ([`webhooks::onboard`])
 //! - `GET /healthz` (process up), `GET /readyz` (broker and registry reachable),
 //!   `GET /metrics` (Prometheus)
-//! - the read API over ClickHouse, authenticated by tenant API keys ([`read`])
+//! - the read API over ClickHouse, authenticated by tenant API keys ([`read`]), with the
+//!   purge by identifier ([`privacy`])
 
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod privacy;
 pub mod producer;
 pub mod read;
 pub mod request;
@@ -31,10 +33,11 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use funnelhub_kafka::{KafkaConfig, SchemaRegistry, SchemaRegistryConfig};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, SchemaRegistryConfig, TopicCodec};
 use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::common::Gateway;
 use funnelhub_schemas::events::EdgeEvent;
+use funnelhub_schemas::{Catalog, Topic};
 use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::Producer;
@@ -84,9 +87,10 @@ pub async fn start(
     prometheus: Option<PrometheusHandle>,
     clickhouse: Option<&ClickHouseConfig>,
 ) -> Result<RunningServer, StartError> {
+    let schema_registry = SchemaRegistry::new(registry)?;
     let producer = EdgeProducer::connect(
         kafka,
-        &SchemaRegistry::new(registry)?,
+        &schema_registry,
         Duration::from_millis(config.produce_timeout_ms),
         config.retry_after_secs,
     )
@@ -106,6 +110,11 @@ pub async fn start(
                     "funnelhub-replay",
                     Duration::from_millis(config.produce_timeout_ms),
                 )?,
+                TopicCodec::register(
+                    &schema_registry,
+                    &Catalog::new(&kafka.topic_prefix).name(Topic::Suppressions),
+                )
+                .await?,
                 config.retry_after_secs,
             )),
             None => None,

@@ -152,6 +152,13 @@ async fn edge(kafka: &KafkaConfig, registry_url: &str, clickhouse: &ClickHouseCo
             clickhouse.clone(),
             kafka.clone(),
             AckedProducer::new(kafka, "test-replay", Duration::from_secs(5)).expect("producer"),
+            funnelhub_kafka::TopicCodec::register(
+                &registry,
+                &funnelhub_schemas::Catalog::new(&kafka.topic_prefix)
+                    .name(funnelhub_schemas::Topic::Suppressions),
+            )
+            .await
+            .expect("suppressions codec"),
             5,
         )),
         config,

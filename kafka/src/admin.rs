@@ -34,7 +34,14 @@ pub fn catalog_requests(config: &KafkaConfig) -> Vec<TopicRequest> {
             TopicRequest {
                 name,
                 partitions: config.partitions.unwrap_or(spec.partitions),
-                configs: vec![("retention.ms", spec.retention_ms.to_string())],
+                configs: if spec.compacted {
+                    vec![
+                        ("retention.ms", spec.retention_ms.to_string()),
+                        ("cleanup.policy", "compact".to_owned()),
+                    ]
+                } else {
+                    vec![("retention.ms", spec.retention_ms.to_string())]
+                },
             }
         })
         .collect()

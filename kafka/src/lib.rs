@@ -9,12 +9,14 @@ pub mod dlq;
 pub mod producer;
 pub mod replay;
 pub mod stage;
+pub mod suppressions;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use avro::{DecodeError, SchemaRegistry, TopicCodec};
 pub use config::{KafkaConfig, SchemaRegistryConfig};
 pub use producer::{AckedProducer, SendError, Written};
+pub use suppressions::Suppressions;
 
 /// Errors of Kafka and registry plumbing.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
-use funnelhub_kafka::{DecodeError, TopicCodec};
+use funnelhub_kafka::{DecodeError, Suppressions, TopicCodec};
 use funnelhub_schemas::derived::DedupedEvent;
 use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::ids::now_ms;
@@ -162,6 +162,7 @@ pub struct DedupeStage {
     pub(crate) deduped: TopicCodec<DedupedEvent>,
     pub(crate) dead_letters: Arc<DeadLetters>,
     pub(crate) changelog: TopicCodec<DedupeChangelog>,
+    pub(crate) suppressions: Suppressions,
 }
 
 impl DedupeStage {
@@ -252,6 +253,9 @@ impl PartitionProcessor for DedupeProcessor {
                     continue;
                 }
             };
+            if self.stage.suppressions.skip("dedupe", &event) {
+                continue;
+            }
             let dedupe_key = dedupe_key(&event);
             let verdict =
                 self.state

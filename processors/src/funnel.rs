@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
-use funnelhub_kafka::TopicCodec;
+use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::catalog::key;
 use funnelhub_schemas::common::EventType;
 use funnelhub_schemas::derived::{
@@ -342,6 +342,7 @@ pub struct FunnelStageProcessor {
     pub(crate) tickets: TopicCodec<OpsTicket>,
     pub(crate) dead_letters: Arc<DeadLetters>,
     pub(crate) changelog: TopicCodec<FunnelChangelog>,
+    pub(crate) suppressions: Suppressions,
 }
 
 impl Stage for FunnelStageProcessor {
@@ -405,6 +406,9 @@ impl PartitionProcessor for FunnelProcessor {
                     continue;
                 }
             };
+            if self.stage.suppressions.skip("funnel", &deduped) {
+                continue;
+            }
             let record_time = deduped.event.envelope().received_at;
             self.state
                 .apply(&deduped.event, record_time, &mut self.emitted);

@@ -17,7 +17,7 @@ use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::dlq::DeadLetters;
 pub use funnelhub_kafka::stage::StartError;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
-use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, Suppressions, TopicCodec};
 use funnelhub_schemas::{Catalog, Topic};
 
 pub use config::ProcessConfig;
@@ -114,6 +114,8 @@ pub async fn start(
     ensure_topics(kafka, &catalog_requests(kafka)).await?;
     let catalog = Catalog::new(&kafka.topic_prefix);
     let catalog = &catalog;
+    // Read before any partition is restored or processed: nothing purged comes back.
+    let suppressions = Suppressions::follow(kafka, registry).await?;
     let mut stages = Vec::new();
     let settings = |stage: &str| StageSettings {
         group: group_of(config, stage),
@@ -133,6 +135,7 @@ pub async fn start(
             )),
             changelog: TopicCodec::register(registry, &catalog.name(Topic::DedupeChangelog))
                 .await?,
+            suppressions: suppressions.clone(),
         });
         stages.push(stage::spawn(kafka, stage, settings("dedupe"))?);
     }
@@ -149,6 +152,7 @@ pub async fn start(
             )),
             changelog: TopicCodec::register(registry, &catalog.name(Topic::FunnelChangelog))
                 .await?,
+            suppressions: suppressions.clone(),
         });
         stages.push(stage::spawn(kafka, stage, settings("funnel"))?);
     }
@@ -178,6 +182,7 @@ pub async fn start(
             requests: TopicCodec::register(registry, &catalog.name(Topic::CapiRequests)).await?,
             dead_letters: dead_letters("match").await?,
             changelog: TopicCodec::register(registry, &catalog.name(Topic::MatchChangelog)).await?,
+            suppressions,
         });
         stages.push(stage::spawn(kafka, matcher, settings("match"))?);
     }

@@ -12,6 +12,7 @@ use crate::derived::{
     OpsTicket,
 };
 use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
+use crate::privacy::Suppression;
 use crate::state::{DedupeChangelog, FunnelChangelog, MatchChangelog};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -46,6 +47,8 @@ pub enum Topic {
     FunnelChangelog,
     /// Matcher state, replayed by a new owner of a source partition.
     MatchChangelog,
+    /// Purged identifiers and what was tied to them: every stage skips those records.
+    Suppressions,
 }
 
 /// What the catalog says of one topic.
@@ -59,15 +62,18 @@ pub struct TopicSpec {
     pub key: &'static str,
     /// Full Avro name of the value schema (subject `<topic>-value`).
     pub value_schema: &'static str,
-    /// `retention.ms` set at creation: how far back a replay can go.
+    /// `retention.ms` set at creation: how far back a replay can go (`-1`: forever).
     pub retention_ms: i64,
+    /// Compacted (`cleanup.policy=compact`): a table kept by key, read whole by every
+    /// process, not a stream.
+    pub compacted: bool,
     /// Who writes it.
     pub producer: &'static str,
 }
 
 impl Topic {
     /// Every topic, in pipeline order.
-    pub const ALL: [Topic; 14] = [
+    pub const ALL: [Topic; 15] = [
         Topic::RawTracking,
         Topic::RawOrders,
         Topic::RawOnboarding,
@@ -82,6 +88,7 @@ impl Topic {
         Topic::DedupeChangelog,
         Topic::FunnelChangelog,
         Topic::MatchChangelog,
+        Topic::Suppressions,
     ];
 
     /// The catalog entry of this topic.
@@ -99,6 +106,7 @@ impl Topic {
                 key,
                 value_schema,
                 retention_ms: retention_days * DAY_MS,
+                compacted: false,
                 producer,
             }
         }
@@ -203,6 +211,18 @@ impl Topic {
                 MATCH_CHANGELOG_RETENTION_DAYS,
                 "matcher",
             ),
+            Topic::Suppressions => TopicSpec {
+                partitions: 1,
+                retention_ms: -1,
+                compacted: true,
+                ..spec(
+                    "privacy.suppressions",
+                    "tenant_id:purge_id",
+                    Suppression::FULL_NAME,
+                    0,
+                    "privacy purge",
+                )
+            },
         }
     }
 }
@@ -271,7 +291,8 @@ mod tests {
                 SchemaSet::bundled().get(spec.value_schema).is_some(),
                 "{topic:?}"
             );
-            assert!(spec.partitions > 0 && spec.retention_ms > 0);
+            assert!(spec.partitions > 0);
+            assert!(spec.retention_ms > 0 || (spec.compacted && spec.retention_ms == -1));
         }
         assert_eq!(Catalog::new("t1").value_subject(Topic::Dlq), "t1.dlq-value");
     }

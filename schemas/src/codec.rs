@@ -22,6 +22,7 @@ use crate::derived::{
     OpsTicket,
 };
 use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
+use crate::privacy::Suppression;
 use crate::schema_set::{RecordSchema, SchemaSet};
 use crate::state::{DedupeChangelog, FunnelChangelog, MatchChangelog};
 use crate::Error;
@@ -66,6 +67,7 @@ avro_records! {
     DedupeChangelog => "io.funnelhub.state.DedupeChangelog",
     FunnelChangelog => "io.funnelhub.state.FunnelChangelog",
     MatchChangelog => "io.funnelhub.state.MatchChangelog",
+    Suppression => "io.funnelhub.privacy.Suppression",
 }
 
 /// One resolved writer per bundled schema, built once (resolving names is not free).

@@ -11,6 +11,7 @@ pub mod derived;
 pub mod events;
 pub mod identity;
 pub mod ids;
+pub mod privacy;
 pub mod schema_set;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]

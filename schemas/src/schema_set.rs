@@ -50,6 +50,7 @@ const FILES: &[(&str, &str)] = &[
         "MatchChangelog",
         include_str!("../avro/MatchChangelog.avsc"),
     ),
+    ("Suppression", include_str!("../avro/Suppression.avsc")),
     (
         "common/EventType",
         include_str!("../avro/common/EventType.avsc"),
@@ -236,7 +237,7 @@ mod tests {
     #[test]
     fn every_top_level_schema_is_self_contained() {
         let set = SchemaSet::bundled();
-        assert_eq!(set.iter().count(), 13);
+        assert_eq!(set.iter().count(), 14);
         for record in set.iter() {
             // Parsing alone (no other schemas supplied) proves no dangling reference.
             let reparsed = Schema::parse_str(&record.json).expect(&record.full_name);

@@ -435,3 +435,16 @@ pub fn sample_changelogs() -> (crate::state::DedupeChangelog, crate::state::Funn
         },
     )
 }
+
+/// A purge's suppression record.
+pub fn sample_suppression() -> crate::privacy::Suppression {
+    crate::privacy::Suppression {
+        purge_id: "purge-1".into(),
+        tenant_id: "acme".into(),
+        identifier_kind: crate::privacy::IdentifierKind::Email,
+        identifier_hash: crate::identity::sha256_hex("ana@example.com"),
+        session_ids: vec!["sess-1".into()],
+        event_ids: vec!["c-1".into(), "e-1".into()],
+        requested_at: 1_790_000_000_000,
+    }
+}

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod pipeline;
+
 use std::process::Command;
 
 use funnelhub_kafka::testing::unique;

@@ -10,7 +10,9 @@
 //! - `GET /api/v1/onboard/sessions/{id}/timeline` — a session's events in time order;
 //! - `GET /api/v1/desk/tickets/{id}` — an ops ticket with its session's timeline;
 //! - `POST /api/v1/replay/{event_id}` — re-enqueue the event's stored dispatch request for
-//!   the CAPI sink (same record, same `event_id`).
+//!   the CAPI sink (same record, same `event_id`);
+//! - `POST /api/v1/privacy/purge` — erase one person by email, phone or external id
+//!   ([`crate::privacy`]).
 //!
 //! Every route takes `Authorization: Bearer <api key>`; the key decides the tenant, so a
 //! key never reads another tenant's rows (every query filters on it). ClickHouse being
@@ -19,6 +21,7 @@
 
 mod events;
 mod onboard;
+mod privacy;
 mod replay;
 
 use std::sync::Arc;
@@ -29,7 +32,8 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::Router;
-use funnelhub_kafka::{AckedProducer, KafkaConfig};
+use funnelhub_kafka::{AckedProducer, KafkaConfig, TopicCodec};
+use funnelhub_schemas::privacy::Suppression;
 use funnelhub_sinks::clickhouse::{ClickHouseConfig, Server};
 use tokio::sync::OnceCell;
 
@@ -44,6 +48,7 @@ pub struct ReadApi {
     server: OnceCell<Server>,
     kafka: KafkaConfig,
     producer: AckedProducer,
+    suppressions: TopicCodec<Suppression>,
     retry_after_secs: u32,
 }
 
@@ -52,6 +57,7 @@ impl ReadApi {
         clickhouse: ClickHouseConfig,
         kafka: KafkaConfig,
         producer: AckedProducer,
+        suppressions: TopicCodec<Suppression>,
         retry_after_secs: u32,
     ) -> ReadApi {
         ReadApi {
@@ -59,6 +65,7 @@ impl ReadApi {
             server: OnceCell::new(),
             kafka,
             producer,
+            suppressions,
             retry_after_secs,
         }
     }
@@ -113,6 +120,7 @@ pub fn routes() -> Router<Arc<EdgeState>> {
         )
         .route("/api/v1/desk/tickets/{id}", get(onboard::ticket))
         .route("/api/v1/replay/{event_id}", post(replay::replay))
+        .route("/api/v1/privacy/purge", post(privacy::purge_route))
 }
 
 /// An authenticated read request: the tenant of its API key (every query filters on it).

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use foldhash::HashMap;
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
-use funnelhub_kafka::TopicCodec;
+use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::catalog::key;
 use funnelhub_schemas::common::EventType;
 use funnelhub_schemas::derived::{CapiDispatchRequest, DedupedEvent, MatchMethod, MatchResult};
@@ -325,6 +325,25 @@ impl MatchState {
         self.decisions.insert(id, decision);
     }
 
+    /// Forget every visit, waiting conversion and decision tied to a purged person: none
+    /// is matched, emitted or re-emitted again. The changelog is not rewritten: restore
+    /// skips the same entries (the list is read before any partition is restored).
+    pub fn forget(&mut self, suppressions: &Suppressions) {
+        let visits = self.visits.forget(|hit| suppressions.covers(hit));
+        let pending = self.pending.len();
+        self.pending.retain(|_, order| !suppressions.covers(order));
+        let pending_ids = &mut self.pending_ids;
+        pending_ids.retain(|id, w| self.pending.contains_key(&(w.deadline, id.clone())));
+        let decisions = self.decisions.len();
+        self.decisions.retain(|_, d| !suppressions.covers(d));
+        tracing::debug!(
+            visits,
+            pending = pending - self.pending.len(),
+            decisions = decisions - self.decisions.len(),
+            "purged matcher state"
+        );
+    }
+
     /// Apply a changelog record read at restore (`now`: when, wall time).
     pub fn restore(&mut self, change: MatchChangelog, now: i64) {
         self.stream_time = self.stream_time.max(change.stream_time);
@@ -406,6 +425,7 @@ pub struct MatchStage {
     pub(crate) requests: TopicCodec<CapiDispatchRequest>,
     pub(crate) dead_letters: Arc<DeadLetters>,
     pub(crate) changelog: TopicCodec<MatchChangelog>,
+    pub(crate) suppressions: Suppressions,
 }
 
 impl Stage for MatchStage {
@@ -434,6 +454,7 @@ impl Stage for MatchStage {
             partition,
             state: MatchState::new(self.config.clone()),
             emitted: Vec::new(),
+            purges: self.suppressions.generation(),
         }
     }
 }
@@ -446,9 +467,20 @@ pub struct MatchProcessor {
     partition: i32,
     state: MatchState,
     emitted: Vec<Emitted>,
+    /// Purges the state was last swept for.
+    purges: u64,
 }
 
 impl MatchProcessor {
+    /// After a new purge, forget what the state holds of the person.
+    fn sweep(&mut self) {
+        let purges = self.stage.suppressions.generation();
+        if purges != self.purges {
+            self.state.forget(&self.stage.suppressions);
+            self.purges = purges;
+        }
+    }
+
     /// Encode what the state emitted.
     fn write(&mut self, out: &mut Vec<Output>) -> Result<(), ProcessError> {
         let stage = &self.stage;
@@ -487,7 +519,11 @@ impl MatchProcessor {
 impl PartitionProcessor for MatchProcessor {
     type Changelog = MatchChangelog;
 
-    fn restore(&mut self, change: MatchChangelog) {
+    fn restore(&mut self, mut change: MatchChangelog) {
+        let suppressions = &self.stage.suppressions;
+        change.hits.retain(|hit| !suppressions.covers(hit));
+        change.pending.retain(|order| !suppressions.covers(order));
+        change.decisions.retain(|d| !suppressions.covers(d));
         self.state.restore(change, now_ms());
     }
 
@@ -502,8 +538,10 @@ impl PartitionProcessor for MatchProcessor {
             .decode_all(batch, &self.stage.inputs)
             .await?;
         let now = now_ms();
+        self.sweep();
         for event in decoded {
             match event {
+                Ok(deduped) if self.stage.suppressions.skip("match", &deduped) => {}
                 Ok(deduped) => match deduped.event {
                     EdgeEvent::TrackingHit(hit) => self.state.hit(hit, now, &mut self.emitted),
                     EdgeEvent::OrderEvent(order) => {
@@ -522,6 +560,7 @@ impl PartitionProcessor for MatchProcessor {
     }
 
     fn tick(&mut self, out: &mut Vec<Output>) -> Result<(), ProcessError> {
+        self.sweep();
         self.state.tick(now_ms(), &mut self.emitted);
         if self.emitted.is_empty() {
             return Ok(());

@@ -299,15 +299,36 @@ impl Visits {
             if stale {
                 continue;
             }
-            let visit = self.visits.remove(&key).expect("present");
-            for hit in &visit.hits {
-                for (signal, value) in signals_of(hit) {
-                    let entry = (signal, key.0.clone(), Box::from(value));
-                    if let Some(keys) = self.index.get_mut(&entry) {
-                        keys.remove(&key);
-                        if keys.is_empty() {
-                            self.index.remove(&entry);
-                        }
+            self.remove(&key);
+        }
+    }
+
+    /// Forget every visit with a hit `covered` (a purged person's sessions); how many.
+    pub fn forget(&mut self, covered: impl Fn(&TrackingHit) -> bool) -> usize {
+        let keys: Vec<VisitKey> = self
+            .visits
+            .iter()
+            .filter(|(_, visit)| visit.hits.iter().any(&covered))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &keys {
+            self.remove(key);
+        }
+        keys.len()
+    }
+
+    /// Remove a visit and its index entries (its stale arrivals are skipped by expiry).
+    fn remove(&mut self, key: &VisitKey) {
+        let Some(visit) = self.visits.remove(key) else {
+            return;
+        };
+        for hit in &visit.hits {
+            for (signal, value) in signals_of(hit) {
+                let entry = (signal, key.0.clone(), Box::from(value));
+                if let Some(keys) = self.index.get_mut(&entry) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        self.index.remove(&entry);
                     }
                 }
             }
@@ -380,6 +401,26 @@ mod tests {
         assert_eq!(visits.len(), 1);
         assert_eq!(visits.with(Signal::Ip, "acme", "203.0.113.9").count(), 0);
         assert!(visits.session("acme", "new").is_some());
+    }
+
+    #[test]
+    fn forgetting_a_person_removes_their_whole_visit_and_its_index_entries() {
+        let mut visits = Visits::default();
+        let mut theirs = hit("purged", "a", 10);
+        theirs.client_ip = Some("203.0.113.9".into());
+        visits.add(theirs);
+        visits.add(hit("purged", "b", 20));
+        visits.add(hit("kept", "c", 30));
+        let forgotten = visits.forget(|h| h.envelope.event_id == "b");
+        assert_eq!(forgotten, 1);
+        assert!(visits.session("acme", "purged").is_none());
+        assert_eq!(visits.with(Signal::Ip, "acme", "203.0.113.9").count(), 0);
+        assert!(visits.session("acme", "kept").is_some());
+        visits.expire(100);
+        assert!(
+            visits.is_empty(),
+            "stale arrivals of the forgotten visit are skipped"
+        );
     }
 
     #[test]

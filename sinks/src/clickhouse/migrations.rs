@@ -134,4 +134,20 @@ pub const MIGRATIONS: &[Migration] = &[
             "INSERT INTO {db}.event_index SELECT tenant_id, event_id, session_id FROM {db}.events",
         ],
     },
+    Migration {
+        version: 3,
+        name: "purge receipts",
+        statements: &[
+            // One row per purge by identifier (`purge::ReceiptRow`): never aged out by
+            // retention, never holding the identifier or its hash.
+            "CREATE TABLE IF NOT EXISTS {db}.purge_receipts (
+            tenant_id String, purge_id String, identifier_kind String,
+            identifier_digest String, requested_at DateTime, requested_at_ms Int64,
+            completed_at_ms Int64, sessions UInt32, events UInt32,
+            tables Array(String), rows Array(UInt64), left UInt64
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(requested_at)
+        ORDER BY (tenant_id, purge_id)",
+        ],
+    },
 ];

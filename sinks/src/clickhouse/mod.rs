@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod migrations;
+pub mod purge;
 pub mod query;
 pub mod retention;
 pub mod rows;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings, StartError};
-use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, Suppressions, TopicCodec};
 use funnelhub_schemas::{Catalog, Topic};
 
 pub use config::ClickHouseConfig;
@@ -65,6 +66,7 @@ pub async fn start(
         codecs,
         topics: sink::STORED.iter().map(|t| (name(*t), *t)).collect(),
         linger: config.linger(),
+        suppressions: Suppressions::follow(kafka, registry).await?,
     };
     let settings = StageSettings {
         group: config.group.clone(),

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 use clickhouse::{Client, RowOwned, RowWrite};
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
-use funnelhub_kafka::TopicCodec;
+use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::derived::{
     CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelTransition, MatchResult,
     OpsTicket,
 };
 use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
+use funnelhub_schemas::privacy::Tied;
 use funnelhub_schemas::{AvroRecord, Topic};
 
 use super::rows::{
@@ -50,6 +51,7 @@ pub struct ClickHouseSink {
     pub(crate) topics: HashMap<String, Topic>,
     pub(crate) dead_letters: DeadLetters,
     pub(crate) linger: Duration,
+    pub(crate) suppressions: Suppressions,
 }
 
 impl std::fmt::Debug for ClickHouseSink {
@@ -186,7 +188,12 @@ impl PartitionProcessor for ClickHousePartition {
             }
             Topic::CapiAttempts => {
                 let rows = sink
-                    .rows(batch, &c.attempts, out, |_, a| AttemptRow::from(&a))
+                    .rows(batch, &c.attempts, out, |_, mut a| {
+                        // Shared by everyone in the request: keep it, without the purged.
+                        sink.suppressions
+                            .redact_events(&a.tenant_id, &mut a.event_ids);
+                        AttemptRow::from(&a)
+                    })
                     .await?;
                 sink.insert("dispatch_attempts", &rows).await
             }
@@ -207,8 +214,9 @@ impl PartitionProcessor for ClickHousePartition {
 
 impl ClickHouseSink {
     /// Decode `batch` and turn each record into a row; undecodable records become dead
-    /// letters in `out` (they must not block the partition).
-    async fn rows<T: AvroRecord, R>(
+    /// letters in `out` (they must not block the partition), records tied to a purged
+    /// person are skipped (a replay never writes them back).
+    async fn rows<T: AvroRecord + Tied, R>(
         &self,
         batch: &[Record],
         codec: &TopicCodec<T>,
@@ -219,6 +227,7 @@ impl ClickHouseSink {
         let mut rows = Vec::with_capacity(batch.len());
         for (record, decoded) in batch.iter().zip(decoded) {
             match decoded {
+                Ok(value) if self.suppressions.skip("clickhouse", &value) => {}
                 Ok(value) => rows.push(row(record, value)),
                 Err(letter) => out.push(letter),
             }

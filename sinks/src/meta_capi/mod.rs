@@ -14,7 +14,7 @@ use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::dlq::DeadLetters;
 pub use funnelhub_kafka::stage::StartError;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
-use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, Suppressions, TopicCodec};
 use funnelhub_schemas::{Catalog, Topic};
 
 pub use config::{CapiConfig, MetaAccess};
@@ -46,6 +46,7 @@ pub async fn start(
         access,
         limiter: sink::CapiSink::limiter(config),
         config: config.clone(),
+        suppressions: Suppressions::follow(kafka, registry).await?,
     };
     let settings = StageSettings {
         group: config.group.clone(),

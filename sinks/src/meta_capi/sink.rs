@@ -2,6 +2,7 @@
 //!
 //! Per batch of one partition (up to `batch_size` records, lingering `linger_ms` to fill
 //! it), each request ends in exactly one outcome:
+//! - `suppressed`: tied to a purged person (`docs/privacy.md`): never sent, not audited;
 //! - `blocked`: `blocked_reason` set or `consent_ads = false`: never sent;
 //! - `expired`: older than `max_event_age_secs`: never sent;
 //! - `sent`: Meta accepted the request holding it;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
-use funnelhub_kafka::TopicCodec;
+use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::derived::{AttemptOutcome, CapiDispatchRequest, DispatchAttempt, DlqReason};
 use funnelhub_schemas::ids::{deterministic_id, now_ms};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -47,6 +48,7 @@ pub struct CapiSink {
     pub(crate) graph: GraphClient,
     pub(crate) access: BTreeMap<String, MetaAccess>,
     pub(crate) limiter: DefaultKeyedRateLimiter<String>,
+    pub(crate) suppressions: Suppressions,
 }
 
 impl CapiSink {
@@ -120,7 +122,10 @@ impl PartitionProcessor for CapiPartition {
         let mut groups: BTreeMap<(&str, &str), Vec<Item<'_>>> = BTreeMap::new();
         for (record, request) in &requests {
             let tenant = request.tenant_id.as_str();
-            if let Some(reason) = blocked_reason(request) {
+            if sink.suppressions.skip("capi", request) {
+                // A purged person: never sent, and no audit row that would name the event.
+                count(tenant, "suppressed", 1);
+            } else if let Some(reason) = blocked_reason(request) {
                 count(tenant, "blocked", 1);
                 out.push(sink.final_outcome(request, AttemptOutcome::Blocked, reason)?);
             } else if now.saturating_sub(request.event_time) > max_age_ms {
