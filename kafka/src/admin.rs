@@ -34,14 +34,13 @@ pub fn catalog_requests(config: &KafkaConfig) -> Vec<TopicRequest> {
             TopicRequest {
                 name,
                 partitions: config.partitions.unwrap_or(spec.partitions),
-                configs: if spec.compacted {
-                    vec![
-                        ("retention.ms", spec.retention_ms.to_string()),
-                        ("cleanup.policy", "compact".to_owned()),
-                    ]
-                } else {
-                    vec![("retention.ms", spec.retention_ms.to_string())]
-                },
+                configs: [("retention.ms", spec.retention_ms.to_string())]
+                    .into_iter()
+                    .chain(
+                        spec.compacted
+                            .then(|| ("cleanup.policy", "compact".to_owned())),
+                    )
+                    .collect(),
             }
         })
         .collect()

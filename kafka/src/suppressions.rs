@@ -7,7 +7,6 @@
 //! record of a purged person, replays included.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -33,8 +32,6 @@ pub struct Suppressions {
 #[derive(Debug, Default)]
 struct Shared {
     list: RwLock<SuppressionList>,
-    /// Purges read so far: a stage holding state compares it to know when to sweep.
-    generation: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -77,21 +74,14 @@ impl Suppressions {
         }
     }
 
-    /// How many purges were read; grows with each new one.
+    /// How many purges were read; grows with each new one (a stage holding state compares
+    /// it to know when to sweep).
     pub fn generation(&self) -> u64 {
-        self.shared.generation.load(Ordering::Acquire)
-    }
-
-    /// Wait until at least `purges` purges were read (a purge waits for its own).
-    pub async fn wait_for(&self, purges: u64, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.generation() < purges {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        true
+        self.shared
+            .list
+            .read()
+            .expect("suppression list lock")
+            .len() as u64
     }
 
     /// Read `privacy.suppressions` to its current end, then keep following it.
@@ -176,13 +166,9 @@ async fn read_forever(
             loop {
                 match codec.decode(bytes).await {
                     Ok(suppression) => {
-                        shared
-                            .list
-                            .write()
-                            .expect("suppression list lock")
-                            .add(suppression);
-                        let purges = shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
-                        metrics::gauge!("funnelhub_privacy_suppressions").set(purges as f64);
+                        let mut list = shared.list.write().expect("suppression list lock");
+                        list.add(suppression);
+                        metrics::gauge!("funnelhub_privacy_suppressions").set(list.len() as f64);
                         break;
                     }
                     Err(e) if e.is_retryable() => {
