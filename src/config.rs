@@ -15,7 +15,7 @@ use funnelhub_kafka::{KafkaConfig, SchemaRegistryConfig};
 use funnelhub_processors::ProcessConfig;
 use funnelhub_registry::RegistryConfig;
 use funnelhub_sinks::clickhouse::ClickHouseConfig;
-use funnelhub_sinks::meta_capi::{CapiConfig, MetaAccess};
+use funnelhub_sinks::meta_capi::CapiConfig;
 use serde::{Deserialize, Serialize};
 
 /// Every setting, by section.
@@ -86,61 +86,39 @@ impl Config {
             )
             .merge(Serialized::defaults(flags))
             .extract::<Config>()
-            .map(Config::with_tenant_pixels)
-            .map(Config::with_tenant_retention)
             .map_err(anyhow::Error::from)
     }
 
-    /// The ClickHouse sink reads each tenant's `retention_days`.
-    fn with_tenant_retention(mut self) -> Config {
-        self.clickhouse.tenant_retention = self
-            .tenants
-            .iter()
-            .filter_map(|t| Some((t.id.clone(), t.retention_days?)))
-            .collect();
-        self
+    /// Whether any tenant has a Conversions API token (else only an emulator of Meta's
+    /// Graph API can be talked to).
+    pub fn has_meta_tokens(&self) -> bool {
+        self.tenants.iter().any(|t| t.meta_access_token.is_some())
     }
 
-    /// Each tenant's pixel and Conversions API token, for the CAPI sink.
-    pub fn meta_access(&self) -> std::collections::BTreeMap<String, MetaAccess> {
-        self.tenants
-            .iter()
-            .filter_map(|t| {
-                let access = MetaAccess {
-                    pixel_id: t.meta_pixel_id.clone()?,
-                    access_token: t.meta_access_token.as_ref()?.expose().into(),
-                    test_event_code: t.meta_test_event_code.clone(),
-                };
-                Some((t.id.clone(), access))
-            })
-            .collect()
-    }
-
-    /// [`Config::meta_access`] for a Graph API emulator: tenants with a pixel but no token
-    /// get `emulated-token-<tenant>`.
-    pub fn emulated_meta_access(&self) -> std::collections::BTreeMap<String, MetaAccess> {
-        let mut access = self.meta_access();
-        for tenant in &self.tenants {
-            if let (Some(pixel), false) = (&tenant.meta_pixel_id, access.contains_key(&tenant.id)) {
-                let emulated = MetaAccess {
-                    pixel_id: pixel.clone(),
-                    access_token: format!("emulated-token-{}", tenant.id).into(),
-                    test_event_code: tenant.meta_test_event_code.clone(),
-                };
-                access.insert(tenant.id.clone(), emulated);
+    /// The tenants for a Graph API emulator: those with a pixel but no token get
+    /// `emulated-token-<tenant>`.
+    pub fn emulated_tenants(&self) -> Vec<TenantConfig> {
+        let mut tenants = self.tenants.clone();
+        for tenant in &mut tenants {
+            if tenant.meta_pixel_id.is_some() && tenant.meta_access_token.is_none() {
+                tenant.meta_access_token =
+                    Some(format!("emulated-token-{}", tenant.id).as_str().into());
             }
         }
-        access
+        tenants
     }
 
-    /// The matcher reads each tenant's Meta pixel from `[[tenants]] meta_pixel_id`.
-    fn with_tenant_pixels(mut self) -> Config {
-        self.process.matching.pixels = self
-            .tenants
+    /// Each pixel with its token, as a Graph API emulator is told them.
+    pub fn emulator_pixels(&self) -> std::collections::BTreeMap<String, String> {
+        self.emulated_tenants()
             .iter()
-            .filter_map(|t| Some((t.id.clone(), t.meta_pixel_id.clone()?)))
-            .collect();
-        self
+            .filter_map(|t| {
+                Some((
+                    t.meta_pixel_id.clone()?,
+                    t.meta_access_token.as_ref()?.expose().to_owned(),
+                ))
+            })
+            .collect()
     }
 }
 
@@ -186,15 +164,19 @@ mod tests {
     }
 
     #[test]
-    fn the_matcher_gets_each_tenants_pixel() {
+    fn emulated_tenants_get_a_token_only_when_they_have_a_pixel_and_none() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "funnelhub.toml",
                 "[[tenants]]\nid = \"a\"\nmeta_pixel_id = \"111\"\n[[tenants]]\nid = \"b\"\n",
             )?;
             let config = load(None, &FlagOverrides::default())?;
-            let pixels: Vec<_> = config.process.matching.pixels.into_iter().collect();
-            assert_eq!(pixels, [("a".to_string(), "111".to_string())]);
+            assert!(!config.has_meta_tokens());
+            let pixels: Vec<_> = config.emulator_pixels().into_iter().collect();
+            assert_eq!(
+                pixels,
+                [("111".to_string(), "emulated-token-a".to_string())]
+            );
             Ok(())
         });
     }

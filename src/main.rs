@@ -273,11 +273,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Edge => {
-            let edge = up::start_edge(&config).await?;
+            let control = up::control_plane(&config).await?;
+            let edge = up::start_edge(&config, &control).await?;
             println!(
                 "edge listening on {} ({} tenants)",
                 edge.url(),
-                config.tenants.len()
+                control.tenants.all().len()
             );
             tokio::signal::ctrl_c().await?;
             edge.stop().await?;
@@ -291,7 +292,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 StageArg::Match => funnelhub_processors::Stages::Match,
             };
             let prometheus = funnelhub_runtime::prometheus();
-            let processors = up::start_processors(&config, which).await?;
+            let control = up::control_plane(&config).await?;
+            let processors = up::start_processors(&config, which, &control).await?;
             let ops = funnelhub_runtime::serve(
                 config.process.listen,
                 funnelhub_runtime::ops_router(prometheus),
@@ -309,14 +311,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sink { which } if which == "capi" => {
             let registry = SchemaRegistry::new(&config.schema_registry)?;
-            let mut access = config.meta_access();
-            if access.is_empty() {
+            if !config.has_meta_tokens() {
                 // As `funnelhub up`: without tokens only an emulator can be talked to.
                 tracing::warn!(graph_url = %config.capi.graph_url, "no tenant has a meta_access_token: sending with emulated tokens, which only `funnelhub capi-emulator` accepts");
-                access = config.emulated_meta_access();
             }
+            let control = up::control_plane(&config).await?;
             let sink =
-                funnelhub_sinks::meta_capi::start(&config.kafka, &registry, &config.capi, access)
+                funnelhub_sinks::meta_capi::start(&config.kafka, &registry, &config.capi, &control)
                     .await
                     .context("starting the CAPI sink")?;
             let what = format!(
@@ -327,10 +328,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sink { .. } => {
             let registry = SchemaRegistry::new(&config.schema_registry)?;
-            let (sink, server) =
-                funnelhub_sinks::clickhouse::start(&config.kafka, &registry, &config.clickhouse)
-                    .await
-                    .context("starting the ClickHouse sink")?;
+            let control = up::control_plane(&config).await?;
+            let (sink, server) = funnelhub_sinks::clickhouse::start(
+                &config.kafka,
+                &registry,
+                &config.clickhouse,
+                &control,
+            )
+            .await
+            .context("starting the ClickHouse sink")?;
             let what = format!(
                 "ClickHouse sink writing to {} database {} (ClickHouse {}, group {})",
                 config.clickhouse.url,
@@ -402,8 +408,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             privacy::run(&config, &tenant, kind, &privacy::identifier(value)?).await
         }
         Command::CapiEmulator { listen } => {
-            let pixels =
-                funnelhub_sinks::meta_capi::config::pixel_tokens(&config.emulated_meta_access());
+            let pixels = config.emulator_pixels();
             let emulator = funnelhub_emulators::MetaGraphEmulator::start(
                 listen,
                 pixels,

@@ -107,7 +107,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
     }
 
     let meta_emulator = options.meta_emulator.clone().or_else(|| {
-        config.meta_access().is_empty().then(|| {
+        (!config.has_meta_tokens()).then(|| {
             format!(
                 "http://{}",
                 std::net::SocketAddr::from(crate::up::EMULATOR_ADDR)

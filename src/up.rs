@@ -10,6 +10,7 @@ use anyhow::Context;
 use funnelhub_kafka::admin::{catalog_requests, check_brokers, ensure_topics, TopicOutcome};
 use funnelhub_kafka::SchemaRegistry;
 use funnelhub_schemas::Catalog;
+use funnelhub_tenants::{ControlPlane, Keyring};
 
 use crate::config::Config;
 
@@ -32,15 +33,19 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         .register_catalog(&catalog)
         .await
         .with_context(|| format!("registering schemas at {}", config.schema_registry.url))?;
-    let edge = start_edge(config).await?;
-    let processors = start_processors(config, funnelhub_processors::Stages::All).await?;
-    let capi = start_capi(config).await?;
+    // One control plane for every service of this process: tenants and suppressions are
+    // each read once.
+    let control = control_plane(config).await?;
+    let edge = start_edge(config, &control).await?;
+    let processors = start_processors(config, funnelhub_processors::Stages::All, &control).await?;
+    let capi = start_capi(config, &control).await?;
     // ClickHouse is optional for the rest of the pipeline: without it the sink does not
     // run and its topics wait (retention 30 days) until `funnelhub sink clickhouse` runs.
     let clickhouse = funnelhub_sinks::clickhouse::start(
         &config.kafka,
         &SchemaRegistry::new(&config.schema_registry)?,
         &config.clickhouse,
+        &control,
     )
     .await;
 
@@ -82,10 +87,11 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
             None => config.capi.graph_url.clone(),
         }
     )?;
-    if config.tenants.is_empty() {
-        writeln!(out, "                   no tenants configured: every request gets 404 (see funnelhub.example.toml)")?;
+    let tenants = control.tenants.all();
+    if tenants.is_empty() {
+        writeln!(out, "                   no tenants configured: every request gets 404 (see funnelhub.example.toml, `funnelhub tenants add`)")?;
     }
-    for tenant in &config.tenants {
+    for tenant in &tenants {
         let configured = [
             ("hotmart", tenant.hotmart_hottok.is_some()),
             ("kiwify", tenant.kiwify_token.is_some()),
@@ -164,7 +170,7 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         sink.stop().await.map_err(anyhow::Error::msg)?;
         if !once {
             // The funnel without Grafana, from what this run stored.
-            let tenants: Vec<String> = config.tenants.iter().map(|t| t.id.clone()).collect();
+            let tenants: Vec<String> = tenants.iter().map(|t| t.id.clone()).collect();
             let out = std::path::Path::new("funnelhub-report");
             match crate::report::run(&config.clickhouse, &tenants, 7, out).await {
                 Ok((text, files)) => {
@@ -184,13 +190,30 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
     stopped
 }
 
+/// What every service of this process follows: the configuration file's tenants overridden
+/// by `control.tenants` (secrets opened with the keys in `FUNNELHUB_TENANT_KEYS`), and the
+/// suppression list. Without any Meta token anywhere, tenants with a pixel get emulated
+/// tokens (see [`start_capi`]).
+pub async fn control_plane(config: &Config) -> anyhow::Result<ControlPlane> {
+    let registry = SchemaRegistry::new(&config.schema_registry)?;
+    let seeds = if config.has_meta_tokens() {
+        config.tenants.clone()
+    } else {
+        config.emulated_tenants()
+    };
+    ControlPlane::follow(&config.kafka, &registry, seeds, Keyring::from_env()?)
+        .await
+        .context("reading the tenants and the suppression list")
+}
+
 /// The processors as `funnelhub process` and `funnelhub up` run them.
 pub async fn start_processors(
     config: &Config,
     which: funnelhub_processors::Stages,
+    control: &ControlPlane,
 ) -> anyhow::Result<funnelhub_processors::Processors> {
     let registry = SchemaRegistry::new(&config.schema_registry)?;
-    funnelhub_processors::start(&config.kafka, &registry, &config.process, which)
+    funnelhub_processors::start(&config.kafka, &registry, &config.process, which, control)
         .await
         .context("starting the processors")
 }
@@ -208,13 +231,13 @@ pub struct Capi {
 /// Start the CAPI sink. Without any tenant token the sink talks to a Graph API emulator
 /// (on `127.0.0.1:8090`, else any free port) knowing every tenant's pixel, so that the demo
 /// pipeline runs end to end; with tokens it talks to `[capi] graph_url`.
-pub async fn start_capi(config: &Config) -> anyhow::Result<Capi> {
+pub async fn start_capi(config: &Config, control: &ControlPlane) -> anyhow::Result<Capi> {
     let registry = SchemaRegistry::new(&config.schema_registry)?;
-    let mut access = config.meta_access();
     let mut capi = config.capi.clone();
-    let emulator = if access.is_empty() {
-        access = config.emulated_meta_access();
-        let pixels = funnelhub_sinks::meta_capi::config::pixel_tokens(&access);
+    let emulator = if config.has_meta_tokens() {
+        None
+    } else {
+        let pixels = config.emulator_pixels();
         let faults = funnelhub_emulators::Faults::default;
         let emulator = match funnelhub_emulators::MetaGraphEmulator::start(
             EMULATOR_ADDR.into(),
@@ -234,10 +257,8 @@ pub async fn start_capi(config: &Config) -> anyhow::Result<Capi> {
         };
         capi.graph_url = emulator.url();
         Some(emulator)
-    } else {
-        None
     };
-    let sink = funnelhub_sinks::meta_capi::start(&config.kafka, &registry, &capi, access)
+    let sink = funnelhub_sinks::meta_capi::start(&config.kafka, &registry, &capi, control)
         .await
         .context("starting the CAPI sink")?;
     Ok(Capi { sink, emulator })
@@ -259,10 +280,13 @@ pub async fn until_stopped(has_failed: impl Fn() -> bool) -> anyhow::Result<()> 
 }
 
 /// The edge as `funnelhub edge` and `funnelhub up` run it.
-pub async fn start_edge(config: &Config) -> anyhow::Result<funnelhub_runtime::RunningServer> {
+pub async fn start_edge(
+    config: &Config,
+    control: &ControlPlane,
+) -> anyhow::Result<funnelhub_runtime::RunningServer> {
     funnelhub_ingest::start(
         &config.edge,
-        config.tenants.clone(),
+        control.tenants.clone(),
         &config.kafka,
         &config.schema_registry,
         Some(funnelhub_runtime::prometheus()),

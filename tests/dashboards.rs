@@ -141,9 +141,14 @@ async fn every_clickhouse_panel_answers_its_columns_over_sink_data() {
         ..ClickHouseConfig::default()
     };
     write_every_topic(&kafka, &registry, 0).await;
-    let (sink, _) = funnelhub_sinks::clickhouse::start(&kafka, &registry, &config)
-        .await
-        .expect("sink");
+    let (sink, _) = funnelhub_sinks::clickhouse::start(
+        &kafka,
+        &registry,
+        &config,
+        &funnelhub_tenants::ControlPlane::default(),
+    )
+    .await
+    .expect("sink");
     let catalog = Catalog::new(&kafka.topic_prefix);
     let topics: Vec<String> = STORED.iter().map(|t| catalog.name(*t)).collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);

@@ -122,6 +122,10 @@ async fn every_schema_round_trips_through_the_registry_and_the_broker() {
     )
     .await;
     roundtrip(&kafka, &registry, Topic::Suppressions, sample_suppression()).await;
+    roundtrip(&kafka, &registry, Topic::Tenants, sample_tenant_record()).await;
+    let (session, action) = sample_setup();
+    roundtrip(&kafka, &registry, Topic::SetupSessions, session).await;
+    roundtrip(&kafka, &registry, Topic::SetupActions, action).await;
     running.stop().await.expect("stops");
 }
 

@@ -146,6 +146,7 @@ async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
             ..ProcessConfig::default()
         },
         Stages::All,
+        &funnelhub_processors::ControlPlane::default(),
     )
     .await
     .expect("start");

@@ -90,7 +90,7 @@ async fn main() {
             listen: ([127, 0, 0, 1], 0).into(),
             ..EdgeConfig::default()
         },
-        vec![tenant],
+        funnelhub_ingest::TenantDirectory::fixed([tenant]),
         &kafka,
         &SchemaRegistryConfig {
             url: registry.url(),

@@ -47,6 +47,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub use config::{EdgeConfig, Secret, TenantConfig};
 pub use error::ApiError;
 use funnelhub_schemas::ids::now_ms;
+pub use funnelhub_tenants::TenantDirectory;
 use producer::EdgeProducer;
 use request::{client_ip, parse_json, require_json_or_text, QueryParams, Tenants};
 use webhooks::Outcome;
@@ -81,7 +82,7 @@ pub enum StartError {
 /// `clickhouse`, the read API too (connected on first use).
 pub async fn start(
     config: &EdgeConfig,
-    tenants: Vec<TenantConfig>,
+    tenants: TenantDirectory,
     kafka: &KafkaConfig,
     registry: &SchemaRegistryConfig,
     prometheus: Option<PrometheusHandle>,
@@ -97,7 +98,7 @@ pub async fn start(
     .await?;
     let state = Arc::new(EdgeState {
         config: config.clone(),
-        tenants: Tenants::new(tenants),
+        tenants: Tenants::live(tenants),
         producer,
         registry_url: registry.url.clone(),
         prometheus,

@@ -12,19 +12,27 @@ use serde::de::DeserializeOwned;
 
 use crate::config::TenantConfig;
 use crate::error::ApiError;
+use funnelhub_tenants::TenantDirectory;
 
-/// Tenants by id.
+/// The tenants requests are resolved against: the live directory (the control topic's
+/// changes apply without a restart).
 #[derive(Debug, Clone, Default)]
-pub struct Tenants(Arc<HashMap<String, Arc<TenantConfig>>>);
+pub struct Tenants(TenantDirectory);
 
 impl Tenants {
+    /// Fixed tenants (tests, tools).
     pub fn new(tenants: impl IntoIterator<Item = TenantConfig>) -> Self {
-        Tenants(Arc::new(
-            tenants
-                .into_iter()
-                .map(|t| (t.id.clone(), Arc::new(t)))
-                .collect(),
-        ))
+        Tenants(TenantDirectory::fixed(tenants))
+    }
+
+    /// The live directory.
+    pub fn live(directory: TenantDirectory) -> Self {
+        Tenants(directory)
+    }
+
+    /// The directory behind it.
+    pub fn directory(&self) -> &TenantDirectory {
+        &self.0
     }
 
     /// The tenant a request's query names (`?tenant=<id>`).
@@ -32,28 +40,17 @@ impl Tenants {
         let id = query
             .get("tenant")
             .ok_or_else(|| ApiError::missing("tenant"))?;
-        self.0.get(id).cloned().ok_or(ApiError::UnknownTenant)
+        self.0.get(id).ok_or(ApiError::UnknownTenant)
     }
 
     /// The tenant owning API key `key` (compared in constant time with every key).
     pub fn by_api_key(&self, key: &str) -> Option<Arc<TenantConfig>> {
-        use subtle::ConstantTimeEq;
-        let mut found = None;
-        for tenant in self.0.values() {
-            for candidate in &tenant.api_keys {
-                if bool::from(candidate.expose().as_bytes().ct_eq(key.as_bytes())) {
-                    found = Some(tenant.clone());
-                }
-            }
-        }
-        found
+        self.0.by_api_key(key)
     }
 
     /// Is `origin` one of `tenant_id`'s landing-page origins?
     pub fn allows_origin(&self, tenant_id: &str, origin: &str) -> bool {
-        self.0
-            .get(tenant_id)
-            .is_some_and(|t| t.allowed_origins.iter().any(|o| o == origin))
+        self.0.allows_origin(tenant_id, origin)
     }
 }
 

@@ -190,12 +190,23 @@ async fn the_read_api_answers_from_clickhouse_what_the_pipeline_computed() {
         group_prefix: kafka.topic_prefix.clone(),
         ..ProcessConfig::default()
     };
-    let processors = funnelhub_processors::start(&kafka, &registry, &config, Stages::All)
-        .await
-        .expect("processors");
-    let (sink, _) = funnelhub_sinks::clickhouse::start(&kafka, &registry, &clickhouse)
-        .await
-        .expect("sink");
+    let processors = funnelhub_processors::start(
+        &kafka,
+        &registry,
+        &config,
+        Stages::All,
+        &funnelhub_tenants::ControlPlane::default(),
+    )
+    .await
+    .expect("processors");
+    let (sink, _) = funnelhub_sinks::clickhouse::start(
+        &kafka,
+        &registry,
+        &clickhouse,
+        &funnelhub_tenants::ControlPlane::default(),
+    )
+    .await
+    .expect("sink");
     let app = edge(&kafka, &server.url(), &clickhouse).await;
 
     // Wait until the funnel holds every session.

@@ -6,6 +6,7 @@ pub mod avro;
 pub mod client;
 pub mod config;
 pub mod dlq;
+pub mod follow;
 pub mod producer;
 pub mod replay;
 pub mod stage;

@@ -84,7 +84,7 @@ fn logic(sessions: usize) {
 fn matching(buyers: usize) {
     let config = MatchConfig::default();
     let (events, _) = matching_workload(buyers, 1, config.grace_ms());
-    let mut state = MatchState::new(std::sync::Arc::new(config));
+    let mut state = MatchState::new(std::sync::Arc::new(config), Default::default());
     let mut emitted = Vec::new();
     let now = funnelhub_schemas::ids::now_ms();
     let started = Instant::now();
@@ -159,7 +159,7 @@ async fn pipeline(brokers: &str, sessions: usize) {
     let mut processors = Vec::new();
     for stages in [Stages::Dedupe, Stages::Funnel] {
         processors.push(
-            funnelhub_processors::start(&kafka, &registry, &config, stages)
+            funnelhub_processors::start(&kafka, &registry, &config, stages, &Default::default())
                 .await
                 .expect("processors"),
         );

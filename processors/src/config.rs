@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use std::collections::BTreeMap;
-
 use funnelhub_schemas::catalog::{
     DEDUPE_CHANGELOG_RETENTION_DAYS, FUNNEL_CHANGELOG_RETENTION_DAYS, INPUT_RETENTION_DAYS,
     MATCH_CHANGELOG_RETENTION_DAYS,
@@ -47,10 +45,6 @@ pub struct MatchConfig {
     pub idle_slack_secs: u32,
     /// Weights and threshold of the scoring rule.
     pub scoring: ScoringConfig,
-    /// Meta pixel of each tenant (filled from `[[tenants]] meta_pixel_id`); a tenant
-    /// without one gets its dispatch requests blocked with reason `no_meta_pixel`.
-    #[serde(skip)]
-    pub pixels: BTreeMap<String, String>,
 }
 
 impl Default for MatchConfig {
@@ -61,7 +55,6 @@ impl Default for MatchConfig {
             max_out_of_order_secs: 300,
             idle_slack_secs: 30,
             scoring: ScoringConfig::default(),
-            pixels: BTreeMap::new(),
         }
     }
 }

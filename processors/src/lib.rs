@@ -17,8 +17,9 @@ use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::dlq::DeadLetters;
 pub use funnelhub_kafka::stage::StartError;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
-use funnelhub_kafka::{KafkaConfig, SchemaRegistry, Suppressions, TopicCodec};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::{Catalog, Topic};
+pub use funnelhub_tenants::ControlPlane;
 
 pub use config::ProcessConfig;
 
@@ -103,19 +104,21 @@ pub fn stage_groups(
     ]
 }
 
-/// Create missing topics, register schemas and join the consumer groups.
+/// Create missing topics, register schemas and join the consumer groups. `control`: the
+/// suppression list every stage skips, and the tenants (the matcher's pixels), live.
 pub async fn start(
     kafka: &KafkaConfig,
     registry: &SchemaRegistry,
     config: &ProcessConfig,
     which: Stages,
+    control: &ControlPlane,
 ) -> Result<Processors, StartError> {
     config.validate().map_err(StartError::Config)?;
     ensure_topics(kafka, &catalog_requests(kafka)).await?;
     let catalog = Catalog::new(&kafka.topic_prefix);
     let catalog = &catalog;
     // Read before any partition is restored or processed: nothing purged comes back.
-    let suppressions = Suppressions::follow(kafka, registry).await?;
+    let suppressions = control.suppressions.clone();
     let mut stages = Vec::new();
     let settings = |stage: &str| StageSettings {
         group: group_of(config, stage),
@@ -183,6 +186,7 @@ pub async fn start(
             dead_letters: dead_letters("match").await?,
             changelog: TopicCodec::register(registry, &catalog.name(Topic::MatchChangelog)).await?,
             suppressions,
+            tenants: control.tenants.clone(),
         });
         stages.push(stage::spawn(kafka, matcher, settings("match"))?);
     }

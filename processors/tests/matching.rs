@@ -57,11 +57,9 @@ async fn conversions_match_their_true_visits_and_a_replay_gives_the_same_records
     // one later hit per tenant moves stream time past every deadline (which hits a decision
     // sees is fixed by its deadline either way).
     harness.config.matching.max_out_of_order_secs = 24 * 3600;
-    harness
-        .config
-        .matching
-        .pixels
-        .insert("acme".into(), "1234567890".into());
+    let mut acme = funnelhub_tenants::TenantConfig::new("acme");
+    acme.meta_pixel_id = Some("1234567890".into());
+    harness.control = funnelhub_processors::ControlPlane::fixed([acme]);
     let (events, truth) = matching_workload(300, 11, i64::from(GRACE_SECS) * 1000);
     let writer = RawWriter::connect(&harness.kafka, &harness.registry).await;
     writer.write(&events).await;

@@ -7,12 +7,14 @@
 //! (tracking, onboarding) and every event of one order.
 
 use crate::codec::AvroRecord;
+use crate::control::TenantRecord;
 use crate::derived::{
     CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelTransition, MatchResult,
     OpsTicket,
 };
 use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
 use crate::privacy::Suppression;
+use crate::setup::{SetupActionLog, SetupSession};
 use crate::state::{DedupeChangelog, FunnelChangelog, MatchChangelog};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -49,6 +51,12 @@ pub enum Topic {
     MatchChangelog,
     /// Purged identifiers and what was tied to them: every stage skips those records.
     Suppressions,
+    /// Tenants (the control plane): every service follows it.
+    Tenants,
+    /// Guided setup sessions' state: every edge follows it.
+    SetupSessions,
+    /// One record per setup action (validation tools, autoconfigure, rollback).
+    SetupActions,
 }
 
 /// What the catalog says of one topic.
@@ -73,7 +81,7 @@ pub struct TopicSpec {
 
 impl Topic {
     /// Every topic, in pipeline order.
-    pub const ALL: [Topic; 15] = [
+    pub const ALL: [Topic; 18] = [
         Topic::RawTracking,
         Topic::RawOrders,
         Topic::RawOnboarding,
@@ -89,6 +97,9 @@ impl Topic {
         Topic::FunnelChangelog,
         Topic::MatchChangelog,
         Topic::Suppressions,
+        Topic::Tenants,
+        Topic::SetupSessions,
+        Topic::SetupActions,
     ];
 
     /// The catalog entry of this topic.
@@ -221,6 +232,40 @@ impl Topic {
                     Suppression::FULL_NAME,
                     0,
                     "privacy purge",
+                )
+            },
+            Topic::Tenants => TopicSpec {
+                partitions: 1,
+                retention_ms: -1,
+                compacted: true,
+                ..spec(
+                    "control.tenants",
+                    "tenant_id",
+                    TenantRecord::FULL_NAME,
+                    0,
+                    "funnelhub tenants, setup autoconfigure",
+                )
+            },
+            Topic::SetupSessions => TopicSpec {
+                partitions: 1,
+                retention_ms: -1,
+                compacted: true,
+                ..spec(
+                    "setup.sessions",
+                    "session_id",
+                    SetupSession::FULL_NAME,
+                    0,
+                    "edge (setup API)",
+                )
+            },
+            Topic::SetupActions => TopicSpec {
+                partitions: 3,
+                ..spec(
+                    "setup.actions",
+                    "session_id",
+                    SetupActionLog::FULL_NAME,
+                    INPUT_RETENTION_DAYS,
+                    "edge (setup API)",
                 )
             },
         }

@@ -17,6 +17,7 @@ use apache_avro::Schema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::control::TenantRecord;
 use crate::derived::{
     CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelTransition, MatchResult,
     OpsTicket,
@@ -24,6 +25,7 @@ use crate::derived::{
 use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
 use crate::privacy::Suppression;
 use crate::schema_set::{RecordSchema, SchemaSet};
+use crate::setup::{SetupActionLog, SetupSession};
 use crate::state::{DedupeChangelog, FunnelChangelog, MatchChangelog};
 use crate::Error;
 
@@ -68,6 +70,9 @@ avro_records! {
     FunnelChangelog => "io.funnelhub.state.FunnelChangelog",
     MatchChangelog => "io.funnelhub.state.MatchChangelog",
     Suppression => "io.funnelhub.privacy.Suppression",
+    TenantRecord => "io.funnelhub.control.TenantRecord",
+    SetupSession => "io.funnelhub.setup.SetupSession",
+    SetupActionLog => "io.funnelhub.setup.SetupActionLog",
 }
 
 /// One resolved writer per bundled schema, built once (resolving names is not free).

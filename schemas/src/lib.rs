@@ -7,12 +7,14 @@
 pub mod catalog;
 pub mod codec;
 pub mod common;
+pub mod control;
 pub mod derived;
 pub mod events;
 pub mod identity;
 pub mod ids;
 pub mod privacy;
 pub mod schema_set;
+pub mod setup;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

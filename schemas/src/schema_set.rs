@@ -51,6 +51,12 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../avro/MatchChangelog.avsc"),
     ),
     ("Suppression", include_str!("../avro/Suppression.avsc")),
+    ("TenantRecord", include_str!("../avro/TenantRecord.avsc")),
+    ("SetupSession", include_str!("../avro/SetupSession.avsc")),
+    (
+        "SetupActionLog",
+        include_str!("../avro/SetupActionLog.avsc"),
+    ),
     (
         "common/EventType",
         include_str!("../avro/common/EventType.avsc"),
@@ -81,6 +87,7 @@ const FILES: &[(&str, &str)] = &[
         "common/SourcePosition",
         include_str!("../avro/common/SourcePosition.avsc"),
     ),
+    ("common/Sealed", include_str!("../avro/common/Sealed.avsc")),
 ];
 
 /// One self-contained record schema: its JSON (what a registry stores) and the parsed form.
@@ -237,7 +244,7 @@ mod tests {
     #[test]
     fn every_top_level_schema_is_self_contained() {
         let set = SchemaSet::bundled();
-        assert_eq!(set.iter().count(), 14);
+        assert_eq!(set.iter().count(), 17);
         for record in set.iter() {
             // Parsing alone (no other schemas supplied) proves no dangling reference.
             let reparsed = Schema::parse_str(&record.json).expect(&record.full_name);

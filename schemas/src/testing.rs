@@ -448,3 +448,72 @@ pub fn sample_suppression() -> crate::privacy::Suppression {
         requested_at: 1_790_000_000_000,
     }
 }
+
+/// An encrypted envelope (the bytes are not a real ciphertext: codec tests only).
+pub fn sample_sealed() -> crate::control::Sealed {
+    crate::control::Sealed {
+        key_id: "k1".into(),
+        wrapped_key: "d3JhcHBlZA==".into(),
+        nonce: "bm9uY2U=".into(),
+        ciphertext: "Y2lwaGVy".into(),
+    }
+}
+
+/// A tenant as the control plane stores it.
+pub fn sample_tenant_record() -> crate::control::TenantRecord {
+    crate::control::TenantRecord {
+        tenant_id: "acme".into(),
+        revision: 3,
+        updated_at: 1_790_000_000_000,
+        updated_by: "cli tenants set".into(),
+        allowed_origins: vec!["https://lp.acme.test".into()],
+        consent_ads_default: true,
+        consent_analytics_default: false,
+        phone_calling_code: Some("55".into()),
+        meta_pixel_id: Some("1234".into()),
+        meta_test_event_code: None,
+        retention_days: Some(90),
+        secrets: sample_sealed(),
+    }
+}
+
+/// A setup session after one failed Meta validation, and that action's log.
+pub fn sample_setup() -> (crate::setup::SetupSession, crate::setup::SetupActionLog) {
+    use crate::setup::{SetupActionLog, SetupSession, SetupStep};
+    let session = SetupSession {
+        session_id: "setup-1".into(),
+        tenant_id: "acme".into(),
+        revision: 2,
+        state: "failed".into(),
+        created_at: 1_790_000_000_000,
+        updated_at: 1_790_000_001_000,
+        gateway: SetupStep::default(),
+        meta: SetupStep {
+            status: "failed".into(),
+            attempts: 1,
+            reason: Some("graph api code 190".into()),
+            recommendation: Some("generate a new token".into()),
+            summary: None,
+            at: Some(1_790_000_001_000),
+        },
+        url: SetupStep::default(),
+        failed_attempts: 1,
+        last_failure: Some(r#"{"step":"meta"}"#.into()),
+        handoff: None,
+        inputs: Some(sample_sealed()),
+        rollback: None,
+    };
+    let log = SetupActionLog {
+        action_id: "a-1".into(),
+        session_id: "setup-1".into(),
+        tenant_id: "acme".into(),
+        tool: "validate_meta_token".into(),
+        input: r#"{"pixel_id":"1234","access_token":"****abcd"}"#.into(),
+        output: r#"{"http_status":401}"#.into(),
+        status: "failed".into(),
+        reason: Some("graph api code 190".into()),
+        latency_ms: 12,
+        at: 1_790_000_001_000,
+    };
+    (session, log)
+}

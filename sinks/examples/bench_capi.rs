@@ -19,7 +19,7 @@ use funnelhub_schemas::{Catalog, Topic};
 use funnelhub_sinks::meta_capi::payload::{EventsBody, ServerEvent};
 use funnelhub_sinks::meta_capi::{self, CapiConfig};
 use funnelhub_sinks::testing::{
-    dispatch_requests, test_access, test_emulator, test_token, write_requests, TEST_TENANTS,
+    dispatch_requests, test_control, test_emulator, test_token, write_requests, TEST_TENANTS,
 };
 
 #[tokio::main(flavor = "multi_thread")]
@@ -104,7 +104,7 @@ async fn main() {
         ..CapiConfig::default()
     };
     let started = Instant::now();
-    let sink = meta_capi::start(&kafka, &registry, &config, test_access())
+    let sink = meta_capi::start(&kafka, &registry, &config, &test_control())
         .await
         .expect("sink starts");
     let mut first = None;

@@ -110,9 +110,14 @@ async fn main() {
 
     // (c) the sink
     let started = Instant::now();
-    let (sink, _) = clickhouse::start(&kafka, &registry, &config)
-        .await
-        .expect("sink starts");
+    let (sink, _) = clickhouse::start(
+        &kafka,
+        &registry,
+        &config,
+        &funnelhub_tenants::ControlPlane::default(),
+    )
+    .await
+    .expect("sink starts");
     let topics = vec![topic];
     while !tokio::task::block_in_place(|| group_caught_up(&kafka, &config.group, &topics)) {
         tokio::time::sleep(Duration::from_millis(100)).await;

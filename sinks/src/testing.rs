@@ -19,7 +19,7 @@ use funnelhub_schemas::testing::{
 };
 use funnelhub_schemas::{AvroRecord, Catalog, Topic};
 
-use crate::meta_capi::MetaAccess;
+use funnelhub_tenants::{ControlPlane, TenantConfig};
 
 /// The tests' tenants and their pixels.
 pub const TEST_TENANTS: [(&str, &str); 2] = [("acme", "111"), ("beta", "222")];
@@ -29,19 +29,22 @@ pub fn test_token(pixel: &str) -> String {
     format!("EAAB-test-token-of-{pixel}")
 }
 
-/// Each test tenant's pixel and token, as the sink is configured.
-pub fn test_access() -> BTreeMap<String, MetaAccess> {
+/// The test tenants with their pixel and token, as the sink reads them.
+pub fn test_tenants() -> Vec<TenantConfig> {
     TEST_TENANTS
         .iter()
         .map(|(tenant, pixel)| {
-            let access = MetaAccess {
-                pixel_id: pixel.to_string(),
-                access_token: test_token(pixel).into(),
-                test_event_code: None,
-            };
-            (tenant.to_string(), access)
+            let mut config = TenantConfig::new(tenant);
+            config.meta_pixel_id = Some(pixel.to_string());
+            config.meta_access_token = Some(test_token(pixel).as_str().into());
+            config
         })
         .collect()
+}
+
+/// [`test_tenants`] and no suppression, as the sinks start with in tests.
+pub fn test_control() -> ControlPlane {
+    ControlPlane::fixed(test_tenants())
 }
 
 /// Each test pixel and its token, as the emulator knows them.

@@ -112,9 +112,14 @@ async fn replaying_every_topic_leaves_identical_query_results() {
     let config = config(&kafka, &clickhouse_url());
     let written = write_every_topic(&kafka, &registry, 0).await;
 
-    let (sink, server) = clickhouse::start(&kafka, &registry, &config)
-        .await
-        .expect("starts");
+    let (sink, server) = clickhouse::start(
+        &kafka,
+        &registry,
+        &config,
+        &funnelhub_tenants::ControlPlane::default(),
+    )
+    .await
+    .expect("starts");
     assert!(
         server.version.major > 0,
         "version detected: {}",
@@ -165,9 +170,14 @@ async fn replaying_every_topic_leaves_identical_query_results() {
     reset_group_offsets(&kafka, &config.group, &stored_topics(&kafka))
         .await
         .expect("reset");
-    let (sink, _) = clickhouse::start(&kafka, &registry, &config)
-        .await
-        .expect("restarts");
+    let (sink, _) = clickhouse::start(
+        &kafka,
+        &registry,
+        &config,
+        &funnelhub_tenants::ControlPlane::default(),
+    )
+    .await
+    .expect("restarts");
     until_caught_up(&kafka, &config.group).await;
     sink.stop().await.expect("stops");
     let inserted_twice = sql(&format!("SELECT count() FROM {db}.events")).await;
@@ -240,9 +250,14 @@ async fn clickhouse_going_away_mid_ingestion_loses_and_duplicates_nothing() {
     let db = config.database.clone();
 
     write_every_topic(&kafka, &registry, 0).await;
-    let (sink, _) = clickhouse::start(&kafka, &registry, &config)
-        .await
-        .expect("starts");
+    let (sink, _) = clickhouse::start(
+        &kafka,
+        &registry,
+        &config,
+        &funnelhub_tenants::ControlPlane::default(),
+    )
+    .await
+    .expect("starts");
     until_caught_up(&kafka, &config.group).await;
     proxy.down();
     write_every_topic(&kafka, &registry, 1).await;
@@ -313,7 +328,9 @@ async fn retention_deletes_rows_older_than_each_tenants_days() {
     let kafka = funnelhub_kafka::testing::kafka_config("ch-retention");
     let mut config = config(&kafka, &clickhouse_url());
     config.retention_days = 90;
-    config.tenant_retention = std::collections::BTreeMap::from([("acme".to_string(), 30)]);
+    let mut acme = funnelhub_tenants::TenantConfig::new("acme");
+    acme.retention_days = Some(30);
+    let tenants = funnelhub_tenants::TenantDirectory::fixed([acme]);
     let (server, _) = Server::migrate(&config).await.expect("migrations");
     let now = funnelhub_schemas::ids::now_ms();
     let day = 24 * 3600 * 1000;
@@ -342,7 +359,7 @@ async fn retention_deletes_rows_older_than_each_tenants_days() {
     insert.end().await.expect("inserted");
 
     config
-        .retention()
+        .retention(&tenants)
         .enforce(&server.client, &config.database)
         .await
         .expect("issued");

@@ -13,7 +13,7 @@ use funnelhub_schemas::derived::{AttemptOutcome, DispatchAttempt, DlqReason, Dlq
 use funnelhub_schemas::ids::now_ms;
 use funnelhub_schemas::Topic;
 use funnelhub_sinks::meta_capi;
-use funnelhub_sinks::testing::test_access;
+use funnelhub_sinks::testing::{test_control, test_tenants};
 
 /// HTTP attempts in the audit (blocked and expired outcomes have attempt 0).
 fn http_attempts(attempts: &[DispatchAttempt]) -> Vec<&DispatchAttempt> {
@@ -60,7 +60,7 @@ async fn with_30_percent_faults_every_event_reaches_meta_once_and_every_attempt_
     all.extend(expired);
     h.write(&all).await;
 
-    let sink = meta_capi::start(&h.kafka, &h.registry, &h.config, test_access())
+    let sink = meta_capi::start(&h.kafka, &h.registry, &h.config, &test_control())
         .await
         .expect("sink starts");
     h.until_received(deliverable.len()).await;
@@ -143,7 +143,7 @@ async fn with_30_percent_faults_every_event_reaches_meta_once_and_every_attempt_
         .await
         .expect("reset");
     let before = h.emulator.counts().events_received;
-    let sink = meta_capi::start(&h.kafka, &h.registry, &h.config, test_access())
+    let sink = meta_capi::start(&h.kafka, &h.registry, &h.config, &test_control())
         .await
         .expect("sink restarts");
     let deadline = tokio::time::Instant::now() + common::WAIT;
@@ -181,8 +181,9 @@ async fn an_invalid_token_or_event_is_dead_lettered_without_retry_and_the_rest_i
         reject_event_ids: vec!["beta-7".into(), "beta-200".into()],
         ..Faults::default()
     });
-    let mut access = test_access();
-    access.get_mut("acme").expect("acme").access_token = "EAAB-revoked".into();
+    let mut tenants = test_tenants();
+    tenants[0].meta_access_token = Some("EAAB-revoked".into());
+    let control = funnelhub_tenants::ControlPlane::fixed(tenants);
     let mut all = requests("acme", 300);
     all.extend(requests("beta", 300));
     let mut orphan = requests("gamma", 1).remove(0);
@@ -190,7 +191,7 @@ async fn an_invalid_token_or_event_is_dead_lettered_without_retry_and_the_rest_i
     all.push(orphan);
     h.write(&all).await;
 
-    let sink = meta_capi::start(&h.kafka, &h.registry, &h.config, access)
+    let sink = meta_capi::start(&h.kafka, &h.registry, &h.config, &control)
         .await
         .expect("sink starts");
     h.until_received(298).await;

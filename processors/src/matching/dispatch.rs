@@ -20,6 +20,7 @@ use funnelhub_schemas::common::{minor_to_major, EventType, HashedIdentity};
 use funnelhub_schemas::derived::CapiDispatchRequest;
 use funnelhub_schemas::events::{OrderEvent, TrackingHit};
 use funnelhub_schemas::ids::deterministic_id;
+use funnelhub_tenants::TenantDirectory;
 
 use super::visits::VisitView;
 
@@ -43,11 +44,27 @@ pub fn meta_event_name(event_type: EventType) -> Option<&'static str> {
     }
 }
 
+/// Where each tenant's Meta pixel is found.
+pub trait Pixels {
+    fn pixel(&self, tenant_id: &str) -> Option<String>;
+}
+
+/// The live tenants (`[[tenants]] meta_pixel_id`, or the control topic's).
+impl Pixels for TenantDirectory {
+    fn pixel(&self, tenant_id: &str) -> Option<String> {
+        self.get(tenant_id)?.meta_pixel_id.clone()
+    }
+}
+
+/// Tenant id → pixel id.
+impl Pixels for BTreeMap<String, String> {
+    fn pixel(&self, tenant_id: &str) -> Option<String> {
+        self.get(tenant_id).cloned()
+    }
+}
+
 /// The request for a landing-page hit.
-pub fn for_hit(
-    hit: &TrackingHit,
-    pixels: &BTreeMap<String, String>,
-) -> Option<CapiDispatchRequest> {
+pub fn for_hit(hit: &TrackingHit, pixels: &impl Pixels) -> Option<CapiDispatchRequest> {
     let event_name = meta_event_name(hit.envelope.event_type)?;
     let envelope = &hit.envelope;
     Some(finish(
@@ -81,7 +98,7 @@ pub fn for_conversion(
     order: &OrderEvent,
     visit: Option<&VisitView<'_>>,
     match_id: &str,
-    pixels: &BTreeMap<String, String>,
+    pixels: &impl Pixels,
 ) -> Option<CapiDispatchRequest> {
     let event_name = meta_event_name(order.envelope.event_type)?;
     let envelope = &order.envelope;
@@ -150,10 +167,7 @@ fn fill(first: HashedIdentity, second: HashedIdentity) -> HashedIdentity {
 }
 
 /// Pixel, deterministic dispatch id and blocked reason.
-fn finish(
-    mut request: CapiDispatchRequest,
-    pixels: &BTreeMap<String, String>,
-) -> CapiDispatchRequest {
+fn finish(mut request: CapiDispatchRequest, pixels: &impl Pixels) -> CapiDispatchRequest {
     // Meta refuses a `website` event without the page URL and the browser's user agent
     // (an order no visit explains has neither): such an event is reported as `other`, so
     // Meta takes it instead of the whole batch failing into the DLQ.
@@ -163,8 +177,7 @@ fn finish(
         ACTION_OTHER
     }
     .into();
-    let pixel = pixels.get(&request.tenant_id);
-    request.pixel_id = pixel.cloned().unwrap_or_default();
+    request.pixel_id = pixels.pixel(&request.tenant_id).unwrap_or_default();
     request.dispatch_id = deterministic_id(
         "capi",
         &[
@@ -176,7 +189,7 @@ fn finish(
     );
     request.blocked_reason = if !request.consent_ads {
         Some(BLOCKED_CONSENT.into())
-    } else if pixel.is_none() {
+    } else if request.pixel_id.is_empty() {
         Some(BLOCKED_NO_PIXEL.into())
     } else {
         None

@@ -31,6 +31,7 @@ use funnelhub_schemas::derived::{CapiDispatchRequest, DedupedEvent, MatchMethod,
 use funnelhub_schemas::events::{gateway_name, EdgeEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::ids::{deterministic_id, now_ms, order_event_id};
 use funnelhub_schemas::state::{MatchChangelog, MatchDecision};
+use funnelhub_tenants::TenantDirectory;
 
 use super::dispatch;
 use super::rules::{self, Window};
@@ -62,6 +63,9 @@ struct Waiting {
 #[derive(Debug)]
 pub struct MatchState {
     config: Arc<MatchConfig>,
+    /// Each tenant's Meta pixel, live (a tenant without one gets its requests blocked
+    /// `no_meta_pixel`).
+    tenants: TenantDirectory,
     visits: Visits,
     /// Conversions waiting, by (deadline, conversion id).
     pending: BTreeMap<(i64, String), OrderEvent>,
@@ -79,9 +83,10 @@ pub struct MatchState {
 
 impl MatchState {
     /// An empty state.
-    pub fn new(config: Arc<MatchConfig>) -> Self {
+    pub fn new(config: Arc<MatchConfig>, tenants: TenantDirectory) -> Self {
         MatchState {
             config,
+            tenants,
             visits: Visits::default(),
             pending: BTreeMap::new(),
             pending_ids: HashMap::default(),
@@ -111,9 +116,7 @@ impl MatchState {
     /// Apply a landing-page hit.
     pub fn hit(&mut self, hit: TrackingHit, now: i64, out: &mut Vec<Emitted>) {
         self.read(hit.envelope.received_at, now, out);
-        out.extend(
-            dispatch::for_hit(&hit, &self.config.pixels).map(|d| Emitted::Dispatch(Box::new(d))),
-        );
+        out.extend(dispatch::for_hit(&hit, &self.tenants).map(|d| Emitted::Dispatch(Box::new(d))));
         if self.visits.add(hit.clone()) {
             self.changes.hits.push(hit);
         }
@@ -264,7 +267,7 @@ impl MatchState {
                     &order,
                     found.visit.as_ref(),
                     &match_id,
-                    &self.config.pixels,
+                    &self.tenants,
                 );
                 let result = MatchResult {
                     matched_event_id: found.event_id.map(str::to_owned),
@@ -426,6 +429,7 @@ pub struct MatchStage {
     pub(crate) dead_letters: Arc<DeadLetters>,
     pub(crate) changelog: TopicCodec<MatchChangelog>,
     pub(crate) suppressions: Suppressions,
+    pub(crate) tenants: TenantDirectory,
 }
 
 impl Stage for MatchStage {
@@ -452,7 +456,7 @@ impl Stage for MatchStage {
             stage: self.clone(),
             topic: topic.to_owned(),
             partition,
-            state: MatchState::new(self.config.clone()),
+            state: MatchState::new(self.config.clone(), self.tenants.clone()),
             emitted: Vec::new(),
             purges: self.suppressions.generation(),
         }
@@ -578,13 +582,18 @@ mod tests {
     const NOW: i64 = 1_800_000_000_000;
 
     fn config() -> Arc<MatchConfig> {
-        let mut config = MatchConfig {
+        let config = MatchConfig {
             grace_secs: 600,
             max_out_of_order_secs: 0,
             ..MatchConfig::default()
         };
-        config.pixels.insert("acme".into(), "1234".into());
         Arc::new(config)
+    }
+
+    fn tenants() -> TenantDirectory {
+        let mut acme = funnelhub_tenants::TenantConfig::new("acme");
+        acme.meta_pixel_id = Some("1234".into());
+        TenantDirectory::fixed([acme])
     }
 
     fn hit(session: &str, id: &str, at: i64) -> TrackingHit {
@@ -620,7 +629,7 @@ mod tests {
 
     #[test]
     fn a_late_click_within_grace_matches_one_after_grace_does_not() {
-        let mut state = MatchState::new(config());
+        let mut state = MatchState::new(config(), tenants());
         let mut out = Vec::new();
         state.conversion(purchase("o-1", "within", 0), NOW, &mut out);
         state.conversion(purchase("o-2", "after", 0), NOW, &mut out);
@@ -646,7 +655,7 @@ mod tests {
             max_out_of_order_secs: 300,
             ..(*config()).clone()
         });
-        let mut state = MatchState::new(config);
+        let mut state = MatchState::new(config, tenants());
         let mut out = Vec::new();
         state.conversion(purchase("o-1", "s", 0), NOW, &mut out);
         // Another partition is ahead: its records pass the deadline (10 min)...
@@ -660,7 +669,7 @@ mod tests {
 
     #[test]
     fn an_idle_partition_decides_by_the_wall_clock() {
-        let mut state = MatchState::new(config());
+        let mut state = MatchState::new(config(), tenants());
         let mut out = Vec::new();
         state.hit(hit("s", "h", NOW - MIN), NOW, &mut out);
         state.conversion(purchase("o-1", "s", NOW), NOW, &mut out);
@@ -673,7 +682,7 @@ mod tests {
 
     #[test]
     fn a_conversion_read_while_catching_up_waits_for_its_visits() {
-        let mut state = MatchState::new(config());
+        let mut state = MatchState::new(config(), tenants());
         let mut out = Vec::new();
         // Five hours of backlog: the conversion is long past its deadline by the clock...
         state.conversion(purchase("o-1", "s", NOW - 300 * MIN), NOW, &mut out);
@@ -687,7 +696,7 @@ mod tests {
 
     #[test]
     fn a_conversion_read_again_re_emits_its_decision() {
-        let mut state = MatchState::new(config());
+        let mut state = MatchState::new(config(), tenants());
         let mut first = Vec::new();
         state.hit(hit("s", "h", 0), NOW, &mut first);
         state.conversion(purchase("o-1", "s", 0), NOW, &mut first);
@@ -704,12 +713,12 @@ mod tests {
 
     #[test]
     fn restore_gives_the_same_decisions() {
-        let mut original = MatchState::new(config());
+        let mut original = MatchState::new(config(), tenants());
         let mut out = Vec::new();
         original.hit(hit("s", "h", 0), NOW, &mut out);
         original.conversion(purchase("o-1", "s", MIN), NOW, &mut out);
         let log = original.take_changes("t", 0);
-        let mut restored = MatchState::new(config());
+        let mut restored = MatchState::new(config(), tenants());
         for change in log {
             restored.restore(change, NOW);
         }
@@ -720,7 +729,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(results(&a)[0].method, MatchMethod::SessionId);
         // And once decided, the decision itself is restored.
-        let mut again = MatchState::new(config());
+        let mut again = MatchState::new(config(), tenants());
         for change in original.take_changes("t", 0) {
             again.restore(change, NOW);
         }
@@ -732,7 +741,7 @@ mod tests {
 
     #[test]
     fn a_refund_links_to_its_purchase_and_inherits_its_visit() {
-        let mut state = MatchState::new(config());
+        let mut state = MatchState::new(config(), tenants());
         let mut out = Vec::new();
         state.hit(hit("s", "h", 0), NOW, &mut out);
         let bought = purchase("o-1", "s", MIN);
@@ -762,7 +771,7 @@ mod tests {
 
     #[test]
     fn a_visit_without_ad_consent_is_matched_but_its_purchase_blocked() {
-        let mut state = MatchState::new(config());
+        let mut state = MatchState::new(config(), tenants());
         let mut out = Vec::new();
         let mut visit = hit("s", "h", 0);
         visit.envelope.consent.ads = false;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use funnelhub_kafka::testing::read_records;
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
-use funnelhub_processors::{ProcessConfig, Processors, Stages};
+use funnelhub_processors::{ControlPlane, ProcessConfig, Processors, Stages};
 use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::{AvroRecord, Catalog, Topic};
 
@@ -19,6 +19,8 @@ pub struct Harness {
     pub registry: SchemaRegistry,
     pub catalog: Catalog,
     pub config: ProcessConfig,
+    /// Tenants (the matcher's pixels) and suppressions the processors follow.
+    pub control: ControlPlane,
     _server: RunningServer,
 }
 
@@ -31,6 +33,7 @@ impl Harness {
                 group_prefix: kafka.topic_prefix.clone(),
                 ..ProcessConfig::default()
             },
+            control: ControlPlane::default(),
             kafka,
             registry,
             _server: server,
@@ -38,9 +41,15 @@ impl Harness {
     }
 
     pub async fn start(&self) -> Processors {
-        funnelhub_processors::start(&self.kafka, &self.registry, &self.config, Stages::All)
-            .await
-            .expect("processors start")
+        funnelhub_processors::start(
+            &self.kafka,
+            &self.registry,
+            &self.config,
+            Stages::All,
+            &self.control,
+        )
+        .await
+        .expect("processors start")
     }
 
     pub async fn read<T: AvroRecord + Clone>(&self, topic: Topic, count: usize) -> Vec<T> {

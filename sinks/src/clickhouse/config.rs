@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use funnelhub_tenants::TenantDirectory;
 use serde::{Deserialize, Serialize};
 
 /// `[clickhouse]` section.
@@ -27,9 +28,6 @@ pub struct ClickHouseConfig {
     pub retention_days: u32,
     /// How often the retention deletes are issued (0: never).
     pub retention_every_secs: u64,
-    /// Each tenant's own retention, from `[[tenants]] retention_days`.
-    #[serde(skip)]
-    pub tenant_retention: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for ClickHouseConfig {
@@ -44,7 +42,6 @@ impl Default for ClickHouseConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9103)),
             retention_days: 180,
             retention_every_secs: 3600,
-            tenant_retention: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -66,17 +63,21 @@ impl ClickHouseConfig {
                 self.database
             ));
         }
-        if self.retention_days == 0 || self.tenant_retention.values().any(|d| *d == 0) {
+        if self.retention_days == 0 {
             return Err("retention days must be at least 1".into());
         }
         Ok(())
     }
 
-    /// The retention to enforce.
-    pub fn retention(&self) -> super::retention::Retention {
+    /// The retention to enforce now: each tenant's `retention_days`, else the default.
+    pub fn retention(&self, tenants: &TenantDirectory) -> super::retention::Retention {
         super::retention::Retention {
             default_days: self.retention_days,
-            tenants: self.tenant_retention.clone(),
+            tenants: tenants
+                .all()
+                .iter()
+                .filter_map(|t| Some((t.id.clone(), t.retention_days.filter(|d| *d > 0)?)))
+                .collect(),
         }
     }
 

@@ -16,17 +16,20 @@ use std::sync::Arc;
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings, StartError};
-use funnelhub_kafka::{KafkaConfig, SchemaRegistry, Suppressions, TopicCodec};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_tenants::ControlPlane;
 
 pub use config::ClickHouseConfig;
 pub use server::{Server, Version};
 
 /// Apply the migrations, then join the sink's consumer group on every stored topic.
+/// `control`: each tenant's retention, and the purged people, never written.
 pub async fn start(
     kafka: &KafkaConfig,
     registry: &SchemaRegistry,
     config: &ClickHouseConfig,
+    control: &ControlPlane,
 ) -> Result<(RunningStage, Server), StartError> {
     config.validate().map_err(StartError::Config)?;
     let (server, applied) = Server::migrate(config)
@@ -37,9 +40,8 @@ pub async fn start(
         // Lives as long as the process (deletes are idempotent; any member may issue them).
         retention::spawn(
             server.client.clone(),
-            config.database.clone(),
-            config.retention(),
-            std::time::Duration::from_secs(config.retention_every_secs),
+            config.clone(),
+            control.tenants.clone(),
         );
     }
     ensure_topics(kafka, &catalog_requests(kafka)).await?;
@@ -66,7 +68,7 @@ pub async fn start(
         codecs,
         topics: sink::STORED.iter().map(|t| (name(*t), *t)).collect(),
         linger: config.linger(),
-        suppressions: Suppressions::follow(kafka, registry).await?,
+        suppressions: control.suppressions.clone(),
     };
     let settings = StageSettings {
         group: config.group.clone(),

@@ -85,20 +85,22 @@ impl Retention {
     }
 }
 
-/// Enforce `retention` every `every` until the task is aborted; failures are logged and
-/// retried at the next pass.
+/// Enforce the retention `config` gives `tenants` (read again at each pass: a tenant's
+/// new `retention_days` applies without a restart) every `retention_every_secs` until the
+/// task is aborted; failures are logged and retried at the next pass.
 pub fn spawn(
     client: Client,
-    db: String,
-    retention: Retention,
-    every: Duration,
+    config: super::ClickHouseConfig,
+    tenants: funnelhub_tenants::TenantDirectory,
 ) -> tokio::task::JoinHandle<()> {
+    let db = config.database.clone();
+    let every = Duration::from_secs(config.retention_every_secs);
     tokio::spawn(async move {
         // The first pass one period after start: a restart loop does not hammer the server.
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tick.tick().await;
-            match retention.enforce(&client, &db).await {
+            match config.retention(&tenants).enforce(&client, &db).await {
                 Ok(()) => tracing::debug!(%db, "retention pass issued"),
                 Err(e) => tracing::warn!(%db, "retention pass failed: {e}"),
             }

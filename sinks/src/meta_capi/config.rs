@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use funnelhub_tenants::TenantConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +112,17 @@ pub struct MetaAccess {
     pub access_token: SecretString,
     /// Events Manager > Test events code: sent with every request when set.
     pub test_event_code: Option<String>,
+}
+
+impl MetaAccess {
+    /// A tenant's pixel and token, when it has both.
+    pub fn of(tenant: &TenantConfig) -> Option<MetaAccess> {
+        Some(MetaAccess {
+            pixel_id: tenant.meta_pixel_id.clone()?,
+            access_token: tenant.meta_access_token.as_ref()?.expose().into(),
+            test_event_code: tenant.meta_test_event_code.clone(),
+        })
+    }
 }
 
 /// Each pixel with its token, as an emulator of the Graph API is told them.

@@ -7,27 +7,27 @@ pub mod graph;
 pub mod payload;
 pub mod sink;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::dlq::DeadLetters;
 pub use funnelhub_kafka::stage::StartError;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
-use funnelhub_kafka::{KafkaConfig, SchemaRegistry, Suppressions, TopicCodec};
+use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_tenants::ControlPlane;
 
 pub use config::{CapiConfig, MetaAccess};
 pub use graph::GraphClient;
 
 /// Create missing topics, register schemas and join the sink's consumer group.
-/// `access`: each tenant's pixel and token (tenants without one have their requests
-/// dead-lettered, not dropped).
+/// `control`: each tenant's pixel and token, live (tenants without one have their
+/// requests dead-lettered, not dropped); `suppressions`: the purged people, never sent.
 pub async fn start(
     kafka: &KafkaConfig,
     registry: &SchemaRegistry,
     config: &CapiConfig,
-    access: BTreeMap<String, MetaAccess>,
+    control: &ControlPlane,
 ) -> Result<RunningStage, StartError> {
     config.validate().map_err(StartError::Config)?;
     ensure_topics(kafka, &catalog_requests(kafka)).await?;
@@ -43,10 +43,10 @@ pub async fn start(
         ),
         graph: GraphClient::new(&config.graph_url, &config.api_version, config.timeout())
             .map_err(StartError::Config)?,
-        access,
+        tenants: control.tenants.clone(),
         limiter: sink::CapiSink::limiter(config),
         config: config.clone(),
-        suppressions: Suppressions::follow(kafka, registry).await?,
+        suppressions: control.suppressions.clone(),
     };
     let settings = StageSettings {
         group: config.group.clone(),

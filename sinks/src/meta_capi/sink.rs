@@ -35,6 +35,7 @@ use rand::Rng;
 use super::config::{CapiConfig, MetaAccess};
 use super::graph::{Failure, FailureKind, GraphClient};
 use super::payload::{EventsBody, ServerEvent};
+use funnelhub_tenants::TenantDirectory;
 
 /// The sink: configuration, codecs, the Graph client and the tenants' access.
 #[derive(Debug)]
@@ -46,7 +47,9 @@ pub struct CapiSink {
     pub(crate) attempts_topic: Arc<str>,
     pub(crate) dead_letters: DeadLetters,
     pub(crate) graph: GraphClient,
-    pub(crate) access: BTreeMap<String, MetaAccess>,
+    /// The tenants, live: a pixel or token set by `funnelhub tenants set` or setup's
+    /// autoconfigure applies from the next batch.
+    pub(crate) tenants: TenantDirectory,
     pub(crate) limiter: DefaultKeyedRateLimiter<String>,
     pub(crate) suppressions: Suppressions,
 }
@@ -120,6 +123,7 @@ impl PartitionProcessor for CapiPartition {
         let now = now_ms();
         let max_age_ms = (sink.config.max_event_age_secs as i64).saturating_mul(1000);
         let mut groups: BTreeMap<(&str, &str), Vec<Item<'_>>> = BTreeMap::new();
+        let mut access: BTreeMap<&str, Option<MetaAccess>> = BTreeMap::new();
         for (record, request) in &requests {
             let tenant = request.tenant_id.as_str();
             if sink.suppressions.skip("capi", request) {
@@ -136,7 +140,10 @@ impl PartitionProcessor for CapiPartition {
                 );
                 out.push(sink.final_outcome(request, AttemptOutcome::Expired, &reason)?);
             } else {
-                match sink.access.get(tenant) {
+                let of_tenant = access
+                    .entry(tenant)
+                    .or_insert_with(|| sink.tenants.get(tenant).and_then(|t| MetaAccess::of(&t)));
+                match of_tenant {
                     Some(access) if access.pixel_id == request.pixel_id => groups
                         .entry((tenant, request.pixel_id.as_str()))
                         .or_default()
@@ -156,7 +163,7 @@ impl PartitionProcessor for CapiPartition {
             }
         }
         let deliveries = groups.into_iter().flat_map(|((tenant, _), items)| {
-            let access = &sink.access[tenant];
+            let access = access[tenant].as_ref().expect("grouped with an access");
             items
                 .chunks(sink.config.batch_size)
                 .map(|chunk| sink.deliver(access, chunk.to_vec()))

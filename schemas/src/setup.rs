@@ -1,0 +1,72 @@
+//! Guided setup (seeds 003/004): a session's state on `setup.sessions` and one log record
+//! per action on `setup.actions`. The edge's setup API writes both.
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::Sealed;
+
+/// `io.funnelhub.setup.SetupStep`: the outcome of one step's last action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupStep {
+    /// `pending | success | failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub reason: Option<String>,
+    pub recommendation: Option<String>,
+    /// What was validated, secrets masked (JSON).
+    pub summary: Option<String>,
+    pub at: Option<i64>,
+}
+
+impl Default for SetupStep {
+    fn default() -> Self {
+        SetupStep {
+            status: "pending".into(),
+            attempts: 0,
+            reason: None,
+            recommendation: None,
+            summary: None,
+            at: None,
+        }
+    }
+}
+
+/// `io.funnelhub.setup.SetupSession`: a setup session, key `session_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupSession {
+    pub session_id: String,
+    pub tenant_id: String,
+    pub revision: i64,
+    /// `created | validating | validated | failed | needs_human | configured | rolled_back`.
+    pub state: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub gateway: SetupStep,
+    pub meta: SetupStep,
+    pub url: SetupStep,
+    pub failed_attempts: i32,
+    /// JSON: step, reason, recommendation.
+    pub last_failure: Option<String>,
+    /// JSON handoff bundle once `needs_human`.
+    pub handoff: Option<String>,
+    /// The validated settings with their secrets, encrypted.
+    pub inputs: Option<Sealed>,
+    /// The tenant before autoconfigure, encrypted.
+    pub rollback: Option<Sealed>,
+}
+
+/// `io.funnelhub.setup.SetupActionLog`: one action, secrets masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupActionLog {
+    pub action_id: String,
+    pub session_id: String,
+    pub tenant_id: String,
+    pub tool: String,
+    pub input: String,
+    pub output: String,
+    /// `success | failed`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub latency_ms: i64,
+    pub at: i64,
+}
