@@ -5,6 +5,7 @@ mod privacy;
 mod replay;
 mod report;
 mod simulate;
+mod tenants;
 mod up;
 
 use std::path::PathBuf;
@@ -167,6 +168,12 @@ enum Command {
         #[command(subcommand)]
         action: PrivacyCommand,
     },
+    /// Tenants on the control plane (topic `control.tenants`, secrets encrypted with the
+    /// keys in FUNNELHUB_TENANT_KEYS): running services apply changes without a restart.
+    Tenants {
+        #[command(subcommand)]
+        action: TenantsCommand,
+    },
     /// Serve an emulator of Meta's Graph API (Conversions API endpoint) that enforces
     /// Meta's documented rules and can inject faults; knows each `[[tenants]]` pixel with
     /// its `meta_access_token` (`emulated-token-<tenant>` without one). Point
@@ -175,6 +182,36 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantsCommand {
+    /// Add a tenant: `funnelhub tenants add acme meta_pixel_id=123 meta_access_token=-`
+    /// (`-` reads the value from standard input, one line per `-`).
+    Add {
+        id: String,
+        /// key=value settings (see `set`).
+        settings: Vec<String>,
+    },
+    /// Change settings: allowed_origins, consent_ads_default, consent_analytics_default,
+    /// phone_calling_code, meta_pixel_id, meta_test_event_code, retention_days,
+    /// hotmart_hottok, kiwify_token, stripe_signing_secrets, onboard_secret,
+    /// meta_access_token, api_keys (lists comma-separated; empty clears).
+    Set {
+        id: String,
+        #[arg(required = true)]
+        settings: Vec<String>,
+    },
+    /// Every tenant with its settings, secrets masked (`****abcd`), and where it comes from.
+    List,
+    /// Re-wrap every tenant's data key with the first key of FUNNELHUB_TENANT_KEYS (keep
+    /// the old key there until this ran; the ciphertexts do not change).
+    RotateKey,
+    /// Print a new random key-encryption key (`id:base64`) for FUNNELHUB_TENANT_KEYS.
+    NewKey {
+        #[arg(long, default_value = "k1")]
+        id: String,
     },
 }
 
@@ -406,6 +443,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 _ => anyhow::bail!("give --email, --phone or --external-id"),
             };
             privacy::run(&config, &tenant, kind, &privacy::identifier(value)?).await
+        }
+        Command::Tenants { action } => {
+            let action = match action {
+                TenantsCommand::Add { id, settings } => tenants::Action::Add { id, settings },
+                TenantsCommand::Set { id, settings } => tenants::Action::Set { id, settings },
+                TenantsCommand::List => tenants::Action::List,
+                TenantsCommand::RotateKey => tenants::Action::RotateKey,
+                TenantsCommand::NewKey { id } => tenants::Action::NewKey { id },
+            };
+            print!("{}", tenants::run(&config, action).await?);
+            Ok(())
         }
         Command::CapiEmulator { listen } => {
             let pixels = config.emulator_pixels();

@@ -140,6 +140,84 @@ impl TenantConfig {
     }
 }
 
+/// The settings `funnelhub tenants set` takes, as `key=value`.
+pub const SETTABLE: [&str; 13] = [
+    "allowed_origins",
+    "consent_ads_default",
+    "consent_analytics_default",
+    "phone_calling_code",
+    "meta_pixel_id",
+    "meta_test_event_code",
+    "retention_days",
+    "hotmart_hottok",
+    "kiwify_token",
+    "stripe_signing_secrets",
+    "onboard_secret",
+    "meta_access_token",
+    "api_keys",
+];
+
+impl TenantConfig {
+    /// Set one setting from text (`funnelhub tenants set acme key=value`). Lists are
+    /// comma-separated; an empty value clears the setting. The error names the key and
+    /// never echoes the value (it may be a secret).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let value = value.trim();
+        let text = || (!value.is_empty()).then(|| value.to_owned());
+        let secret = || (!value.is_empty()).then(|| Secret::from(value));
+        let list = || -> Vec<String> {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let flag = || match value {
+            "true" | "yes" | "1" => Ok(true),
+            "false" | "no" | "0" => Ok(false),
+            _ => Err(format!("{key} is true or false")),
+        };
+        match key {
+            "allowed_origins" => self.allowed_origins = list(),
+            "consent_ads_default" => self.consent_ads_default = flag()?,
+            "consent_analytics_default" => self.consent_analytics_default = flag()?,
+            "phone_calling_code" => self.phone_calling_code = text(),
+            "meta_pixel_id" => self.meta_pixel_id = text(),
+            "meta_test_event_code" => self.meta_test_event_code = text(),
+            "retention_days" => {
+                self.retention_days = match value {
+                    "" => None,
+                    days => Some(
+                        days.parse()
+                            .ok()
+                            .filter(|d| *d > 0)
+                            .ok_or("retention_days is a number of days, at least 1")?,
+                    ),
+                }
+            }
+            "hotmart_hottok" => self.hotmart_hottok = secret(),
+            "kiwify_token" => self.kiwify_token = secret(),
+            "stripe_signing_secrets" => {
+                self.stripe_signing_secrets =
+                    list().iter().map(|s| Secret::from(s.as_str())).collect()
+            }
+            "onboard_secret" => self.onboard_secret = secret(),
+            "meta_access_token" => self.meta_access_token = secret(),
+            "api_keys" => {
+                self.api_keys = list().iter().map(|s| Secret::from(s.as_str())).collect()
+            }
+            other => {
+                return Err(format!(
+                    "unknown setting {other:?}; one of {}",
+                    SETTABLE.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +236,16 @@ mod tests {
             );
             assert!(text.contains("****mnop"), "{text}");
         }
+        let mut set = TenantConfig::new("acme");
+        set.set("stripe_signing_secrets", "whsec_a, whsec_b").expect("list");
+        set.set("retention_days", "30").expect("days");
+        assert_eq!(set.stripe_signing_secrets.len(), 2);
+        assert_eq!(set.retention_days, Some(30));
+        let err = set.set("consent_ads_default", "maybe-secret").expect_err("flag");
+        assert!(!err.contains("maybe-secret"), "{err}");
+        assert!(set.set("nope", "x").is_err());
+        set.set("meta_pixel_id", "").expect("clears");
+        assert_eq!(set.meta_pixel_id, None);
         let parsed: TenantConfig =
             serde_json::from_str(r#"{"id":"a","kiwify_token":"tok-123456789"}"#).expect("parses");
         assert_eq!(parsed.kiwify_token.expect("set").expose(), "tok-123456789");
