@@ -35,10 +35,14 @@ pub async fn run(config: &Config, action: Action) -> anyhow::Result<String> {
     ensure_topics(&config.kafka, &catalog_requests(&config.kafka))
         .await
         .context("creating topics")?;
-    let directory =
-        TenantDirectory::follow(&config.kafka, &registry, config.tenants.clone(), keys.clone())
-            .await
-            .context("reading the tenants")?;
+    let directory = TenantDirectory::follow(
+        &config.kafka,
+        &registry,
+        config.tenants.clone(),
+        keys.clone(),
+    )
+    .await
+    .context("reading the tenants")?;
     let store = TenantStore::connect(&config.kafka, &registry, keys, directory.clone()).await?;
     let mut out = String::new();
     match action {

@@ -3,6 +3,8 @@
 //! accepts is one the provider would accept) and can inject the provider's faults. The
 //! production code under test is unchanged: only its base URL points here.
 
+pub mod gateways;
 pub mod meta_graph;
 
+pub use gateways::{GatewayAccounts, GatewayEmulator, HotmartCredential, KiwifyCredential};
 pub use meta_graph::{Counts, Faults, MetaGraphEmulator, ReceivedEvent, Snapshot};

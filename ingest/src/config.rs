@@ -24,6 +24,8 @@ pub struct EdgeConfig {
     pub retry_after_secs: u32,
     /// Stripe: reject signatures whose timestamp is older than this (Stripe's default).
     pub stripe_tolerance_secs: i64,
+    /// `[edge.setup]`: the guided-setup API.
+    pub setup: crate::setup::SetupConfig,
 }
 
 impl Default for EdgeConfig {
@@ -35,6 +37,7 @@ impl Default for EdgeConfig {
             produce_timeout_ms: 5_000,
             retry_after_secs: 5,
             stripe_tolerance_secs: 300,
+            setup: crate::setup::SetupConfig::default(),
         }
     }
 }

@@ -30,6 +30,10 @@ pub enum ApiError {
     /// No such gateway, or not configured for this tenant (404).
     #[error("unknown or unconfigured gateway {0}")]
     UnknownGateway(String),
+    /// The request conflicts with the resource's state (409), e.g. autoconfigure before
+    /// every setup step validated.
+    #[error("{0}")]
+    Conflict(String),
     /// Body over the limit (413).
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -68,6 +72,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownTenant | ApiError::UnknownGateway(_) => {
                 StatusCode::NOT_FOUND
             }
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -84,6 +89,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownTenant => "unknown_tenant",
             ApiError::UnknownGateway(_) => "unknown_gateway",
+            ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",

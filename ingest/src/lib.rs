@@ -18,6 +18,7 @@ pub mod privacy;
 pub mod producer;
 pub mod read;
 pub mod request;
+pub mod setup;
 pub mod tracking;
 pub mod validate;
 pub mod webhooks;
@@ -62,6 +63,8 @@ pub struct EdgeState {
     pub prometheus: Option<PrometheusHandle>,
     /// The read API (`None`: its routes answer 503).
     pub read: Option<read::ReadApi>,
+    /// The setup API (`None`: its routes answer 503; it needs `FUNNELHUB_TENANT_KEYS`).
+    pub setup: Option<setup::SetupApi>,
 }
 
 /// Why the edge could not start.
@@ -70,6 +73,9 @@ pub enum StartError {
     /// Topics, schema registration or the producer failed.
     #[error(transparent)]
     Kafka(#[from] funnelhub_kafka::Error),
+    /// The setup API could not start (keys, control topic).
+    #[error("setup API: {0}")]
+    Setup(String),
     /// The listen address is taken or not ours.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -96,6 +102,7 @@ pub async fn start(
         config.retry_after_secs,
     )
     .await?;
+    let setup = start_setup(config, &tenants, kafka, &schema_registry).await?;
     let state = Arc::new(EdgeState {
         config: config.clone(),
         tenants: Tenants::live(tenants),
@@ -120,6 +127,7 @@ pub async fn start(
             )),
             None => None,
         },
+        setup,
     });
     let server = funnelhub_runtime::serve(config.listen, app(state))
         .await
@@ -129,6 +137,34 @@ pub async fn start(
         })?;
     tracing::info!(addr = %server.addr(), "edge listening");
     Ok(server)
+}
+
+/// The setup API, when this process holds a key to seal secrets with (else its routes
+/// answer 503 and say why).
+async fn start_setup(
+    config: &EdgeConfig,
+    tenants: &TenantDirectory,
+    kafka: &KafkaConfig,
+    registry: &SchemaRegistry,
+) -> Result<Option<setup::SetupApi>, StartError> {
+    let keys =
+        funnelhub_tenants::Keyring::from_env().map_err(|e| StartError::Setup(e.to_string()))?;
+    if keys.active().is_none() {
+        tracing::warn!(
+            "no {} set: the setup API answers 503",
+            funnelhub_tenants::sealing::KEYS_ENV
+        );
+        return Ok(None);
+    }
+    let deadline = Duration::from_millis(config.produce_timeout_ms);
+    let sessions = setup::sessions::Sessions::follow(kafka, registry, deadline).await?;
+    let store =
+        funnelhub_tenants::TenantStore::connect(kafka, registry, keys.clone(), tenants.clone())
+            .await
+            .map_err(|e| StartError::Setup(e.to_string()))?;
+    setup::SetupApi::new(config.setup.clone(), sessions, store, keys)
+        .map(Some)
+        .map_err(StartError::Setup)
 }
 
 /// The edge's routes.
@@ -154,6 +190,7 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .merge(read::routes())
+        .merge(setup::routes())
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(uri.path().chars().take(128).collect()).into_response()
         })
@@ -165,7 +202,7 @@ type Body = Result<Bytes, BytesRejection>;
 type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
 
 /// Count the outcome of a request by route.
-fn respond(route: &'static str, result: Result<Response, ApiError>) -> Response {
+pub(crate) fn respond(route: &'static str, result: Result<Response, ApiError>) -> Response {
     let response = match result {
         Ok(response) => response,
         Err(e) => {

@@ -82,6 +82,7 @@ impl Edge {
             registry_url: server.url(),
             prometheus: Some(funnelhub_runtime::prometheus()),
             read: None,
+            setup: None,
         });
         Edge {
             app: app(state),

@@ -161,6 +161,7 @@ async fn edge(kafka: &KafkaConfig, registry_url: &str, clickhouse: &ClickHouseCo
             .expect("suppressions codec"),
             5,
         )),
+        setup: None,
         config,
     }))
 }

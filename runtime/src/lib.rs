@@ -9,6 +9,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// How long [`RunningServer::stop`] waits for requests in flight.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An HTTP server running in the background.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -28,12 +31,20 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
-    /// Stop accepting requests, let the ones in flight finish, and return.
+    /// Stop accepting requests, let the ones in flight finish (at most
+    /// [`SHUTDOWN_GRACE`]: a long-lived response such as an event stream would otherwise
+    /// hold the process forever), and return.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.shutdown.send(());
-        self.task
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        let mut task = self.task;
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+            Ok(joined) => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            Err(_) => {
+                task.abort();
+                tracing::warn!(addr = %self.addr, "connections still open {SHUTDOWN_GRACE:?} after shutdown (event streams?): closed");
+                Ok(())
+            }
+        }
     }
 }
 

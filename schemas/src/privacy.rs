@@ -268,6 +268,16 @@ impl SuppressionList {
     }
 }
 
+/// Setup actions concern a tenant's configuration, not a buyer: tied to no person.
+impl Tied for crate::setup::SetupActionLog {
+    fn ties(&self) -> Ties<'_> {
+        Ties {
+            tenant_id: &self.tenant_id,
+            ..Ties::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

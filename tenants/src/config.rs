@@ -204,9 +204,7 @@ impl TenantConfig {
             }
             "onboard_secret" => self.onboard_secret = secret(),
             "meta_access_token" => self.meta_access_token = secret(),
-            "api_keys" => {
-                self.api_keys = list().iter().map(|s| Secret::from(s.as_str())).collect()
-            }
+            "api_keys" => self.api_keys = list().iter().map(|s| Secret::from(s.as_str())).collect(),
             other => {
                 return Err(format!(
                     "unknown setting {other:?}; one of {}",
@@ -237,11 +235,14 @@ mod tests {
             assert!(text.contains("****mnop"), "{text}");
         }
         let mut set = TenantConfig::new("acme");
-        set.set("stripe_signing_secrets", "whsec_a, whsec_b").expect("list");
+        set.set("stripe_signing_secrets", "whsec_a, whsec_b")
+            .expect("list");
         set.set("retention_days", "30").expect("days");
         assert_eq!(set.stripe_signing_secrets.len(), 2);
         assert_eq!(set.retention_days, Some(30));
-        let err = set.set("consent_ads_default", "maybe-secret").expect_err("flag");
+        let err = set
+            .set("consent_ads_default", "maybe-secret")
+            .expect_err("flag");
         assert!(!err.contains("maybe-secret"), "{err}");
         assert!(set.set("nope", "x").is_err());
         set.set("meta_pixel_id", "").expect("clears");

@@ -33,6 +33,8 @@ pub struct Setup {
     pub edge: String,
     pub clickhouse: ClickHouseConfig,
     pub tenants: Vec<TenantConfig>,
+    /// `FUNNELHUB_TENANT_KEYS` of every `funnelhub` this test runs.
+    pub keys: String,
 }
 
 pub const TENANTS: &str = r#"
@@ -57,6 +59,11 @@ consent_ads_default = false
 "#;
 
 pub fn setup(graph_url: &str) -> Setup {
+    setup_with(graph_url, "")
+}
+
+/// [`setup`] with more configuration (TOML tables) before the tenants.
+pub fn setup_with(graph_url: &str, extra: &str) -> Setup {
     let kafka = kafka_config("e2e");
     let dir = std::env::temp_dir().join(unique("e2e"));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -107,6 +114,7 @@ url = "{clickhouse_url}"
 database = "{database}"
 group = "{prefix}-clickhouse"
 linger_ms = 100
+{extra}
 {TENANTS}"#,
         brokers = kafka.brokers,
     );
@@ -128,6 +136,14 @@ linger_ms = 100
             ..ClickHouseConfig::default()
         },
         tenants: tenants.tenants,
+        keys: funnelhub_tenants::Keyring::generate("k1"),
+    }
+}
+
+impl Setup {
+    /// Where every `funnelhub up` of the test appends its log.
+    pub fn log(&self) -> std::path::PathBuf {
+        self.dir.join("funnelhub.log")
     }
 }
 
@@ -136,6 +152,7 @@ pub fn funnelhub(setup: &Setup) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_funnelhub"));
     command
         .env("FUNNELHUB_CONFIG", &setup.config_file)
+        .env(funnelhub_tenants::sealing::KEYS_ENV, &setup.keys)
         .env_remove("FUNNELHUB_CLICKHOUSE__URL")
         .current_dir(&setup.dir);
     command
@@ -159,7 +176,13 @@ pub fn up(setup: &Setup) -> Pipeline {
         funnelhub(setup)
             .arg("up")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(setup.log())
+                    .expect("log file"),
+            )
             .spawn()
             .expect("funnelhub up starts"),
     ));

@@ -150,4 +150,18 @@ pub const MIGRATIONS: &[Migration] = &[
         ORDER BY (tenant_id, purge_id)",
         ],
     },
+    Migration {
+        version: 4,
+        name: "setup action logs",
+        statements: &[
+            // One row per setup action (`rows::SetupActionRow`), secrets masked at the edge.
+            "CREATE TABLE IF NOT EXISTS {db}.setup_action_logs (
+            tenant_id String, session_id String, action_id String, tool String,
+            status String, reason String, input String, output String,
+            latency_ms UInt32, at DateTime, at_ms Int64
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(at)
+        ORDER BY (tenant_id, session_id, action_id)",
+        ],
+    },
 ];

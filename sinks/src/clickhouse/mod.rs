@@ -58,6 +58,7 @@ pub async fn start(
         requests: TopicCodec::register(registry, &name(Topic::CapiRequests)).await?,
         attempts: TopicCodec::register(registry, &name(Topic::CapiAttempts)).await?,
         dlq: TopicCodec::register(registry, &name(Topic::Dlq)).await?,
+        setup_actions: TopicCodec::register(registry, &name(Topic::SetupActions)).await?,
     };
     let sink = sink::ClickHouseSink {
         client: server.client.clone(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clickhouse::Client;
 
 /// Each table and the column its rows age by.
-pub const AGED_BY: [(&str, &str); 9] = [
+pub const AGED_BY: [(&str, &str); 10] = [
     ("raw_events", "occurred_at"),
     ("events", "occurred_at"),
     ("funnel_transitions", "occurred_at"),
@@ -19,6 +19,7 @@ pub const AGED_BY: [(&str, &str); 9] = [
     ("capi_requests", "event_time"),
     ("dispatch_attempts", "attempted_at"),
     ("dlq", "failed_at"),
+    ("setup_action_logs", "at"),
 ];
 
 /// How long rows are kept.

@@ -453,3 +453,37 @@ mod tests {
         assert_eq!((row.source_partition, row.source_offset), (2, 9));
     }
 }
+
+/// `setup_action_logs`: one setup action (secrets already masked by the edge).
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+pub struct SetupActionRow {
+    pub tenant_id: String,
+    pub session_id: String,
+    pub action_id: String,
+    pub tool: String,
+    pub status: String,
+    pub reason: String,
+    pub input: String,
+    pub output: String,
+    pub latency_ms: u32,
+    pub at: u32,
+    pub at_ms: i64,
+}
+
+impl From<&funnelhub_schemas::setup::SetupActionLog> for SetupActionRow {
+    fn from(a: &funnelhub_schemas::setup::SetupActionLog) -> Self {
+        SetupActionRow {
+            tenant_id: a.tenant_id.clone(),
+            session_id: a.session_id.clone(),
+            action_id: a.action_id.clone(),
+            tool: a.tool.clone(),
+            status: a.status.clone(),
+            reason: a.reason.clone().unwrap_or_default(),
+            input: a.input.clone(),
+            output: a.output.clone(),
+            latency_ms: u32::try_from(a.latency_ms.max(0)).unwrap_or(u32::MAX),
+            at: seconds(a.at),
+            at_ms: a.at,
+        }
+    }
+}

@@ -24,8 +24,8 @@ use funnelhub_schemas::privacy::Tied;
 use funnelhub_schemas::{AvroRecord, Topic};
 
 use super::rows::{
-    AttemptRow, CapiRequestRow, DlqRow, EventRow, MatchRow, SessionStageRow, TicketRow,
-    TransitionRow,
+    AttemptRow, CapiRequestRow, DlqRow, EventRow, MatchRow, SessionStageRow, SetupActionRow,
+    TicketRow, TransitionRow,
 };
 
 /// The topics the sink reads, each with its codec.
@@ -41,6 +41,7 @@ pub struct Codecs {
     pub requests: TopicCodec<CapiDispatchRequest>,
     pub attempts: TopicCodec<DispatchAttempt>,
     pub dlq: TopicCodec<DlqRecord>,
+    pub setup_actions: TopicCodec<funnelhub_schemas::setup::SetupActionLog>,
 }
 
 /// The sink.
@@ -63,7 +64,7 @@ impl std::fmt::Debug for ClickHouseSink {
 }
 
 /// Every topic the sink stores, in its catalog order.
-pub const STORED: [Topic; 10] = [
+pub const STORED: [Topic; 11] = [
     Topic::RawTracking,
     Topic::RawOrders,
     Topic::RawOnboarding,
@@ -74,6 +75,7 @@ pub const STORED: [Topic; 10] = [
     Topic::CapiRequests,
     Topic::CapiAttempts,
     Topic::Dlq,
+    Topic::SetupActions,
 ];
 
 impl Stage for ClickHouseSink {
@@ -202,6 +204,14 @@ impl PartitionProcessor for ClickHousePartition {
                     .rows(batch, &c.dlq, out, |_, d| DlqRow::from(&d))
                     .await?;
                 sink.insert("dlq", &rows).await
+            }
+            Topic::SetupActions => {
+                let rows = sink
+                    .rows(batch, &c.setup_actions, out, |_, a| {
+                        SetupActionRow::from(&a)
+                    })
+                    .await?;
+                sink.insert("setup_action_logs", &rows).await
             }
             other => Err(ProcessError::Fatal(format!("no table for {other:?}"))),
         }
