@@ -106,9 +106,7 @@ async fn landing() -> (String, funnelhub_runtime::RunningServer) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
-    let page = format!(
-        "<html><body>Curso<script>navigator.sendBeacon('https://edge.example/api/v1/track/pageview?tenant=shop', JSON.stringify({{}}))</script></body></html>"
-    );
+    let page = "<html><body>Curso<script>navigator.sendBeacon('https://edge.example/api/v1/track/pageview?tenant=shop', JSON.stringify({}))</script></body></html>";
     let router = axum::Router::new()
         .route("/ok", get(move || async move { Html(page) }))
         .route(
