@@ -203,14 +203,8 @@ async fn stripe_account(State(state): State<Arc<Gateways>>, headers: HeaderMap) 
         }))
         .into_response(),
         None => {
-            let tail: String = key
-                .chars()
-                .rev()
-                .take(4)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
+            // As Stripe words it: the key's last four characters only.
+            let tail = &key[key.len().saturating_sub(4)..];
             let body = json!({"error": {
                 "type": "invalid_request_error",
                 "message": format!("Invalid API Key provided: sk_****{tail}"),

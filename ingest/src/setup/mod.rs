@@ -572,28 +572,51 @@ async fn validate_inner(
     .into_response())
 }
 
-/// A logged, acknowledged action that changed the tenant.
-async fn log_change(
+/// The session `id`, re-read under this process's write lock (tools never run under it).
+async fn locked<'a>(
+    s: &'a EdgeState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<(&'a SetupApi, tokio::sync::MutexGuard<'a, ()>, SetupSession), ApiError> {
+    let api = api(s)?;
+    let session = session_of(s, api, headers, id)?;
+    let guard = api.writing.lock().await;
+    let session = api.sessions.get(&session.session_id).unwrap_or(session);
+    Ok((api, guard, session))
+}
+
+/// After autoconfigure or rollback wrote the tenant: the session's new `state`, the action
+/// logged and the session stored (both acknowledged), and the answer.
+async fn tenant_changed(
     s: &EdgeState,
     api: &SetupApi,
-    session: &SetupSession,
-    tool: &str,
-    output: &Value,
+    mut session: SetupSession,
+    new_state: &str,
+    output: Value,
     started: Instant,
-) -> Result<(), ApiError> {
-    let log = log_record(
-        session,
-        tool,
-        &json!({}),
-        output,
-        true,
-        None,
-        started.elapsed().as_millis() as i64,
-    );
+) -> Result<Response, ApiError> {
+    session.state = new_state.into();
+    session.updated_at = now_ms();
+    session.revision += 1;
+    let tool = if new_state == state::CONFIGURED {
+        "autoconfigure"
+    } else {
+        "rollback"
+    };
+    let latency = started.elapsed().as_millis() as i64;
+    let log = log_record(&session, tool, &json!({}), &output, true, None, latency);
     api.sessions
         .log(&log)
         .await
-        .map_err(|e| unavailable(s, e.0))
+        .map_err(|e| unavailable(s, e.0))?;
+    api.sessions
+        .put(session.clone())
+        .await
+        .map_err(|e| unavailable(s, e.0))?;
+    tracing::info!(session = %session.session_id, tenant = %session.tenant_id, %output, "setup {tool} changed the tenant");
+    let mut body = output;
+    body["session"] = sessions::status_json(&session, api.config.max_failed_attempts);
+    Ok(Json(body).into_response())
 }
 
 async fn autoconfigure(
@@ -615,10 +638,7 @@ async fn autoconfigure_inner(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let api = api(s)?;
-    let session = session_of(s, api, headers, id)?;
-    let _writing = api.writing.lock().await;
-    let mut session = api.sessions.get(&session.session_id).unwrap_or(session);
+    let (api, _writing, mut session) = locked(s, id, headers).await?;
     if !sessions::all_validated(&session) || session.state == state::CONFIGURED {
         return Err(ApiError::Conflict(format!(
             "session is {}: autoconfigure needs every step validated (gateway {}, meta {}, url {})",
@@ -687,19 +707,8 @@ async fn autoconfigure_inner(
         )
         .await
         .map_err(|e| unavailable(s, e.to_string()))?;
-    session.state = state::CONFIGURED.into();
-    session.updated_at = now_ms();
-    session.revision += 1;
     let output = json!({"tenant_id": tenant.id, "tenant_revision": revision, "applied": applied});
-    log_change(s, api, &session, "autoconfigure", &output, started).await?;
-    api.sessions
-        .put(session.clone())
-        .await
-        .map_err(|e| unavailable(s, e.0))?;
-    tracing::info!(session = %session.session_id, tenant = %tenant.id, revision, ?applied, "setup autoconfigured the tenant");
-    let mut body = output;
-    body["session"] = sessions::status_json(&session, api.config.max_failed_attempts);
-    Ok(Json(body).into_response())
+    tenant_changed(s, api, session, state::CONFIGURED, output, started).await
 }
 
 async fn rollback(
@@ -717,10 +726,7 @@ async fn rollback_inner(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let api = api(s)?;
-    let session = session_of(s, api, headers, id)?;
-    let _writing = api.writing.lock().await;
-    let mut session = api.sessions.get(&session.session_id).unwrap_or(session);
+    let (api, _writing, mut session) = locked(s, id, headers).await?;
     let (state::CONFIGURED, Some(sealed)) = (session.state.as_str(), &session.rollback) else {
         return Err(ApiError::Conflict(format!(
             "session is {}: only a configured session can be rolled back",
@@ -734,17 +740,7 @@ async fn rollback_inner(
         .put(&before, &format!("setup rollback {}", session.session_id))
         .await
         .map_err(|e| unavailable(s, e.to_string()))?;
-    session.state = state::ROLLED_BACK.into();
     session.rollback = None;
-    session.updated_at = now_ms();
-    session.revision += 1;
     let output = json!({"tenant_id": before.id, "tenant_revision": revision});
-    log_change(s, api, &session, "rollback", &output, started).await?;
-    api.sessions
-        .put(session.clone())
-        .await
-        .map_err(|e| unavailable(s, e.0))?;
-    let mut body = output;
-    body["session"] = sessions::status_json(&session, api.config.max_failed_attempts);
-    Ok(Json(body).into_response())
+    tenant_changed(s, api, session, state::ROLLED_BACK, output, started).await
 }
