@@ -38,7 +38,9 @@ const KIWIFY_SECRET: &str = "kw-secret-0a9b8c7d6e";
 const STRIPE_KEY: &str = "sk_test_51ShopSecretKey0000abcd";
 const WHSEC: &str = "whsec_shop_signing_secret_77aa";
 const BAD_TOKEN: &str = "EAAB-revoked-token-1234abcd";
-const SECRETS: [&str; 7] = [
+const CLI_KEY: &str = "cli-shop-read-key-5566";
+const SECRETS: [&str; 8] = [
+    CLI_KEY,
     TOKEN,
     HOTMART_SECRET,
     HOTMART_BASIC,
@@ -174,6 +176,28 @@ async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// `funnelhub tenants ARGS` with `stdin` on standard input; its standard output.
+fn tenants_cli(setup: &Setup, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = funnelhub(setup)
+        .arg("tenants")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("funnelhub tenants runs");
+    writeln!(child.stdin.take().expect("stdin"), "{stdin}").expect("stdin written");
+    let output = child.wait_with_output().expect("finishes");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{args:?}: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
 }
 
 fn stripe_webhook(setup: &Setup, secret: &str) -> reqwest::RequestBuilder {
@@ -566,6 +590,45 @@ probe_allow_private = true
     let control: Vec<u8> = records.iter().flat_map(|(_, v)| v.clone()).collect();
     let control = String::from_utf8_lossy(&control).into_owned();
 
+    // Operators: `funnelhub tenants add` (the key from stdin) reaches the running edge's
+    // read API at once; `set` revokes it just as fast; adding an existing tenant is refused.
+    let read_with = |key: &'static str| {
+        let url = format!("{}/api/v1/events?limit=1", setup.edge);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("edge")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(read_with(CLI_KEY).await, 401);
+    let add = tenants_cli(
+        &setup,
+        &["add", "cli-shop", "api_keys=-", "meta_pixel_id=444"],
+        CLI_KEY,
+    );
+    assert!(add.contains("added tenant cli-shop (revision 1)"), "{add}");
+    wait_for("the edge to accept the new API key", async || {
+        read_with(CLI_KEY).await == 200
+    })
+    .await;
+    let set = tenants_cli(&setup, &["set", "cli-shop", "api_keys="], "");
+    assert!(set.contains("revision 2"), "{set}");
+    wait_for("the edge to refuse the cleared key", async || {
+        read_with(CLI_KEY).await == 401
+    })
+    .await;
+    let again = funnelhub(&setup)
+        .args(["tenants", "add", "cli-shop"])
+        .output()
+        .expect("runs");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("tenant cli-shop exists"));
+
     // Key rotation: with the new key first, rotate; then the new key alone reads every tenant.
     let k2 = funnelhub_tenants::Keyring::generate("k2");
     let rotate = funnelhub(&setup)
@@ -595,6 +658,10 @@ probe_allow_private = true
         "{text}"
     );
     assert!(text.contains("acme  [configuration file]"), "{text}");
+    assert!(
+        text.contains("cli-shop  [control topic revision 3"),
+        "{text}"
+    );
     for secret in SECRETS {
         assert!(!text.contains(secret), "{secret} listed");
     }
@@ -604,7 +671,7 @@ probe_allow_private = true
     // No secret anywhere.
     let log = std::fs::read_to_string(setup.log()).expect("log");
     assert!(
-        log.contains("setup autoconfigured the tenant"),
+        log.contains("setup autoconfigure changed the tenant"),
         "the log is the edge's"
     );
     let responses = client.seen.0.lock().expect("seen").join("\n");
