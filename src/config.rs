@@ -87,6 +87,31 @@ impl Config {
             .merge(Serialized::defaults(flags))
             .extract::<Config>()
             .map_err(anyhow::Error::from)
+            .and_then(Config::checked)
+    }
+
+    /// Refuse processor windows longer than the default retention: a tenant's own
+    /// `retention_days` caps the processors' state (`processors::retention`), the default
+    /// must not be exceeded by the windows themselves.
+    fn checked(self) -> anyhow::Result<Config> {
+        let keep_hours = u64::from(self.clickhouse.retention_days) * 24;
+        let process = &self.process;
+        for (field, hours) in [
+            ("process.dedupe_window_hours", process.dedupe_window_hours),
+            ("process.session_ttl_hours", process.session_ttl_hours),
+            (
+                "process.matching.lookback_hours",
+                process.matching.lookback_hours,
+            ),
+        ] {
+            anyhow::ensure!(
+                u64::from(hours) <= keep_hours,
+                "{field} = {hours} keeps processor state longer than clickhouse.retention_days \
+                 = {} allows",
+                self.clickhouse.retention_days
+            );
+        }
+        Ok(self)
     }
 
     /// Whether any tenant has a Conversions API token (else only an emulator of Meta's
@@ -177,6 +202,24 @@ mod tests {
                 pixels,
                 [("111".to_string(), "emulated-token-a".to_string())]
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn processor_windows_may_not_outlast_the_default_retention() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("funnelhub.toml", "[clickhouse]\nretention_days = 3\n")?;
+            let err = Config::load(None, &FlagOverrides::default()).expect_err("7-day window");
+            assert!(
+                err.to_string().contains("process.dedupe_window_hours"),
+                "{err}"
+            );
+            jail.create_file(
+                "funnelhub.toml",
+                "[clickhouse]\nretention_days = 30\n[process]\ndedupe_window_hours = 24\n",
+            )?;
+            assert!(Config::load(None, &FlagOverrides::default()).is_ok());
             Ok(())
         });
     }

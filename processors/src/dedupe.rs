@@ -18,7 +18,11 @@ use funnelhub_kafka::{DecodeError, Suppressions, TopicCodec};
 use funnelhub_schemas::derived::DedupedEvent;
 use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::ids::now_ms;
+use funnelhub_schemas::privacy::DedupeKey;
 use funnelhub_schemas::state::{DedupeChangelog, DedupeEntry};
+use funnelhub_tenants::TenantDirectory;
+
+use crate::retention::Sweeper;
 
 /// Changelog records hold at most this many entries (bounded message size).
 const CHANGELOG_CHUNK: usize = 2000;
@@ -132,6 +136,19 @@ impl DedupeState {
         }
     }
 
+    /// Newest record time seen.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Forget the keys `drop` names (given each key and its record time); how many. Their
+    /// queue entries are skipped by expiry.
+    pub fn forget(&mut self, drop: impl Fn(&str, i64) -> bool) -> usize {
+        let before = self.seen.len();
+        self.seen.retain(|key, seen| !drop(key, seen.time));
+        before - self.seen.len()
+    }
+
     /// Apply entries read from the changelog (restore).
     pub fn restore(&mut self, entries: Vec<DedupeEntry>) {
         for entry in entries {
@@ -163,6 +180,8 @@ pub struct DedupeStage {
     pub(crate) dead_letters: Arc<DeadLetters>,
     pub(crate) changelog: TopicCodec<DedupeChangelog>,
     pub(crate) suppressions: Suppressions,
+    /// Tenants' `retention_days` (live).
+    pub(crate) tenants: TenantDirectory,
 }
 
 impl DedupeStage {
@@ -209,6 +228,7 @@ impl Stage for DedupeStage {
             topic: topic.to_owned(),
             partition,
             state: DedupeState::new(self.window_ms),
+            sweeper: Sweeper::new(&self.suppressions),
         }
     }
 }
@@ -220,12 +240,17 @@ pub struct DedupeProcessor {
     topic: String,
     partition: i32,
     state: DedupeState,
+    sweeper: Sweeper,
 }
 
 impl PartitionProcessor for DedupeProcessor {
     type Changelog = DedupeChangelog;
 
-    fn restore(&mut self, change: DedupeChangelog) {
+    fn restore(&mut self, mut change: DedupeChangelog) {
+        let suppressions = &self.stage.suppressions;
+        change
+            .entries
+            .retain(|entry| !suppressions.covers(&DedupeKey(&entry.dedupe_key)));
         self.state.restore(change.entries);
     }
 
@@ -301,6 +326,18 @@ impl PartitionProcessor for DedupeProcessor {
                 metrics::counter!("funnelhub_dedupe_events_total", "verdict" => verdict.label())
                     .increment(count);
             }
+        }
+        let stage = &self.stage;
+        if let Some(sweep) = self.sweeper.due(
+            &stage.suppressions,
+            &stage.tenants,
+            self.state.watermark(),
+            stage.window_ms,
+        ) {
+            let forgotten = self
+                .state
+                .forget(|key, time| sweep.drops(&DedupeKey(key), time));
+            tracing::debug!(forgotten, "dedupe keys swept (retention, purges)");
         }
         metrics::gauge!(
             "funnelhub_dedupe_keys",
@@ -388,6 +425,36 @@ mod tests {
             restored.take_pending().is_empty(),
             "restored keys are not written back"
         );
+    }
+
+    #[test]
+    fn a_sweep_forgets_the_keys_of_a_tenant_keeping_less_than_the_window() {
+        use crate::retention::Sweep;
+        use funnelhub_kafka::Suppressions;
+        use funnelhub_tenants::{TenantConfig, TenantDirectory};
+        let mut short = TenantConfig::new("short");
+        short.retention_days = Some(1);
+        let tenants = TenantDirectory::fixed([short, TenantConfig::new("long")]);
+        let mut state = DedupeState::new(7 * 24 * HOUR);
+        state.check("short:track:click:e1", 1, 0);
+        state.check("long:track:click:e2", 2, 0);
+        state.check("short:track:click:e3", 3, 47 * HOUR);
+        let none = Suppressions::none();
+        let sweep = Sweep::new(&none, &tenants, state.watermark(), 7 * 24 * HOUR);
+        let forgotten = state.forget(|key, time| sweep.drops(&DedupeKey(key), time));
+        assert_eq!(forgotten, 1);
+        assert_eq!(
+            state.check("short:track:click:e1", 9, 48 * HOUR),
+            Verdict::New
+        );
+        assert!(matches!(
+            state.check("long:track:click:e2", 9, 48 * HOUR),
+            Verdict::Duplicate { .. }
+        ));
+        assert!(matches!(
+            state.check("short:track:click:e3", 9, 48 * HOUR),
+            Verdict::Duplicate { .. }
+        ));
     }
 
     #[test]

@@ -33,8 +33,10 @@ use funnelhub_schemas::derived::{
 use funnelhub_schemas::events::EdgeEvent;
 use funnelhub_schemas::ids::deterministic_id;
 use funnelhub_schemas::state::{FunnelChangelog, FunnelSession, TimelineEntry};
+use funnelhub_tenants::TenantDirectory;
 
 use crate::dedupe::fatal;
+use crate::retention::Sweeper;
 
 /// Timeline entries kept per session (the oldest go first).
 const TIMELINE_LIMIT: usize = 100;
@@ -289,19 +291,31 @@ impl FunnelState {
         }
         self.next_sweep = self.watermark.saturating_add(SWEEP_EVERY_MS);
         let cutoff = self.watermark.saturating_sub(self.ttl_ms);
-        let idle: Vec<String> = self
+        self.forget(|s| s.last_record_time < cutoff);
+    }
+
+    /// Newest record time applied.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Drop the sessions `drop` names (a tenant's shorter retention, a purged person); they
+    /// are written to the changelog as expired, so a restore drops them too. How many.
+    pub fn forget(&mut self, drop: impl Fn(&FunnelSession) -> bool) -> usize {
+        let gone: Vec<String> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.last_record_time < cutoff)
+            .filter(|(_, s)| drop(s))
             .map(|(k, _)| k.clone())
             .collect();
-        for key in idle {
-            if let Some(mut session) = self.sessions.remove(&key) {
-                self.changed.remove(&key);
+        for key in &gone {
+            if let Some(mut session) = self.sessions.remove(key) {
+                self.changed.remove(key);
                 session.expired = true;
                 self.expired.push(*session);
             }
         }
+        gone.len()
     }
 
     /// Apply sessions read from the changelog (restore): the last state of each wins.
@@ -343,6 +357,8 @@ pub struct FunnelStageProcessor {
     pub(crate) dead_letters: Arc<DeadLetters>,
     pub(crate) changelog: TopicCodec<FunnelChangelog>,
     pub(crate) suppressions: Suppressions,
+    /// Tenants' `retention_days` (live).
+    pub(crate) tenants: TenantDirectory,
 }
 
 impl Stage for FunnelStageProcessor {
@@ -367,6 +383,7 @@ impl Stage for FunnelStageProcessor {
             partition,
             state: FunnelState::new(self.ttl_ms),
             emitted: Emitted::default(),
+            sweeper: Sweeper::new(&self.suppressions),
         }
     }
 }
@@ -379,12 +396,16 @@ pub struct FunnelProcessor {
     partition: i32,
     state: FunnelState,
     emitted: Emitted,
+    sweeper: Sweeper,
 }
 
 impl PartitionProcessor for FunnelProcessor {
     type Changelog = FunnelChangelog;
 
-    fn restore(&mut self, change: FunnelChangelog) {
+    fn restore(&mut self, mut change: FunnelChangelog) {
+        for session in &mut change.sessions {
+            session.expired |= self.stage.suppressions.covers(session);
+        }
         self.state.restore(change.sessions);
     }
 
@@ -412,6 +433,16 @@ impl PartitionProcessor for FunnelProcessor {
             let record_time = deduped.event.envelope().received_at;
             self.state
                 .apply(&deduped.event, record_time, &mut self.emitted);
+        }
+        let stage = &self.stage;
+        if let Some(sweep) = self.sweeper.due(
+            &stage.suppressions,
+            &stage.tenants,
+            self.state.watermark(),
+            stage.ttl_ms,
+        ) {
+            let forgotten = self.state.forget(|s| sweep.drops(s, s.last_record_time));
+            tracing::debug!(forgotten, "funnel sessions swept (retention, purges)");
         }
         for transition in self.emitted.transitions.drain(..) {
             metrics::counter!(
@@ -455,5 +486,49 @@ impl PartitionProcessor for FunnelProcessor {
                 sessions: sessions.to_vec(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use funnelhub_schemas::testing::sample_tracking_hit;
+
+    fn hit(tenant: &str, session: &str, id: &str) -> EdgeEvent {
+        let mut hit = sample_tracking_hit();
+        hit.envelope.tenant_id = tenant.into();
+        hit.envelope.event_id = id.into();
+        hit.session_id = session.into();
+        EdgeEvent::TrackingHit(hit)
+    }
+
+    #[test]
+    fn forgotten_sessions_are_written_expired_and_a_restore_drops_them() {
+        let mut state = FunnelState::new(i64::MAX / 4);
+        let mut emitted = Emitted::default();
+        state.apply(&hit("acme", "gone", "e1"), 10, &mut emitted);
+        state.apply(&hit("acme", "kept", "e2"), 20, &mut emitted);
+        let mut restored = FunnelState::new(i64::MAX / 4);
+        restored.restore(state.take_changes());
+        assert_eq!(restored.len(), 2);
+
+        let forgotten = state.forget(|s| s.timeline.iter().any(|e| e.event_id == "e1"));
+        assert_eq!(forgotten, 1);
+        assert!(state.session("acme", Funnel::Tracking, "gone").is_none());
+        let changes = state.take_changes();
+        assert_eq!(changes.len(), 1);
+        assert!(changes[0].expired && changes[0].subject_id == "gone");
+        restored.restore(changes);
+        assert!(restored.session("acme", Funnel::Tracking, "gone").is_none());
+        assert!(restored.session("acme", Funnel::Tracking, "kept").is_some());
+
+        // The session's event read again (a replay not suppressed) starts it afresh.
+        state.apply(&hit("acme", "gone", "e1"), 30, &mut emitted);
+        assert_eq!(
+            state
+                .session("acme", Funnel::Tracking, "gone")
+                .map(|s| s.timeline.len()),
+            Some(1)
+        );
     }
 }

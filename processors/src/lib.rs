@@ -8,6 +8,7 @@ pub mod config;
 pub mod dedupe;
 pub mod funnel;
 pub mod matching;
+pub mod retention;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -139,6 +140,7 @@ pub async fn start(
             changelog: TopicCodec::register(registry, &catalog.name(Topic::DedupeChangelog))
                 .await?,
             suppressions: suppressions.clone(),
+            tenants: control.tenants.clone(),
         });
         stages.push(stage::spawn(kafka, stage, settings("dedupe"))?);
     }
@@ -156,6 +158,7 @@ pub async fn start(
             changelog: TopicCodec::register(registry, &catalog.name(Topic::FunnelChangelog))
                 .await?,
             suppressions: suppressions.clone(),
+            tenants: control.tenants.clone(),
         });
         stages.push(stage::spawn(kafka, stage, settings("funnel"))?);
     }

@@ -217,6 +217,61 @@ impl Tied for DlqRecord {
     }
 }
 
+/// Ties are tied to themselves (a caller that already computed them).
+impl Tied for Ties<'_> {
+    fn ties(&self) -> Ties<'_> {
+        self.clone()
+    }
+}
+
+/// A funnel session in the funnel's state: its tenant, session and the events applied.
+impl Tied for crate::state::FunnelSession {
+    fn ties(&self) -> Ties<'_> {
+        Ties {
+            tenant_id: &self.tenant_id,
+            hashes: Vec::new(),
+            sessions: vec![&self.subject_id],
+            events: self.timeline.iter().map(|e| e.event_id.as_str()).collect(),
+        }
+    }
+}
+
+/// A dedupe key in the dedupe state ([`EdgeEvent::dedupe_key`]), read back: the tenant
+/// (tenant ids hold no `:`), the event id of tracking and order keys, the session of
+/// onboarding keys (`…:{session}:{domain}`; a domain holding `:` makes the session read
+/// wrong, and the key then only leaves with the window).
+#[derive(Debug, Clone, Copy)]
+pub struct DedupeKey<'a>(pub &'a str);
+
+impl Tied for DedupeKey<'_> {
+    fn ties(&self) -> Ties<'_> {
+        let mut parts = self.0.splitn(3, ':');
+        let (tenant_id, kind, rest) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let mut ties = Ties {
+            tenant_id,
+            ..Ties::default()
+        };
+        match kind {
+            // track:{type}:{event id}
+            "track" => ties.events.extend(rest.split_once(':').map(|(_, e)| e)),
+            // order:{event id}
+            "order" => ties.events.push(rest),
+            // onboarding:{type}:{session}:{domain}
+            "onboarding" => ties.sessions.extend(
+                rest.split_once(':')
+                    .and_then(|(_, session_domain)| session_domain.rsplit_once(':'))
+                    .map(|(session, _)| session),
+            ),
+            _ => {}
+        }
+        ties
+    }
+}
+
 #[derive(Debug, Default)]
 struct Suppressed {
     hashes: HashSet<String>,
@@ -318,6 +373,33 @@ mod tests {
         let mut events = vec!["e1".to_string(), "e2".to_string()];
         list.redact_events("acme", &mut events);
         assert_eq!(events, ["e2"]);
+    }
+
+    #[test]
+    fn a_dedupe_key_reads_back_to_its_tenant_event_or_session() {
+        use crate::testing::{sample_onboarding_event, sample_order_event, sample_tracking_hit};
+        let hit = EdgeEvent::TrackingHit(sample_tracking_hit());
+        let order = EdgeEvent::OrderEvent(sample_order_event());
+        let mut onboarding = sample_onboarding_event();
+        onboarding.session_id = "onb:with:colons".into();
+        let onboarding = EdgeEvent::OnboardingEvent(onboarding);
+        for event in [&hit, &order] {
+            let key = event.dedupe_key();
+            let key = DedupeKey(&key);
+            let ties = key.ties();
+            assert_eq!(ties.tenant_id, event.envelope().tenant_id, "{key:?}");
+            assert_eq!(ties.events, [event.envelope().event_id.as_str()], "{key:?}");
+            assert!(ties.sessions.is_empty());
+        }
+        let key = onboarding.dedupe_key();
+        let onboarding_key = DedupeKey(&key);
+        let ties = onboarding_key.ties();
+        assert_eq!(ties.tenant_id, onboarding.envelope().tenant_id);
+        assert_eq!(ties.sessions, ["onb:with:colons"]);
+        let mut list = SuppressionList::default();
+        list.add(suppression(ties.tenant_id, "h", &["onb:with:colons"], &[]));
+        assert!(list.covers(&DedupeKey(&key).ties()));
+        assert!(!list.covers(&DedupeKey(&hit.dedupe_key()).ties()));
     }
 
     #[test]

@@ -38,6 +38,7 @@ use super::rules::{self, Window};
 use super::visits::Visits;
 use crate::config::MatchConfig;
 use crate::dedupe::fatal;
+use crate::retention::{Sweep, Sweeper};
 
 /// Entries of each kind per changelog record (bounded message size).
 const CHANGELOG_CHUNK: usize = 500;
@@ -328,22 +329,28 @@ impl MatchState {
         self.decisions.insert(id, decision);
     }
 
-    /// Forget every visit, waiting conversion and decision tied to a purged person: none
-    /// is matched, emitted or re-emitted again. The changelog is not rewritten: restore
-    /// skips the same entries (the list is read before any partition is restored).
-    pub fn forget(&mut self, suppressions: &Suppressions) {
-        let visits = self.visits.forget(|hit| suppressions.covers(hit));
+    /// Forget every visit, waiting conversion and decision `sweep` drops (tied to a purged
+    /// person, or older than a tenant's shorter retention): none is matched, emitted or
+    /// re-emitted again. The changelog is not rewritten: restore skips purged entries
+    /// (the list is read before any partition is restored) and the first sweep after it
+    /// drops the old ones.
+    pub fn forget(&mut self, sweep: &Sweep<'_>) {
+        let visits = self.visits.forget(|visit| {
+            sweep.too_old(&visit.key.0, visit.last_seen())
+                || visit.hits().iter().any(|hit| sweep.purged(hit))
+        });
         let pending = self.pending.len();
-        self.pending.retain(|_, order| !suppressions.covers(order));
+        self.pending
+            .retain(|_, order| !sweep.drops(order, order.envelope.received_at));
         let pending_ids = &mut self.pending_ids;
         pending_ids.retain(|id, w| self.pending.contains_key(&(w.deadline, id.clone())));
         let decisions = self.decisions.len();
-        self.decisions.retain(|_, d| !suppressions.covers(d));
+        self.decisions.retain(|_, d| !sweep.drops(d, d.record_time));
         tracing::debug!(
             visits,
             pending = pending - self.pending.len(),
             decisions = decisions - self.decisions.len(),
-            "purged matcher state"
+            "matcher state swept (retention, purges)"
         );
     }
 
@@ -458,7 +465,7 @@ impl Stage for MatchStage {
             partition,
             state: MatchState::new(self.config.clone(), self.tenants.clone()),
             emitted: Vec::new(),
-            purges: self.suppressions.generation(),
+            sweeper: Sweeper::new(&self.suppressions),
         }
     }
 }
@@ -471,17 +478,21 @@ pub struct MatchProcessor {
     partition: i32,
     state: MatchState,
     emitted: Vec<Emitted>,
-    /// Purges the state was last swept for.
-    purges: u64,
+    sweeper: Sweeper,
 }
 
 impl MatchProcessor {
-    /// After a new purge, forget what the state holds of the person.
+    /// After a new purge, and hourly while a tenant keeps less than the state's longest
+    /// window (decisions, kept as long as the input), forget what must go.
     fn sweep(&mut self) {
-        let purges = self.stage.suppressions.generation();
-        if purges != self.purges {
-            self.state.forget(&self.stage.suppressions);
-            self.purges = purges;
+        let stage = &self.stage;
+        if let Some(sweep) = self.sweeper.due(
+            &stage.suppressions,
+            &stage.tenants,
+            self.state.stream_time(),
+            stage.config.decision_retention_ms(),
+        ) {
+            self.state.forget(&sweep);
         }
     }
 
@@ -647,6 +658,41 @@ mod tests {
         assert_eq!(decided[1].method, MatchMethod::Unmatched);
         state.hit(hit("after", "h-3", 30 * MIN), NOW, &mut out);
         assert_eq!(results(&out).len(), 2, "no second decision");
+    }
+
+    #[test]
+    fn a_tenant_keeping_one_day_loses_its_visits_after_a_day_not_after_the_lookback() {
+        const DAY: i64 = 24 * 60 * MIN;
+        let mut acme = funnelhub_tenants::TenantConfig::new("acme");
+        acme.meta_pixel_id = Some("1234".into());
+        let mut state = MatchState::new(config(), TenantDirectory::fixed([acme.clone()]));
+        let mut out = Vec::new();
+        state.hit(hit("old", "h-old", 0), NOW, &mut out);
+        state.hit(hit("recent", "h-new", 2 * DAY - 60 * MIN), NOW, &mut out);
+        state.hit(hit("other", "h-x", 2 * DAY), NOW, &mut out);
+        let none = Suppressions::none();
+        let sweep = |tenants: &TenantDirectory, state: &MatchState| {
+            Sweep::new(&none, tenants, state.stream_time, config().lookback_ms())
+        };
+        state.forget(&sweep(&tenants(), &state));
+        assert_eq!(state.visits(), 3, "the 7-day lookback keeps all of them");
+        acme.retention_days = Some(1);
+        state.forget(&sweep(&TenantDirectory::fixed([acme]), &state));
+        assert_eq!(state.visits(), 2, "a day-old visit is gone");
+        state.conversion(purchase("o-1", "old", 2 * DAY), NOW, &mut out);
+        state.conversion(purchase("o-2", "recent", 2 * DAY), NOW, &mut out);
+        state.hit(hit("other", "h-y", 3 * DAY), NOW, &mut out);
+        let decided = results(&out);
+        assert_eq!(decided.len(), 2);
+        let matched: Vec<_> = decided
+            .iter()
+            .filter_map(|r| r.matched_event_id.as_deref())
+            .collect();
+        assert_eq!(
+            matched,
+            ["h-new"],
+            "the order of the forgotten visit is unmatched"
+        );
     }
 
     #[test]

@@ -95,7 +95,13 @@ impl Visit {
         })
     }
 
-    fn last_seen(&self) -> i64 {
+    /// Its hits, by time.
+    pub fn hits(&self) -> &[TrackingHit] {
+        &self.hits
+    }
+
+    /// When its newest hit was received.
+    pub fn last_seen(&self) -> i64 {
         self.hits
             .last()
             .map_or(i64::MIN, |h| h.envelope.received_at)
@@ -303,12 +309,13 @@ impl Visits {
         }
     }
 
-    /// Forget every visit with a hit `covered` (a purged person's sessions); how many.
-    pub fn forget(&mut self, covered: impl Fn(&TrackingHit) -> bool) -> usize {
+    /// Forget every visit `drop` names (a purged person's, a tenant's past its retention);
+    /// how many.
+    pub fn forget(&mut self, drop: impl Fn(&Visit) -> bool) -> usize {
         let keys: Vec<VisitKey> = self
             .visits
             .iter()
-            .filter(|(_, visit)| visit.hits.iter().any(&covered))
+            .filter(|(_, visit)| drop(visit))
             .map(|(key, _)| key.clone())
             .collect();
         for key in &keys {
@@ -411,7 +418,7 @@ mod tests {
         visits.add(theirs);
         visits.add(hit("purged", "b", 20));
         visits.add(hit("kept", "c", 30));
-        let forgotten = visits.forget(|h| h.envelope.event_id == "b");
+        let forgotten = visits.forget(|v| v.hits().iter().any(|h| h.envelope.event_id == "b"));
         assert_eq!(forgotten, 1);
         assert!(visits.session("acme", "purged").is_none());
         assert_eq!(visits.with(Signal::Ip, "acme", "203.0.113.9").count(), 0);
