@@ -38,6 +38,8 @@ pub struct Config {
     pub capi: CapiConfig,
     /// `[[tenants]]`: who may send events, with their secrets (never printed).
     pub tenants: Vec<TenantConfig>,
+    /// `[telemetry]`: OpenTelemetry trace export (off unless `otlp_endpoint` is set).
+    pub telemetry: funnelhub_runtime::telemetry::TelemetryConfig,
 }
 
 /// Settings given as flags (highest precedence).

@@ -18,6 +18,7 @@ use funnelhub_kafka::SchemaRegistry;
 use funnelhub_schemas::Catalog;
 
 use crate::config::{Config, FlagOverrides, KafkaFlags, SchemaRegistryFlags};
+use funnelhub_runtime::telemetry::Telemetry;
 
 /// Kafka-native server-side tracking and funnel pipeline.
 ///
@@ -234,6 +235,20 @@ enum PrivacyCommand {
     },
 }
 
+impl Command {
+    /// The `service.name` suffix of its spans.
+    fn service(&self) -> &'static str {
+        match self {
+            Command::Up { .. } => "up",
+            Command::Edge => "edge",
+            Command::Process { .. } => "process",
+            Command::Sink { .. } => "sink",
+            Command::Simulate { .. } => "simulate",
+            _ => "cli",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum StageArg {
     All,
@@ -259,8 +274,34 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Before any stage starts counting: metrics recorded earlier would be lost.
     funnelhub_runtime::prometheus();
+    let flags = FlagOverrides {
+        kafka: cli.brokers.clone().map(|brokers| KafkaFlags { brokers }),
+        schema_registry: cli
+            .registry_url
+            .clone()
+            .map(|url| SchemaRegistryFlags { url }),
+    };
+    let config = match Config::load(cli.config.as_deref(), &flags) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: loading configuration: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Outside the async runtime: the exporter sends from a thread of its own.
+    let service = format!("funnelhub-{}", cli.command.service());
+    let telemetry = match Telemetry::start(&config.telemetry, &service) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime starts");
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli, config));
+    drop(runtime);
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -269,12 +310,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let flags = FlagOverrides {
-        kafka: cli.brokers.map(|brokers| KafkaFlags { brokers }),
-        schema_registry: cli.registry_url.map(|url| SchemaRegistryFlags { url }),
-    };
-    let config = Config::load(cli.config.as_deref(), &flags).context("loading configuration")?;
+async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Up { once } => up::run(&config, once).await,
         Command::Registry => {

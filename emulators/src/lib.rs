@@ -5,6 +5,8 @@
 
 pub mod gateways;
 pub mod meta_graph;
+pub mod otlp;
 
 pub use gateways::{GatewayAccounts, GatewayEmulator, HotmartCredential, KiwifyCredential};
 pub use meta_graph::{Counts, Faults, MetaGraphEmulator, ReceivedEvent, Snapshot};
+pub use otlp::{OtlpCollector, ReceivedSpan};

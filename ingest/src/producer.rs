@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::{AckedProducer, KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_runtime::telemetry::TraceSpan;
 use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::Catalog;
+use opentelemetry::KeyValue;
 use rdkafka::producer::Producer;
 
 use crate::error::ApiError;
@@ -87,12 +89,35 @@ impl EdgeProducer {
             ApiError::Internal(format!("encoding {}: {e}", event.envelope().event_id))
         })?;
         let key = event.key();
+        let envelope = event.envelope();
+        // The event's trace starts here; every stage it reaches adds its span.
+        let span = TraceSpan::start(
+            "edge",
+            None,
+            vec![
+                KeyValue::new("funnelhub.tenant_id", envelope.tenant_id.clone()),
+                KeyValue::new("funnelhub.event_id", envelope.event_id.clone()),
+                KeyValue::new("funnelhub.event_type", envelope.event_type.as_str()),
+                KeyValue::new("messaging.destination.name", topic.to_owned()),
+            ],
+        );
         let started = Instant::now();
         let result = self
             .producer
-            .send(topic, key.as_bytes(), Some(&payload))
+            .send_traced(
+                topic,
+                key.as_bytes(),
+                Some(&payload),
+                span.as_ref().and_then(|s| s.traceparent()).map(|t| &**t),
+            )
             .await;
         metrics::produce_latency(topic, started.elapsed(), result.is_ok());
+        if let Some(mut span) = span {
+            if let Err(e) = &result {
+                span.fail(e.to_string());
+            }
+            span.end();
+        }
         result.map(|_| ()).map_err(|e| ApiError::Unavailable {
             reason: format!("event not stored, the broker did not acknowledge: {e}"),
             retry_after_secs: self.retry_after_secs,

@@ -83,6 +83,7 @@ impl DeadLetters {
             topic: Arc::from(self.codec.topic()),
             key: record.key.clone().unwrap_or_default(),
             value: self.codec.encode(&letter)?,
+            trace: record.trace.clone(),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod stage;
 pub mod suppressions;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace_context;
 
 pub use avro::{DecodeError, SchemaRegistry, TopicCodec};
 pub use config::{KafkaConfig, SchemaRegistryConfig};

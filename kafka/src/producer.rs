@@ -77,9 +77,23 @@ impl AckedProducer {
         key: &[u8],
         payload: Option<&[u8]>,
     ) -> Result<Written, SendError> {
+        self.send_traced(topic, key, payload, None).await
+    }
+
+    /// [`AckedProducer::send`], the record carrying `traceparent` (trace context) if given.
+    pub async fn send_traced(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: Option<&[u8]>,
+        traceparent: Option<&str>,
+    ) -> Result<Written, SendError> {
         let mut record = FutureRecord::to(topic).key(key);
         if let Some(payload) = payload {
             record = record.payload(payload);
+        }
+        if let Some(traceparent) = traceparent {
+            record = record.headers(crate::trace_context::headers(traceparent));
         }
         let send = self.producer.send(record, Timeout::After(self.deadline));
         match tokio::time::timeout(self.deadline, send).await {

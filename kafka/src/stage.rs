@@ -36,6 +36,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::trace_context::{self, BatchSpans};
 use crate::{client, Error, KafkaConfig, TopicCodec};
 
 /// One record read from a source partition.
@@ -46,6 +47,8 @@ pub struct Record {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+    /// The trace context it carries (`traceparent` header), if traced.
+    pub trace: Option<Arc<str>>,
 }
 
 impl Record {
@@ -65,6 +68,9 @@ pub struct Output {
     pub topic: Arc<str>,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+    /// The trace context to write with it: the `trace` of the record it was derived from
+    /// (the stage replaces it with its own span's), `None` for records of no trace.
+    pub trace: Option<Arc<str>>,
 }
 
 /// Why a processor could not process a batch. Either way its state must be as before.
@@ -457,6 +463,7 @@ async fn run_partition<S: Stage>(
             }
         }
         let started = Instant::now();
+        let spans = BatchSpans::start(stage, &batch);
         let mut delays = ExponentialBuilder::default()
             .with_max_delay(Duration::from_secs(30))
             .with_jitter()
@@ -474,10 +481,16 @@ async fn run_partition<S: Stage>(
                     tracing::warn!(stage, %topic, partition, ?delay, "retrying batch: {reason}");
                     tokio::time::sleep(delay).await;
                 }
-                Err(ProcessError::Fatal(reason)) => return Err(reason),
+                Err(ProcessError::Fatal(reason)) => {
+                    spans.end(Some(&reason));
+                    return Err(reason);
+                }
             }
         }
-        flush(&shared, &topic, partition, &mut processor, &mut outputs).await?;
+        spans.carry(&mut outputs);
+        let flushed = flush(&shared, &topic, partition, &mut processor, &mut outputs).await;
+        spans.end(flushed.as_ref().err().map(String::as_str));
+        flushed?;
         let last = batch.last().expect("a batch has a record").offset;
         // The poll thread stores it; the receiver lives as long as the stage.
         let _ = shared.done_tx.send((topic.clone(), partition, last));
@@ -515,6 +528,7 @@ async fn flush<S: Stage>(
                 topic: Arc::from(changelog.topic()),
                 key: key.as_bytes().to_vec(),
                 value,
+                trace: None,
             },
             Some(changelog_partition),
         ));
@@ -543,6 +557,9 @@ pub async fn send_all(
                 .payload(&output.value);
             if let Some(partition) = partition {
                 record = record.partition(partition);
+            }
+            if let Some(traceparent) = &output.trace {
+                record = record.headers(trace_context::headers(traceparent));
             }
             match producer.send_result(record) {
                 Ok(delivery) => {
@@ -700,6 +717,7 @@ fn poll_loop<S: Stage>(
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
+            trace: trace_context::of_message(&message),
         };
         let sender = shared
             .workers

@@ -310,6 +310,7 @@ impl PartitionProcessor for DedupeProcessor {
                 topic: Arc::from(self.stage.deduped.topic()),
                 key: deduped.key().into_bytes(),
                 value: self.stage.deduped.encode(&deduped).map_err(fatal)?,
+                trace: record.trace.clone(),
             });
         }
         for (verdict, count) in [

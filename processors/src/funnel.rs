@@ -419,7 +419,7 @@ impl PartitionProcessor for FunnelProcessor {
             .dead_letters
             .decode_all(batch, &self.stage.deduped)
             .await?;
-        for deduped in decoded {
+        for (record, deduped) in batch.iter().zip(decoded) {
             let deduped = match deduped {
                 Ok(deduped) => deduped,
                 Err(letter) => {
@@ -433,6 +433,7 @@ impl PartitionProcessor for FunnelProcessor {
             let record_time = deduped.event.envelope().received_at;
             self.state
                 .apply(&deduped.event, record_time, &mut self.emitted);
+            self.write(&record.trace, out)?;
         }
         let stage = &self.stage;
         if let Some(sweep) = self.sweeper.due(
@@ -443,29 +444,6 @@ impl PartitionProcessor for FunnelProcessor {
         ) {
             let forgotten = self.state.forget(|s| sweep.drops(s, s.last_record_time));
             tracing::debug!(forgotten, "funnel sessions swept (retention, purges)");
-        }
-        for transition in self.emitted.transitions.drain(..) {
-            metrics::counter!(
-                "funnelhub_funnel_transitions_total",
-                "funnel" => transition.funnel.as_str(),
-                "to_stage" => transition.to_stage.as_str(),
-                "outcome" => transition.outcome.as_str(),
-            )
-            .increment(1);
-            out.push(Output {
-                topic: Arc::from(self.stage.transitions.topic()),
-                key: key(&[&transition.tenant_id, &transition.subject_id]).into_bytes(),
-                value: self.stage.transitions.encode(&transition).map_err(fatal)?,
-            });
-        }
-        for ticket in self.emitted.tickets.drain(..) {
-            metrics::counter!("funnelhub_ops_tickets_total", "kind" => ticket.kind.as_str())
-                .increment(1);
-            out.push(Output {
-                topic: Arc::from(self.stage.tickets.topic()),
-                key: key(&[&ticket.tenant_id, &ticket.session_id]).into_bytes(),
-                value: self.stage.tickets.encode(&ticket).map_err(fatal)?,
-            });
         }
         metrics::gauge!(
             "funnelhub_funnel_sessions",
@@ -486,6 +464,42 @@ impl PartitionProcessor for FunnelProcessor {
                 sessions: sessions.to_vec(),
             })
             .collect()
+    }
+}
+
+impl FunnelProcessor {
+    /// Encode what the last event emitted; the records carry its `trace`.
+    fn write(
+        &mut self,
+        trace: &Option<Arc<str>>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), ProcessError> {
+        for transition in self.emitted.transitions.drain(..) {
+            metrics::counter!(
+                "funnelhub_funnel_transitions_total",
+                "funnel" => transition.funnel.as_str(),
+                "to_stage" => transition.to_stage.as_str(),
+                "outcome" => transition.outcome.as_str(),
+            )
+            .increment(1);
+            out.push(Output {
+                topic: Arc::from(self.stage.transitions.topic()),
+                key: key(&[&transition.tenant_id, &transition.subject_id]).into_bytes(),
+                value: self.stage.transitions.encode(&transition).map_err(fatal)?,
+                trace: trace.clone(),
+            });
+        }
+        for ticket in self.emitted.tickets.drain(..) {
+            metrics::counter!("funnelhub_ops_tickets_total", "kind" => ticket.kind.as_str())
+                .increment(1);
+            out.push(Output {
+                topic: Arc::from(self.stage.tickets.topic()),
+                key: key(&[&ticket.tenant_id, &ticket.session_id]).into_bytes(),
+                value: self.stage.tickets.encode(&ticket).map_err(fatal)?,
+                trace: trace.clone(),
+            });
+        }
+        Ok(())
     }
 }
 

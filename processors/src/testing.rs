@@ -179,6 +179,7 @@ impl RawWriter {
             topic: Arc::from(topic),
             key: event.key().into_bytes(),
             value: value.expect("encodes"),
+            trace: None,
         }
     }
 

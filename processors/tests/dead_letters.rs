@@ -61,11 +61,13 @@ async fn poison_records_are_dead_lettered_and_the_stage_keeps_going() {
                 topic: deduped_topic,
                 key: Vec::new(),
                 value: keyless.clone(),
+                trace: None,
             },
             Output {
                 topic: inputs_topic,
                 key: b"acme".to_vec(),
                 value: garbage.clone(),
+                trace: None,
             },
         ])
         .await;

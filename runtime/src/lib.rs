@@ -1,5 +1,8 @@
 //! Process plumbing every funnelhub service calls: serving an HTTP router with graceful
-//! shutdown ([`serve`]), and the process-wide Prometheus recorder ([`prometheus`]).
+//! shutdown ([`serve`]), the process-wide Prometheus recorder ([`prometheus`]) and traces
+//! ([`telemetry`]).
+
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;

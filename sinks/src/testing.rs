@@ -111,6 +111,7 @@ pub async fn write_records<'a, T: AvroRecord + 'a>(
             topic: topic.clone(),
             key: key.into_bytes(),
             value: codec.encode(value)?,
+            trace: None,
         };
         outputs.push((output, None));
     }

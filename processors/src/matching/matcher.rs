@@ -466,6 +466,7 @@ impl Stage for MatchStage {
             state: MatchState::new(self.config.clone(), self.tenants.clone()),
             emitted: Vec::new(),
             sweeper: Sweeper::new(&self.suppressions),
+            traces: HashMap::default(),
         }
     }
 }
@@ -479,7 +480,14 @@ pub struct MatchProcessor {
     state: MatchState,
     emitted: Vec<Emitted>,
     sweeper: Sweeper,
+    /// Trace context of traced inputs whose records are not written yet (a conversion
+    /// waits for its grace period), by (tenant, the id those records name: a hit's or
+    /// conversion's event id, an order id). In memory only: a restart loses it.
+    traces: HashMap<(String, String), Arc<str>>,
 }
+
+/// Traced inputs remembered at most (beyond, the oldest traces are simply lost).
+const TRACES_KEPT: usize = 10_000;
 
 impl MatchProcessor {
     /// After a new purge, and hourly while a tenant keeps less than the state's longest
@@ -496,6 +504,23 @@ impl MatchProcessor {
         }
     }
 
+    /// Remember the trace of a traced input until the records it causes are written.
+    fn remember_trace(&mut self, event: &EdgeEvent, trace: &Arc<str>) {
+        if self.traces.len() >= TRACES_KEPT {
+            self.traces.clear();
+        }
+        let envelope = event.envelope();
+        let mut remember = |id: &str| {
+            self.traces
+                .insert((envelope.tenant_id.clone(), id.to_owned()), trace.clone());
+        };
+        remember(&envelope.event_id);
+        if let EdgeEvent::OrderEvent(order) = event {
+            // Its dispatch request is named by the order id.
+            remember(&order.order_id);
+        }
+    }
+
     /// Encode what the state emitted.
     fn write(&mut self, out: &mut Vec<Output>) -> Result<(), ProcessError> {
         let stage = &self.stage;
@@ -505,6 +530,7 @@ impl MatchProcessor {
                     topic: Arc::from(stage.results.topic()),
                     key: key(&[&result.tenant_id, &result.conversion_id]).into_bytes(),
                     value: stage.results.encode(&result).map_err(fatal)?,
+                    trace: take_trace(&mut self.traces, &result.tenant_id, &result.conversion_id),
                 },
                 Emitted::Dispatch(request) => {
                     metrics::counter!(
@@ -517,6 +543,7 @@ impl MatchProcessor {
                         topic: Arc::from(stage.requests.topic()),
                         key: key(&[&request.tenant_id, &request.event_id]).into_bytes(),
                         value: stage.requests.encode(&request).map_err(fatal)?,
+                        trace: take_trace(&mut self.traces, &request.tenant_id, &request.event_id),
                     }
                 }
             });
@@ -529,6 +556,17 @@ impl MatchProcessor {
         metrics::gauge!("funnelhub_match_pending", &labels).set(self.state.pending() as f64);
         Ok(())
     }
+}
+
+fn take_trace(
+    traces: &mut HashMap<(String, String), Arc<str>>,
+    tenant_id: &str,
+    id: &str,
+) -> Option<Arc<str>> {
+    if traces.is_empty() {
+        return None;
+    }
+    traces.remove(&(tenant_id.to_owned(), id.to_owned()))
 }
 
 impl PartitionProcessor for MatchProcessor {
@@ -554,7 +592,17 @@ impl PartitionProcessor for MatchProcessor {
             .await?;
         let now = now_ms();
         self.sweep();
-        for event in decoded {
+        let mut hits = Vec::new();
+        for (record, event) in batch.iter().zip(decoded) {
+            if let (Some(trace), Ok(deduped)) = (&record.trace, &event) {
+                self.remember_trace(&deduped.event, trace);
+                if let EdgeEvent::TrackingHit(hit) = &deduped.event {
+                    hits.push((
+                        hit.envelope.tenant_id.clone(),
+                        hit.envelope.event_id.clone(),
+                    ));
+                }
+            }
             match event {
                 Ok(deduped) if self.stage.suppressions.skip("match", &deduped) => {}
                 Ok(deduped) => match deduped.event {
@@ -567,7 +615,12 @@ impl PartitionProcessor for MatchProcessor {
                 Err(letter) => out.push(letter),
             }
         }
-        self.write(out)
+        self.write(out)?;
+        // A hit's records are written with its batch; only conversions wait.
+        for key in hits {
+            self.traces.remove(&key);
+        }
+        Ok(())
     }
 
     fn take_changes(&mut self) -> Vec<MatchChangelog> {

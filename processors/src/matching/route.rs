@@ -70,6 +70,7 @@ impl PartitionProcessor for RouteProcessor {
                     topic: self.0.inputs.clone(),
                     key: tenant_of(key).to_vec(),
                     value: value.clone(),
+                    trace: record.trace.clone(),
                 }),
                 _ => out.push(
                     self.0

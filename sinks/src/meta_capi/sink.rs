@@ -400,6 +400,7 @@ impl CapiSink {
             topic: self.attempts_topic.clone(),
             key: format!("{}:{}", attempt.tenant_id, attempt.pixel_id).into_bytes(),
             value: self.attempts.encode(&attempt).map_err(fatal)?,
+            trace: None,
         })
     }
 }
