@@ -16,32 +16,15 @@ use std::time::{Duration, Instant};
 use funnelhub_emulators::MetaGraphEmulator;
 use funnelhub_schemas::identity::sha256_hex;
 use funnelhub_schemas::privacy::receipt_digest;
-use funnelhub_simulator::gateways::{self, Delivery, Gateway, Order};
+use funnelhub_simulator::gateways::{self, Gateway, Order};
 use funnelhub_sinks::clickhouse::query::{count, json_rows};
 use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use serde_json::{json, Value};
 use support::pipeline::{
-    caught_up, meta_emulator, replay_everything, setup, stop, up, Setup, WAIT,
+    caught_up, deliver, meta_emulator, replay_everything, setup, stop, up, Setup, WAIT,
 };
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0";
-
-async fn send(setup: &Setup, delivery: &Delivery) {
-    let mut request = reqwest::Client::new()
-        .post(format!("{}{}", setup.edge, delivery.path))
-        .body(delivery.body.clone());
-    for (name, value) in &delivery.headers {
-        request = request.header(*name, value);
-    }
-    let response = request.send().await.expect("edge answers");
-    let status = response.status();
-    assert!(
-        status.is_success(),
-        "{}: {status} {}",
-        delivery.path,
-        response.text().await.unwrap_or_default()
-    );
-}
 
 /// One buyer's visit (click, checkout with her email), Stripe purchase and, if asked,
 /// its refund.
@@ -63,7 +46,7 @@ async fn buyer(setup: &Setup, run: &str, who: &str, email: &str, refund: bool) -
                    "currency": "BRL", "content_ids": ["curso"], "consent_ads": true}),
         ),
     ] {
-        send(setup, &gateways::hit("acme", kind, &payload, UA)).await;
+        deliver(setup, &gateways::hit("acme", kind, &payload, UA)).await;
     }
     let mut order = Order {
         base_id: format!("{run}{who}"),
@@ -76,14 +59,14 @@ async fn buyer(setup: &Setup, run: &str, who: &str, email: &str, refund: bool) -
         refund: false,
         at_ms: funnelhub_schemas::ids::now_ms(),
     };
-    send(
+    deliver(
         setup,
         &gateways::order_webhook(acme, Gateway::Stripe, &order),
     )
     .await;
     if refund {
         order.refund = true;
-        send(
+        deliver(
             setup,
             &gateways::order_webhook(acme, Gateway::Stripe, &order),
         )

@@ -10,23 +10,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::time::Instant;
 
 use funnelhub_emulators::{OtlpCollector, ReceivedSpan};
-use funnelhub_simulator::gateways::{self, Delivery, Gateway, Order};
+use funnelhub_simulator::gateways::{self, Gateway, Order};
 use serde_json::json;
-use support::pipeline::{meta_emulator, setup_with, stop, up, Setup, WAIT};
+use support::pipeline::{deliver, meta_emulator, setup_with, stop, up, WAIT};
 
 const UA: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0";
 const EMAIL: &str = "Traced.Buyer@Example.com";
-
-async fn send(setup: &Setup, delivery: &Delivery) {
-    let mut request = reqwest::Client::new()
-        .post(format!("{}{}", setup.edge, delivery.path))
-        .body(delivery.body.clone());
-    for (name, value) in &delivery.headers {
-        request = request.header(*name, value);
-    }
-    let response = request.send().await.expect("edge answers");
-    assert!(response.status().is_success(), "{}", delivery.path);
-}
 
 /// The spans of the trace whose edge span has `event_type`, once the trace holds spans
 /// named `expected` (every one a descendant of the edge span).
@@ -105,7 +94,7 @@ async fn one_event_is_followed_from_the_edge_to_both_sinks() {
     let payload = json!({"session_id": session, "event_id": format!("{session}-pv"),
         "page_url": "https://lp.example.com/curso?fbclid=IwARtraced", "email": EMAIL,
         "consent_ads": true});
-    send(&setup, &gateways::hit("acme", "pageview", &payload, UA)).await;
+    deliver(&setup, &gateways::hit("acme", "pageview", &payload, UA)).await;
     let hit = trace_of(
         &collector,
         "pageview",
@@ -152,7 +141,7 @@ async fn one_event_is_followed_from_the_edge_to_both_sinks() {
         refund: false,
         at_ms: funnelhub_schemas::ids::now_ms(),
     };
-    send(
+    deliver(
         &setup,
         &gateways::order_webhook(acme, Gateway::Stripe, &order),
     )

@@ -307,3 +307,21 @@ pub async fn meta_emulator() -> MetaGraphEmulator {
         .await
         .expect("emulator")
 }
+
+/// Send a prepared request (hit, signed webhook) to the edge; it must be accepted.
+pub async fn deliver(setup: &Setup, delivery: &funnelhub_simulator::gateways::Delivery) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}{}", setup.edge, delivery.path))
+        .body(delivery.body.clone());
+    for (name, value) in &delivery.headers {
+        request = request.header(*name, value);
+    }
+    let response = request.send().await.expect("edge answers");
+    let status = response.status();
+    assert!(
+        status.is_success(),
+        "{}: {status} {}",
+        delivery.path,
+        response.text().await.unwrap_or_default()
+    );
+}
