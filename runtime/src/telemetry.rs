@@ -165,7 +165,8 @@ impl TraceSpan {
         })
     }
 
-    /// The context records derived under this span carry (`None` if not sampled).
+    /// The context records derived under this span carry (`None` for an invalid context;
+    /// an unsampled span still passes its "not sampled" decision on).
     pub fn traceparent(&self) -> Option<&Arc<str>> {
         self.traceparent.as_ref()
     }
