@@ -49,9 +49,17 @@ pub struct Record {
     pub value: Option<Vec<u8>>,
     /// The trace context it carries (`traceparent` header), if traced.
     pub trace: Option<Arc<str>>,
+    /// When its producer created it (Kafka record timestamp, ms since the epoch), if set.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Record {
+    /// Seconds between its Kafka timestamp and `now_ms` (not negative), if it has one.
+    pub fn age_seconds(&self, now_ms: i64) -> Option<f64> {
+        self.timestamp_ms
+            .map(|created| (now_ms - created).max(0) as f64 / 1000.0)
+    }
+
     /// Where it was read from.
     pub fn position(&self) -> SourcePosition {
         SourcePosition {
@@ -426,6 +434,7 @@ async fn run_partition<S: Stage>(
 ) -> Result<S::Processor, String> {
     let stage = shared.stage.name();
     let tick = shared.stage.tick_interval();
+    let done_age = metrics::histogram!("funnelhub_stage_done_age_seconds", "stage" => stage);
     let mut batch = Vec::with_capacity(shared.settings.max_batch);
     let mut outputs = Vec::new();
     loop {
@@ -491,6 +500,10 @@ async fn run_partition<S: Stage>(
         let flushed = flush(&shared, &topic, partition, &mut processor, &mut outputs).await;
         spans.end(flushed.as_ref().err().map(String::as_str));
         flushed?;
+        let now = now_ms();
+        for age in batch.iter().filter_map(|r| r.age_seconds(now)) {
+            done_age.record(age);
+        }
         let last = batch.last().expect("a batch has a record").offset;
         // The poll thread stores it; the receiver lives as long as the stage.
         let _ = shared.done_tx.send((topic.clone(), partition, last));
@@ -499,6 +512,13 @@ async fn run_partition<S: Stage>(
         metrics::histogram!("funnelhub_stage_batch_seconds", "stage" => stage)
             .record(started.elapsed().as_secs_f64());
     }
+}
+
+/// Milliseconds since the Unix epoch (the clock Kafka record timestamps use).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Write `outputs`, then the processor's state changes, each step acknowledged.
@@ -696,6 +716,10 @@ fn poll_loop<S: Stage>(
     shared: Arc<Shared<S>>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), String> {
+    let read_age = metrics::histogram!(
+        "funnelhub_stage_read_age_seconds",
+        "stage" => shared.stage.name()
+    );
     while !stop.load(Ordering::SeqCst) && !shared.stop.load(Ordering::SeqCst) {
         shared.store_done(&consumer);
         shared.check_workers();
@@ -718,7 +742,11 @@ fn poll_loop<S: Stage>(
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
             trace: trace_context::of_message(&message),
+            timestamp_ms: message.timestamp().to_millis(),
         };
+        if let Some(age) = record.age_seconds(now_ms()) {
+            read_age.record(age);
+        }
         let sender = shared
             .workers
             .lock()

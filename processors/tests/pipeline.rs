@@ -3,6 +3,7 @@
 //! poison records dead-lettered while the stage keeps going.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use funnelhub_kafka::admin::reset_group_offsets;
 use funnelhub_processors::dedupe::dedupe_key;
@@ -66,6 +67,9 @@ async fn duplicates_are_dropped_and_a_replay_re_emits_the_same_outputs() {
         .await
         .write(&events)
         .await;
+    // The records wait in Kafka before the processors start: their age says so.
+    let written = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let processors = harness.start().await;
     wait_for("every raw record deduped", || {
@@ -79,6 +83,25 @@ async fn duplicates_are_dropped_and_a_replay_re_emits_the_same_outputs() {
     })
     .await;
     let transitions_emitted = counter("funnelhub_funnel_transitions_total", "");
+    // Record age (Kafka timestamp → now): every raw record was read at least 1.5 s old,
+    // and every deduped record was done (outputs acknowledged) in the funnel.
+    assert_eq!(
+        counter("funnelhub_stage_read_age_seconds_count", "stage=\"dedupe\""),
+        events.len() as u64
+    );
+    let youngest_read = counter(
+        "funnelhub_stage_read_age_seconds",
+        "stage=\"dedupe\",quantile=\"0\"",
+    );
+    assert!(
+        youngest_read >= 1,
+        "read after waiting 1.5 s: {youngest_read} s"
+    );
+    assert!(youngest_read <= written.elapsed().as_secs());
+    assert_eq!(
+        counter("funnelhub_stage_done_age_seconds_count", "stage=\"funnel\""),
+        expect.distinct as u64
+    );
     assert_eq!(
         counter("funnelhub_dedupe_events_total", "verdict=\"replay\""),
         0
