@@ -1,9 +1,12 @@
 //! The `_schemas` topic as the registry's durable store.
 //!
 //! One partition, compacted, never expiring. A background task reads it from the start
-//! and folds every record into [`State`]; nothing else writes the state. A write appends a
-//! record (idempotent producer, `acks=all`) and returns once the reader has folded it in,
-//! so a request that got an id is durable and visible to the next request.
+//! and folds every record into [`State`], in offset order. A write appends a record
+//! (idempotent producer, `acks=all`) and returns once it is folded in, so a request that got
+//! an id is durable and visible to the next request: the writer folds its own record when
+//! it lands right after everything folded so far (the reader then skips it), else waits for
+//! the reader. So the reader can long-poll (librdkafka's default `fetch.wait.max.ms`) instead
+//! of polling the broker every few milliseconds to make writes fast.
 //!
 //! Writes are serialized within a process and start by catching up with the end of the
 //! log, so instances that share a topic converge. As with Confluent's registry (which
@@ -32,8 +35,9 @@ pub struct SchemaLog {
     topic: String,
     producer: AckedProducer,
     state: Arc<RwLock<State>>,
-    /// Offset of the next record the reader will fold in.
-    next_offset: watch::Receiver<i64>,
+    /// Offset of the next record to fold in (every earlier one is in `state`). Moved only
+    /// with `state`'s write lock held.
+    next_offset: Arc<watch::Sender<i64>>,
     writer: Mutex<()>,
     reader: JoinHandle<()>,
 }
@@ -73,12 +77,11 @@ impl SchemaLog {
         let producer = AckedProducer::new(kafka, "funnelhub-registry", TIMEOUT).map_err(store)?;
         // A group id is required by the client but never used: the partition is assigned
         // by hand and no offset is ever committed.
-        // A write waits for the reader to see it: do not let fetches idle.
         let consumer: StreamConsumer = client::consumer(
             kafka,
             "funnelhub-registry-reader",
             "funnelhub-registry-reader",
-            &[("fetch.wait.max.ms", "10")],
+            &[],
         )
         .map_err(store)?;
         let mut assignment = TopicPartitionList::new();
@@ -90,8 +93,8 @@ impl SchemaLog {
             .map_err(|e| RegistryError::Store(e.to_string()))?;
 
         let state = Arc::new(RwLock::new(State::default()));
-        let (next_tx, next_offset) = watch::channel(0);
-        let reader = tokio::spawn(read_forever(consumer, state.clone(), next_tx));
+        let next_offset = Arc::new(watch::Sender::new(0));
+        let reader = tokio::spawn(read_forever(consumer, state.clone(), next_offset.clone()));
         let log = SchemaLog {
             topic: topic.to_owned(),
             producer,
@@ -117,7 +120,7 @@ impl SchemaLog {
         Ok(guard)
     }
 
-    /// Append a record and wait until the reader has folded it in.
+    /// Append a record and return once it is folded in.
     pub async fn append(
         &self,
         _write: &MutexGuard<'_, ()>,
@@ -134,6 +137,18 @@ impl SchemaLog {
             .send(&self.topic, &key, value.as_deref())
             .await
             .map_err(|e| RegistryError::Store(e.to_string()))?;
+        let folded = fold(
+            &self.state,
+            &self.next_offset,
+            written.offset,
+            Some(&key),
+            value.as_deref(),
+            Fold::OnlyIfNext,
+        );
+        if let Some(Err(reason)) = folded {
+            // The reader would skip it the same way; the write itself is durable.
+            tracing::warn!(offset = written.offset, %reason, "wrote an unreadable schemas log record");
+        }
         self.wait_for(written.offset + 1).await
     }
 
@@ -150,7 +165,7 @@ impl SchemaLog {
     }
 
     async fn wait_for(&self, next_offset: i64) -> Result<(), RegistryError> {
-        let mut rx = self.next_offset.clone();
+        let mut rx = self.next_offset.subscribe();
         tokio::time::timeout(TIMEOUT, rx.wait_for(|next| *next >= next_offset))
             .await
             .map_err(|_| RegistryError::Timeout)?
@@ -159,30 +174,148 @@ impl SchemaLog {
     }
 }
 
+/// Which records [`fold`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    /// The reader: any record not folded yet (a compacted log has gaps).
+    NotYetFolded,
+    /// A writer: its own record, only if every earlier one is folded.
+    OnlyIfNext,
+}
+
+/// Fold the record at `offset` (`key` `None`: nothing to apply) into `state` and move
+/// `next` past it, unless `which` says it is not this caller's to fold: `None` then. Reader
+/// and writers fold under the state's write lock, so each record is folded once and in
+/// offset order.
+fn fold(
+    state: &RwLock<State>,
+    next: &watch::Sender<i64>,
+    offset: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    which: Fold,
+) -> Option<Result<(), String>> {
+    let mut state = state.write().expect("state lock not poisoned");
+    let expected = *next.borrow();
+    let take = match which {
+        Fold::NotYetFolded => offset >= expected,
+        Fold::OnlyIfNext => offset == expected,
+    };
+    if !take {
+        return None;
+    }
+    let applied = match key {
+        Some(key) => state.apply(key, value),
+        None => Err("record without key".into()),
+    };
+    next.send_replace(offset + 1);
+    Some(applied)
+}
+
 async fn read_forever(
     consumer: StreamConsumer,
     state: Arc<RwLock<State>>,
-    next: watch::Sender<i64>,
+    next: Arc<watch::Sender<i64>>,
 ) {
     loop {
         match consumer.recv().await {
             Ok(message) => {
-                let applied = match message.key() {
-                    Some(key) => state
-                        .write()
-                        .expect("state lock not poisoned")
-                        .apply(key, message.payload()),
-                    None => Err("record without key".into()),
-                };
-                if let Err(reason) = applied {
-                    tracing::warn!(offset = message.offset(), %reason, "skipped a schemas log record");
+                let offset = message.offset();
+                let folded = fold(
+                    &state,
+                    &next,
+                    offset,
+                    message.key(),
+                    message.payload(),
+                    Fold::NotYetFolded,
+                );
+                if let Some(Err(reason)) = folded {
+                    tracing::warn!(offset, %reason, "skipped a schemas log record");
                 }
-                next.send_replace(message.offset() + 1);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reading the schemas log failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compatibility::CompatibilityLevel;
+
+    const KEY: &[u8] = br#"{"keytype":"CONFIG","subject":null,"magic":0}"#;
+
+    fn level(name: &str) -> String {
+        format!(r#"{{"compatibilityLevel":"{name}"}}"#)
+    }
+
+    #[test]
+    fn each_record_is_folded_once_and_a_writer_only_folds_the_next_one() {
+        let state = RwLock::new(State::default());
+        let next = watch::Sender::new(0);
+        let full = level("FULL");
+        let none = level("NONE");
+
+        // Another instance wrote offset 0, not read yet: a writer whose record landed at 1
+        // must not fold it (it would be folded before 0), the reader does, in order.
+        let folded = fold(
+            &state,
+            &next,
+            1,
+            Some(KEY),
+            Some(none.as_bytes()),
+            Fold::OnlyIfNext,
+        );
+        assert!(folded.is_none());
+        assert_eq!(*next.borrow(), 0);
+        let reader = |offset, value: &str| {
+            fold(
+                &state,
+                &next,
+                offset,
+                Some(KEY),
+                Some(value.as_bytes()),
+                Fold::NotYetFolded,
+            )
+        };
+        assert_eq!(reader(0, &full), Some(Ok(())));
+        assert_eq!(reader(1, &none), Some(Ok(())));
+        assert_eq!(
+            state.read().expect("lock").global_level(),
+            Some(CompatibilityLevel::None)
+        );
+
+        // A writer's record right after everything folded: folded at once; the reader,
+        // reaching it later, skips it (a replayed older value would undo a newer one).
+        let folded = fold(
+            &state,
+            &next,
+            2,
+            Some(KEY),
+            Some(full.as_bytes()),
+            Fold::OnlyIfNext,
+        );
+        assert_eq!(folded, Some(Ok(())));
+        assert_eq!(*next.borrow(), 3);
+        assert_eq!(
+            state.read().expect("lock").global_level(),
+            Some(CompatibilityLevel::Full)
+        );
+        assert_eq!(reader(2, &none), None, "already folded");
+        assert_eq!(
+            state.read().expect("lock").global_level(),
+            Some(CompatibilityLevel::Full)
+        );
+
+        // Gaps (compaction) are fine for the reader; a keyless record is reported, passed.
+        assert_eq!(reader(7, &none), Some(Ok(())));
+        assert!(matches!(
+            fold(&state, &next, 8, None, None, Fold::NotYetFolded),
+            Some(Err(_))
+        ));
+        assert_eq!(*next.borrow(), 9);
     }
 }
