@@ -191,6 +191,57 @@ mod tests {
     }
 
     #[test]
+    fn the_example_loads_with_its_local_broker_tuning() {
+        figment::Jail::expect_with(|_| {
+            let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("funnelhub.example.toml");
+            let config = load(Some(&example), &FlagOverrides::default())?;
+            assert_eq!(config.kafka.partitions, Some(2));
+            assert!(config.kafka.client_properties.is_empty());
+            assert_eq!(
+                config
+                    .kafka
+                    .consumer_properties
+                    .get("fetch.wait.max.ms")
+                    .map(String::as_str),
+                Some("150")
+            );
+            assert_eq!(config.clickhouse.linger_ms, 250);
+            assert_eq!(config.tenants.len(), 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn librdkafka_properties_keep_their_dotted_names() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "funnelhub.toml",
+                "[kafka.client_properties]\n\"client.rack\" = \"r1\"\n\
+                 [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"100\"\n",
+            )?;
+            let config = load(None, &FlagOverrides::default())?;
+            let kafka = &config.kafka;
+            assert_eq!(
+                kafka
+                    .client_properties
+                    .get("client.rack")
+                    .map(String::as_str),
+                Some("r1"),
+                "{kafka:?}"
+            );
+            assert_eq!(
+                kafka
+                    .consumer_properties
+                    .get("fetch.wait.max.ms")
+                    .map(String::as_str),
+                Some("100"),
+                "{kafka:?}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn emulated_tenants_get_a_token_only_when_they_have_a_pixel_and_none() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -55,20 +55,31 @@ fn producer_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
     cc
 }
 
+/// Base consumer configuration: `defaults`, the user's `client_properties`, then their
+/// `consumer_properties` (so any default can be tuned).
+pub fn consumer_config(
+    config: &KafkaConfig,
+    client_id: &str,
+    defaults: &[(&str, &str)],
+) -> ClientConfig {
+    let mut cc = with_defaults(config, client_id, defaults);
+    for (k, v) in &config.consumer_properties {
+        cc.set(k, v);
+    }
+    cc
+}
+
 /// A consumer in `group` that never commits by itself and starts at the earliest offset
-/// when the group has no committed position. `overrides` are extra librdkafka properties
-/// (e.g. a short `fetch.wait.max.ms` for a rarely written topic read for latency).
+/// when the group has no committed position. `defaults` are extra librdkafka properties
+/// the user's may tune (e.g. a short `fetch.wait.max.ms` for a topic read for latency).
 pub fn consumer(
     config: &KafkaConfig,
     client_id: &str,
     group: &str,
-    overrides: &[(&str, &str)],
+    defaults: &[(&str, &str)],
 ) -> Result<StreamConsumer, Error> {
-    let mut cc = client_config(config, client_id);
-    for (k, v) in overrides {
-        cc.set(*k, *v);
-    }
-    cc.set("group.id", group)
+    consumer_config(config, client_id, defaults)
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -115,5 +126,32 @@ mod tests {
         assert_eq!(cc.get("enable.idempotence"), Some("true"));
         assert_eq!(cc.get("message.timeout.ms"), Some("0"));
         assert!(producer(&config, "t").is_ok());
+    }
+
+    #[test]
+    fn consumer_properties_reach_consumers_only_and_tune_their_defaults() {
+        let props = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let config = KafkaConfig {
+            client_properties: props(&[("client.rack", "r1"), ("fetch.wait.max.ms", "300")]),
+            consumer_properties: props(&[("fetch.wait.max.ms", "150")]),
+            ..KafkaConfig::default()
+        };
+        let cc = consumer_config(&config, "t", &[("fetch.wait.max.ms", "100")]);
+        assert_eq!(cc.get("fetch.wait.max.ms"), Some("150"), "consumer's win");
+        assert_eq!(cc.get("client.rack"), Some("r1"), "every client's apply");
+        assert_eq!(
+            producer_config(&config, "t").get("fetch.wait.max.ms"),
+            Some("300")
+        );
+        let config = KafkaConfig {
+            consumer_properties: props(&[("fetch.wait.max.ms", "150")]),
+            ..KafkaConfig::default()
+        };
+        assert_eq!(producer_config(&config, "t").get("fetch.wait.max.ms"), None);
     }
 }

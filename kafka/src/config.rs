@@ -18,6 +18,9 @@ pub struct KafkaConfig {
     pub partitions: Option<i32>,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`).
     pub client_properties: BTreeMap<String, String>,
+    /// Extra librdkafka properties for consumers only, on top of `client_properties`
+    /// (e.g. `fetch.wait.max.ms`, which producers would warn about).
+    pub consumer_properties: BTreeMap<String, String>,
 }
 
 impl Default for KafkaConfig {
@@ -28,6 +31,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             partitions: None,
             client_properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
         }
     }
 }

@@ -53,7 +53,7 @@ impl PartitionPlan {
 }
 
 fn group_consumer(config: &KafkaConfig, group: &str) -> Result<BaseConsumer, Error> {
-    Ok(client::client_config(config, "funnelhub-replay")
+    Ok(client::consumer_config(config, "funnelhub-replay", &[])
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()?)

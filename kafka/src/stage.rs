@@ -371,7 +371,8 @@ impl<S: Stage> Shared<S> {
             return Ok(processor);
         };
         let changelog_partition = partition % self.changelog_partitions;
-        let consumer: BaseConsumer = client::client_config(&self.kafka, "funnelhub-restore")
+        // It reads to a known end and stops: a short fetch wait whatever the user's.
+        let consumer: BaseConsumer = client::consumer_config(&self.kafka, "funnelhub-restore", &[])
             .set("group.id", format!("{}-restore", self.settings.group))
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "50")
@@ -686,7 +687,7 @@ pub fn spawn<S: Stage>(
         failure: Mutex::default(),
     });
     let consumer: BaseConsumer<StageContext<S>> =
-        client::client_config(kafka, &format!("funnelhub-{name}"))
+        client::consumer_config(kafka, &format!("funnelhub-{name}"), &[])
             .set("group.id", &settings.group)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")

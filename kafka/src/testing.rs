@@ -133,7 +133,7 @@ pub fn raw_consume(config: &KafkaConfig, topic: &str, expected: usize) -> std::t
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
 
-    let consumer: BaseConsumer = crate::client::client_config(config, "bench-raw")
+    let consumer: BaseConsumer = crate::client::consumer_config(config, "bench-raw", &[])
         .set("group.id", unique("bench-raw"))
         .set("enable.auto.commit", "true")
         .set("auto.offset.reset", "earliest")

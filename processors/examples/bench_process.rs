@@ -189,7 +189,7 @@ async fn pipeline(brokers: &str, sessions: usize) {
 /// Consume every record of `inputs` and write its bytes to `output`: up to 2000 in flight
 /// (the stages' batch size), acknowledged before the offsets are committed.
 fn raw_pipe(kafka: &KafkaConfig, inputs: &[String], output: &str, expected: usize) {
-    let consumer: BaseConsumer = client::client_config(kafka, "bench-pipe")
+    let consumer: BaseConsumer = client::consumer_config(kafka, "bench-pipe", &[])
         .set("group.id", unique("bench-pipe"))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")

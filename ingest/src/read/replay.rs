@@ -76,7 +76,7 @@ async fn read_at(api: &ReadApi, stored: &Stored) -> Result<(Vec<u8>, Vec<u8>), A
     let gone = |why: String| {
         ApiError::NotFound(format!("the stored request is no longer in Kafka: {why}"))
     };
-    let consumer: BaseConsumer = client::client_config(&api.kafka, "funnelhub-replay")
+    let consumer: BaseConsumer = client::consumer_config(&api.kafka, "funnelhub-replay", &[])
         .set("group.id", "funnelhub-replay-reader")
         .set("enable.auto.commit", "false")
         .create()
