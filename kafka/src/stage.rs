@@ -530,9 +530,13 @@ async fn flush<S: Stage>(
     processor: &mut S::Processor,
     outputs: &mut Vec<Output>,
 ) -> Result<(), String> {
+    let stage = shared.stage.name();
+    let written = outputs.len() as u64;
     send_all(&shared.producer, outputs.drain(..).map(|o| (o, None)))
         .await
         .map_err(|e| format!("writing outputs: {e}"))?;
+    metrics::counter!("funnelhub_stage_written_total", "stage" => stage, "kind" => "output")
+        .increment(written);
     let changes = processor.take_changes();
     let Some(changelog) = shared.stage.changelog() else {
         return Ok(());
@@ -554,9 +558,13 @@ async fn flush<S: Stage>(
             Some(changelog_partition),
         ));
     }
+    let written = records.len() as u64;
     send_all(&shared.producer, records.into_iter())
         .await
-        .map_err(|e| format!("writing changelog: {e}"))
+        .map_err(|e| format!("writing changelog: {e}"))?;
+    metrics::counter!("funnelhub_stage_written_total", "stage" => stage, "kind" => "changelog")
+        .increment(written);
+    Ok(())
 }
 
 /// The key of a source partition's changelog records (`source_topic:source_partition`).

@@ -106,6 +106,23 @@ async fn duplicates_are_dropped_and_a_replay_re_emits_the_same_outputs() {
         counter("funnelhub_dedupe_events_total", "verdict=\"replay\""),
         0
     );
+    // Written and acknowledged: one deduped event per distinct one, and state changes
+    // (chunked entries, at least one record per batch that saw a new event).
+    assert_eq!(
+        counter(
+            "funnelhub_stage_written_total",
+            "stage=\"dedupe\",kind=\"output\""
+        ),
+        expect.distinct as u64
+    );
+    let changelog = counter(
+        "funnelhub_stage_written_total",
+        "stage=\"dedupe\",kind=\"changelog\"",
+    );
+    assert!(
+        (1..=expect.distinct as u64).contains(&changelog),
+        "{changelog}"
+    );
 
     let deduped: Vec<DedupedEvent> = harness.read(Topic::Deduped, expect.distinct).await;
     let keys: HashSet<_> = deduped.iter().map(|d| d.dedupe_key.clone()).collect();
