@@ -261,26 +261,19 @@ mod tests {
 
         // Another instance wrote offset 0, not read yet: a writer whose record landed at 1
         // must not fold it (it would be folded before 0), the reader does, in order.
-        let folded = fold(
-            &state,
-            &next,
-            1,
-            Some(KEY),
-            Some(none.as_bytes()),
-            Fold::OnlyIfNext,
-        );
-        assert!(folded.is_none());
-        assert_eq!(*next.borrow(), 0);
-        let reader = |offset, value: &str| {
+        let config = |offset, value: &str, which| {
             fold(
                 &state,
                 &next,
                 offset,
                 Some(KEY),
                 Some(value.as_bytes()),
-                Fold::NotYetFolded,
+                which,
             )
         };
+        let reader = |offset, value: &str| config(offset, value, Fold::NotYetFolded);
+        assert!(config(1, &none, Fold::OnlyIfNext).is_none());
+        assert_eq!(*next.borrow(), 0);
         assert_eq!(reader(0, &full), Some(Ok(())));
         assert_eq!(reader(1, &none), Some(Ok(())));
         assert_eq!(
@@ -290,15 +283,7 @@ mod tests {
 
         // A writer's record right after everything folded: folded at once; the reader,
         // reaching it later, skips it (a replayed older value would undo a newer one).
-        let folded = fold(
-            &state,
-            &next,
-            2,
-            Some(KEY),
-            Some(full.as_bytes()),
-            Fold::OnlyIfNext,
-        );
-        assert_eq!(folded, Some(Ok(())));
+        assert_eq!(config(2, &full, Fold::OnlyIfNext), Some(Ok(())));
         assert_eq!(*next.borrow(), 3);
         assert_eq!(
             state.read().expect("lock").global_level(),
