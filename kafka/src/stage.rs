@@ -501,7 +501,7 @@ async fn run_partition<S: Stage>(
         let flushed = flush(&shared, &topic, partition, &mut processor, &mut outputs).await;
         spans.end(flushed.as_ref().err().map(String::as_str));
         flushed?;
-        let now = now_ms();
+        let now = funnelhub_schemas::ids::now_ms();
         for age in batch.iter().filter_map(|r| r.age_seconds(now)) {
             done_age.record(age);
         }
@@ -513,13 +513,6 @@ async fn run_partition<S: Stage>(
         metrics::histogram!("funnelhub_stage_batch_seconds", "stage" => stage)
             .record(started.elapsed().as_secs_f64());
     }
-}
-
-/// Milliseconds since the Unix epoch (the clock Kafka record timestamps use).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Write `outputs`, then the processor's state changes, each step acknowledged.
@@ -753,7 +746,7 @@ fn poll_loop<S: Stage>(
             trace: trace_context::of_message(&message),
             timestamp_ms: message.timestamp().to_millis(),
         };
-        if let Some(age) = record.age_seconds(now_ms()) {
+        if let Some(age) = record.age_seconds(funnelhub_schemas::ids::now_ms()) {
             read_age.record(age);
         }
         let sender = shared

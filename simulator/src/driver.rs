@@ -2,6 +2,7 @@
 //! requests in order (a gateway answers before the next webhook), many journeys at once,
 //! and a retry after `Retry-After` when the edge answers 503 (as gateways do).
 
+use funnelhub_schemas::ids::now_ms;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -122,12 +123,6 @@ struct Shared {
     started: Instant,
     report: Mutex<RunReport>,
     progress: ProgressBar,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Drive the edge with `generator`'s journeys until `load` says stop.
