@@ -71,7 +71,8 @@ pub fn consumer_config(
 
 /// A consumer in `group` that never commits by itself and starts at the earliest offset
 /// when the group has no committed position. `defaults` are extra librdkafka properties
-/// the user's may tune (e.g. a short `fetch.wait.max.ms` for a topic read for latency).
+/// that the user's properties override (e.g. a short `fetch.wait.max.ms` for a topic read
+/// for latency).
 pub fn consumer(
     config: &KafkaConfig,
     client_id: &str,
