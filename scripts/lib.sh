@@ -31,3 +31,6 @@ python_env() {
   "$py" -m pip install -q "confluent-kafka[avro,schemaregistry]==2.16.0" "pyyaml==6.0.2" \
     "chdb-core==26.9.0" || die "pip install into .venv failed"
 }
+
+# CPU seconds process $1 has used so far (utime + stime), 0 if it is gone.
+cpu_s() { [ -r "/proc/$1/stat" ] && awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" || echo 0; }
