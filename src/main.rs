@@ -12,6 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+
+/// mimalloc: the processors' state allocates and frees small strings per event; glibc's
+/// malloc spent ~20% of the funnel logic's time in free/consolidate (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics, TopicOutcome};
 use funnelhub_kafka::SchemaRegistry;

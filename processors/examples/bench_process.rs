@@ -2,7 +2,7 @@
 //! same run.
 //!
 //! - `bench_process logic <sessions>`: dedupe + funnel logic alone (decoded events, one
-//!   thread, no Kafka). Prints `events events_per_s`.
+//!   thread, no Kafka), three rounds on fresh state. Prints `events best_per_s median_per_s`.
 //! - `bench_process matching <buyers>`: the matcher's logic alone on the matching test's
 //!   workload (decoded events, one thread, no Kafka). Prints `events events_per_s`.
 //! - `bench_process pipeline <brokers> <sessions>`: the same kind of workload written to
@@ -13,6 +13,10 @@
 //!   `records raw_pipe_per_s process_per_s ratio`.
 
 use std::collections::{HashSet, VecDeque};
+
+/// The `funnelhub` binary's allocator, so the logic is measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics, TopicRequest};
@@ -49,7 +53,17 @@ async fn main() {
 }
 
 fn logic(sessions: usize) {
+    // Three rounds, each on a fresh state: this machine's timing moves by ±30% from run to
+    // run (shared host), so the best round is the logic's speed and the median is printed
+    // beside it.
     let events = workload(sessions, 1, true);
+    let mut rates: Vec<f64> = (0..3).map(|_| logic_round(&events)).collect();
+    rates.sort_by(f64::total_cmp);
+    println!("{} {:.0} {:.0}", events.len(), rates[2], rates[1]);
+}
+
+/// Dedupe + funnel over `events` on a fresh state; events per second.
+fn logic_round(events: &[EdgeEvent]) -> f64 {
     let mut dedupe = DedupeState::new(7 * 24 * 3_600_000);
     let mut funnel = FunnelState::new(30 * 24 * 3_600_000);
     let mut emitted = Emitted::default();
@@ -66,19 +80,15 @@ fn logic(sessions: usize) {
         if offset % 2000 == 1999 {
             // What a flush does: hand the changes to the changelog writer.
             dedupe.take_pending();
-            if std::env::var("NOCL").is_err() {
-                funnel.take_changes();
-            }
+            funnel.take_changes();
             emitted.transitions.clear();
             emitted.tickets.clear();
         }
     }
-    let elapsed = started.elapsed();
-    println!(
-        "{} {:.0}",
-        events.len(),
-        events.len() as f64 / elapsed.as_secs_f64()
-    );
+    let rate = events.len() as f64 / started.elapsed().as_secs_f64();
+    // Dropping the state is not part of the logic's work.
+    drop((dedupe, funnel));
+    rate
 }
 
 fn matching(buyers: usize) {

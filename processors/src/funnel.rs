@@ -93,10 +93,12 @@ pub struct Emitted {
 #[derive(Debug)]
 pub struct FunnelState {
     ttl_ms: i64,
-    /// Boxed: the map moves 8 bytes per session when it grows, not the whole state.
-    sessions: HashMap<String, Box<FunnelSession>>,
+    /// Shared with the changelog records of a flush, which write them without copying
+    /// (a session changed while a flush still holds it is copied then, `Arc::make_mut`).
+    /// Behind a pointer, the map moves 8 bytes per session when it grows.
+    sessions: HashMap<String, Arc<FunnelSession>>,
     changed: HashSet<String>,
-    expired: Vec<FunnelSession>,
+    expired: Vec<Arc<FunnelSession>>,
     watermark: i64,
     next_sweep: i64,
 }
@@ -138,8 +140,8 @@ impl FunnelState {
         };
         let envelope = event.envelope();
         let session_key = session_key(&envelope.tenant_id, funnel, subject);
-        let session = self.sessions.entry(session_key.clone()).or_insert_with(|| {
-            Box::new(FunnelSession {
+        if !self.sessions.contains_key(&session_key) {
+            let session = Arc::new(FunnelSession {
                 transitions: Vec::new(),
                 tickets: Vec::new(),
                 tenant_id: envelope.tenant_id.clone(),
@@ -152,8 +154,14 @@ impl FunnelState {
                 utm_campaign: None,
                 timeline: Vec::new(),
                 expired: false,
-            })
-        });
+            });
+            self.sessions.insert(session_key.clone(), session);
+        }
+        let session = Arc::make_mut(
+            self.sessions
+                .get_mut(&session_key)
+                .expect("inserted above when missing"),
+        );
 
         // Replay: re-emit what this event caused, change nothing.
         let event_id = envelope.event_id.as_str();
@@ -279,7 +287,9 @@ impl FunnelState {
             }
         }
 
-        self.changed.insert(session_key);
+        if !self.changed.contains(&session_key) {
+            self.changed.insert(session_key);
+        }
         self.watermark = self.watermark.max(record_time);
         self.sweep();
     }
@@ -311,32 +321,32 @@ impl FunnelState {
         for key in &gone {
             if let Some(mut session) = self.sessions.remove(key) {
                 self.changed.remove(key);
-                session.expired = true;
-                self.expired.push(*session);
+                Arc::make_mut(&mut session).expired = true;
+                self.expired.push(session);
             }
         }
         gone.len()
     }
 
     /// Apply sessions read from the changelog (restore): the last state of each wins.
-    pub fn restore(&mut self, sessions: Vec<FunnelSession>) {
+    pub fn restore(&mut self, sessions: Vec<Arc<FunnelSession>>) {
         for session in sessions {
             let key = session_key(&session.tenant_id, session.funnel, &session.subject_id);
             if session.expired {
                 self.sessions.remove(&key);
             } else {
                 self.watermark = self.watermark.max(session.last_record_time);
-                self.sessions.insert(key, Box::new(session));
+                self.sessions.insert(key, session);
             }
         }
     }
 
     /// Sessions changed or expired since the last call.
-    pub fn take_changes(&mut self) -> Vec<FunnelSession> {
-        let mut changes: Vec<FunnelSession> = std::mem::take(&mut self.expired);
+    pub fn take_changes(&mut self) -> Vec<Arc<FunnelSession>> {
+        let mut changes = std::mem::take(&mut self.expired);
         for key in self.changed.drain() {
             if let Some(session) = self.sessions.get(&key) {
-                changes.push(FunnelSession::clone(session));
+                changes.push(Arc::clone(session));
             }
         }
         changes
@@ -404,7 +414,9 @@ impl PartitionProcessor for FunnelProcessor {
 
     fn restore(&mut self, mut change: FunnelChangelog) {
         for session in &mut change.sessions {
-            session.expired |= self.stage.suppressions.covers(session);
+            if !session.expired && self.stage.suppressions.covers(&**session) {
+                Arc::make_mut(session).expired = true;
+            }
         }
         self.state.restore(change.sessions);
     }
@@ -514,6 +526,33 @@ mod tests {
         hit.envelope.event_id = id.into();
         hit.session_id = session.into();
         EdgeEvent::TrackingHit(hit)
+    }
+
+    #[test]
+    fn changes_taken_for_a_flush_are_not_altered_by_later_events() {
+        let mut state = FunnelState::new(i64::MAX / 4);
+        let mut emitted = Emitted::default();
+        state.apply(&hit("acme", "s", "e1"), 10, &mut emitted);
+        let flushed = state.take_changes();
+        assert_eq!(flushed.len(), 1);
+        // The flush still holds the session while the next event changes it.
+        state.apply(&hit("acme", "s", "e2"), 20, &mut emitted);
+        assert_eq!(flushed[0].timeline.len(), 1);
+        assert_eq!(flushed[0].last_record_time, 10);
+        let next = state.take_changes();
+        assert_eq!(next[0].timeline.len(), 2);
+        assert_eq!(
+            state
+                .session("acme", Funnel::Tracking, "s")
+                .map(|s| s.last_record_time),
+            Some(20)
+        );
+        // Once the flush let go, the session is changed in place again (no copy).
+        drop((flushed, next));
+        let before = state.session("acme", Funnel::Tracking, "s").map(|s| s as *const _);
+        state.apply(&hit("acme", "s", "e3"), 30, &mut emitted);
+        let after = state.session("acme", Funnel::Tracking, "s").map(|s| s as *const _);
+        assert_eq!(before, after);
     }
 
     #[test]

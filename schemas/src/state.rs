@@ -64,7 +64,8 @@ pub struct FunnelSession {
 pub struct FunnelChangelog {
     pub source_topic: String,
     pub source_partition: i32,
-    pub sessions: Vec<FunnelSession>,
+    /// Shared with the funnel's state: a flush writes them without copying.
+    pub sessions: Vec<std::sync::Arc<FunnelSession>>,
 }
 
 /// `io.funnelhub.state.MatchDecision`: what was emitted for one conversion.

@@ -414,7 +414,7 @@ pub fn sample_changelogs() -> (crate::state::DedupeChangelog, crate::state::Funn
         FunnelChangelog {
             source_topic: "funnelhub.deduped.events".into(),
             source_partition: 2,
-            sessions: vec![FunnelSession {
+            sessions: vec![std::sync::Arc::new(FunnelSession {
                 transitions: vec![transition],
                 tickets: vec![sample_ops_ticket()],
                 tenant_id: "acme".into(),
@@ -431,7 +431,7 @@ pub fn sample_changelogs() -> (crate::state::DedupeChangelog, crate::state::Funn
                     occurred_at: 1_790_000_000_000,
                 }],
                 expired: false,
-            }],
+            })],
         },
     )
 }
