@@ -549,9 +549,13 @@ mod tests {
         );
         // Once the flush let go, the session is changed in place again (no copy).
         drop((flushed, next));
-        let before = state.session("acme", Funnel::Tracking, "s").map(|s| s as *const _);
+        let before = state
+            .session("acme", Funnel::Tracking, "s")
+            .map(|s| s as *const _);
         state.apply(&hit("acme", "s", "e3"), 30, &mut emitted);
-        let after = state.session("acme", Funnel::Tracking, "s").map(|s| s as *const _);
+        let after = state
+            .session("acme", Funnel::Tracking, "s")
+            .map(|s| s as *const _);
         assert_eq!(before, after);
     }
 
