@@ -128,6 +128,10 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
             config.clickhouse.url
         )?,
     }
+    // What the broker holds: a topic created earlier keeps its partition count.
+    let partitions = funnelhub_kafka::admin::partition_counts(&config.kafka)
+        .await
+        .unwrap_or_default();
     writeln!(out, "  topics (prefix {}):", catalog.prefix())?;
     for (topic, name) in catalog.topics() {
         let created = outcomes
@@ -138,12 +142,20 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
             .iter()
             .find(|(t, _)| *t == name)
             .map_or(0, |(_, id)| *id);
+        let configured = config.kafka.partitions.unwrap_or(spec.partitions);
+        let actual = partitions.get(name.as_str()).copied();
+        let state = match (created, actual) {
+            (true, _) => "created".to_owned(),
+            (false, Some(n)) if n != configured as usize => {
+                format!("exists (configured {configured}: an existing topic keeps its count)")
+            }
+            (false, _) => "exists".to_owned(),
+        };
         writeln!(
             out,
-            "    {name:<36} {:>2} partitions  schema id {id:<3} key {:<28} {}",
-            config.kafka.partitions.unwrap_or(spec.partitions),
+            "    {name:<36} {:>2} partitions  schema id {id:<3} key {:<28} {state}",
+            actual.unwrap_or(configured as usize),
             spec.key,
-            if created { "created" } else { "exists" },
         )?;
     }
     print!("{out}");

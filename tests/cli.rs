@@ -21,8 +21,12 @@ fn free_port() -> u16 {
 fn up_creates_topics_serves_the_registry_and_registers_every_schema() {
     let kafka = kafka_config("cli-up");
     let port = free_port();
-    let run = || {
-        funnelhub()
+    let run = |partitions: Option<&str>| {
+        let mut command = funnelhub();
+        if let Some(partitions) = partitions {
+            command.env("FUNNELHUB_KAFKA__PARTITIONS", partitions);
+        }
+        command
             .args(["up", "--once", "--brokers", &kafka.brokers])
             .env("FUNNELHUB_KAFKA__TOPIC_PREFIX", &kafka.topic_prefix)
             .env("FUNNELHUB_PROCESS__GROUP_PREFIX", &kafka.topic_prefix)
@@ -37,7 +41,7 @@ fn up_creates_topics_serves_the_registry_and_registers_every_schema() {
             .output()
             .expect("runs")
     };
-    let first = run();
+    let first = run(None);
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(
         first.status.success(),
@@ -61,11 +65,43 @@ fn up_creates_topics_serves_the_registry_and_registers_every_schema() {
         );
     }
     // Run again: idempotent, everything already exists.
-    let second = run();
+    let second = run(None);
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success(), "{stdout}");
     assert_eq!(
         stdout.matches(" exists").count(),
+        Topic::ALL.len(),
+        "{stdout}"
+    );
+    // Another partition count configured: existing topics keep theirs, and `up` shows the
+    // count the broker holds, not the configured one.
+    let partitions_of = |stdout: &str, topic: &str| -> String {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&format!("{topic} ")))
+            .unwrap_or_else(|| panic!("{topic} listed:\n{stdout}"));
+        line.split(" partitions")
+            .next()
+            .expect("count")
+            .split_whitespace()
+            .last()
+            .expect("count")
+            .to_owned()
+    };
+    let first_stdout = String::from_utf8_lossy(&first.stdout).into_owned();
+    let third = run(Some("7"));
+    let stdout = String::from_utf8_lossy(&third.stdout);
+    assert!(third.status.success(), "{stdout}");
+    for topic in Topic::ALL {
+        let name = catalog.name(topic);
+        assert_eq!(
+            partitions_of(&stdout, &name),
+            partitions_of(&first_stdout, &name),
+            "{stdout}"
+        );
+    }
+    assert_eq!(
+        stdout.matches("exists (configured 7").count(),
         Topic::ALL.len(),
         "{stdout}"
     );

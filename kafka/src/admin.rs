@@ -98,6 +98,25 @@ pub async fn check_brokers(config: &KafkaConfig) -> Result<Vec<String>, Error> {
     .map_err(|e| Error::Admin(e.to_string()))?
 }
 
+/// How many partitions each topic the cluster knows has (one metadata request).
+pub async fn partition_counts(
+    config: &KafkaConfig,
+) -> Result<std::collections::HashMap<String, usize>, Error> {
+    let admin = client::admin(config, "funnelhub-admin")?;
+    tokio::task::spawn_blocking(move || {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .map(|t| (t.name().to_owned(), t.partitions().len()))
+            .collect())
+    })
+    .await
+    .map_err(|e| Error::Admin(e.to_string()))?
+}
+
 /// Move `group`'s committed offsets on every partition of `topics` back to the earliest
 /// record still retained: the group's next run re-reads that history (a replay). The group
 /// must have no running member (a member's own commits would overwrite these). Returns the
