@@ -3,7 +3,7 @@
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-log() { printf '[%s] %s\n' "${script_name:-funnelhub}" "$*"; }
+log() { printf '[%s] %s\n' "${script_name:-funnelhub}" "$*" >&2; }
 die() { printf '[%s] error: %s\n' "${script_name:-funnelhub}" "$*" >&2; exit 1; }
 
 # Install Debian packages that are not installed yet (apt-get update once, only if needed).
@@ -17,6 +17,24 @@ apt_install() {
   $sudo apt-get update -qq >/dev/null || die "apt-get update failed"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null \
     || die "apt-get install ${missing[*]} failed"
+}
+
+# The Apache Kafka jars from Maven Central (scripts/kafka/pom.xml), cached per version of the
+# pom outside the clone; prints the folder of jars. Installs a JDK and Maven when missing.
+kafka_libs() {
+  local pom="$repo/scripts/kafka/pom.xml" sum cache
+  sum="$(sha256sum "$pom" | cut -c1-12)"
+  cache="${FUNNELHUB_CACHE:-$HOME/.cache/funnelhub}/kafka-$sum"
+  if [ ! -f "$cache/complete" ]; then
+    command -v java >/dev/null || apt_install openjdk-17-jre-headless
+    command -v mvn >/dev/null || apt_install maven
+    log "fetching Apache Kafka's jars from Maven Central into $cache (once)"
+    rm -rf "$cache" && mkdir -p "$cache"
+    mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$cache/libs" >&2 \
+      || die "mvn dependency:copy-dependencies failed for $pom"
+    touch "$cache/complete"
+  fi
+  echo "$cache/libs"
 }
 
 # A Python virtualenv in .venv with Confluent's official client (interoperability tests).

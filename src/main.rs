@@ -105,10 +105,6 @@ enum Command {
         /// Print the plan only.
         #[arg(long)]
         dry_run: bool,
-        /// Apply even if the broker cannot tell whether the group has running members
-        /// (Tansu cannot describe groups): only after stopping every member.
-        #[arg(long)]
-        force: bool,
     },
     /// Print each tenant's funnels from ClickHouse (the Funnel dashboard's own queries)
     /// and draw them into `funnel-<tenant>.png`: the funnel without Grafana.
@@ -520,7 +516,6 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             to_offset,
             to_time,
             dry_run,
-            force,
         } => {
             let from = match (to_offset, to_time) {
                 (Some(offset), _) => funnelhub_kafka::replay::ReplayFrom::Offset(offset),
@@ -537,7 +532,6 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 topics,
                 from,
                 dry_run,
-                force,
             };
             print!("{}", replay::run(&config, request).await?);
             Ok(())

@@ -16,8 +16,6 @@ pub struct Request {
     pub topics: Vec<String>,
     pub from: ReplayFrom,
     pub dry_run: bool,
-    /// Apply even when the broker cannot say whether the group has members.
-    pub force: bool,
 }
 
 /// Every stage's consumer group and inputs, as configured.
@@ -62,18 +60,13 @@ pub async fn run(config: &Config, request: Request) -> anyhow::Result<String> {
         out.push_str("dry run: nothing changed\n");
         return Ok(out);
     }
-    match group_members(&config.kafka, &group).await {
-        Ok(0) => {}
-        Ok(members) => bail!(
+    let members = group_members(&config.kafka, &group)
+        .await
+        .with_context(|| format!("describing group {group}"))?;
+    if members > 0 {
+        bail!(
             "group {group} has {members} active member(s): stop the stage first (its own commits would overwrite the replay), then run again"
-        ),
-        // Tansu 0.6 cannot describe groups (its storage fails to read the group back).
-        Err(e) if !request.force => bail!(
-            "cannot check whether group {group} has active members (the broker did not describe the group: {e}); stop every member of the stage, then run again with --force"
-        ),
-        Err(e) => {
-            tracing::warn!(%group, "group not described ({e}); applying because of --force")
-        }
+        );
     }
     apply(&config.kafka, &group, &plans).await.with_context(|| {
         format!("committing the new offsets (a broker refuses them while group {group} has members)")

@@ -22,6 +22,17 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
             config.kafka.brokers
         )
     })?;
+    // What the broker serves, for the summary; a listener this cannot read (TLS, SASL)
+    // is not an error.
+    let protocol = match funnelhub_kafka::broker::api_versions(
+        &config.kafka.brokers,
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    {
+        Ok(apis) => apis.summary(),
+        Err(e) => format!("versions not read: {e}"),
+    };
     let outcomes = ensure_topics(&config.kafka, &catalog_requests(&config.kafka))
         .await
         .context("creating topics")?;
@@ -57,6 +68,7 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         config.kafka.brokers,
         brokers.join(", ")
     )?;
+    writeln!(out, "                   {protocol}")?;
     writeln!(
         out,
         "  schema registry  {} (stored in topic {})",

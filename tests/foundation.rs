@@ -65,6 +65,30 @@ async fn roundtrip<T: AvroRecord + PartialEq + std::fmt::Debug>(
     assert_eq!(decoded, record, "{}", T::FULL_NAME);
 }
 
+/// The tests run against Apache Kafka 4, not a Kafka-protocol look-alike: the broker reports
+/// a finalized `metadata.version` (KRaft), serves the consumer rebalance protocol and no
+/// longer serves the fetch versions Kafka 4.0 removed.
+#[tokio::test]
+async fn the_broker_is_apache_kafka_4() {
+    let kafka = kafka_config("broker-kind");
+    let apis = funnelhub_kafka::broker::api_versions(&kafka.brokers, WAIT)
+        .await
+        .expect("ApiVersions answered");
+    assert!(apis.is_kafka_4(), "{apis:?}");
+    let level = apis.features["metadata.version"];
+    // metadata.version 4.0-IV3 is level 25; every 4.x release is at or above it.
+    assert!(level >= 25, "metadata.version level {level}");
+    assert_eq!(
+        apis.versions(funnelhub_kafka::broker::FETCH).map(|v| v.0),
+        Some(4)
+    );
+    assert!(apis.features.contains_key("kraft.version"), "{apis:?}");
+    // Transactions are served (InitProducerId), which the stage runner may use.
+    assert!(apis
+        .versions(funnelhub_kafka::broker::INIT_PRODUCER_ID)
+        .is_some());
+}
+
 #[tokio::test]
 async fn every_schema_round_trips_through_the_registry_and_the_broker() {
     let kafka = kafka_config("roundtrip");

@@ -1,12 +1,13 @@
 //! `funnelhub process` killed with SIGKILL mid-stream, twice, then restarted, ends with
-//! exactly the distinct outputs of an uninterrupted run over the same records.
+//! exactly the distinct outputs of an uninterrupted run over the same records; so does a
+//! run whose broker is stopped and started again mid-stream.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
-use funnelhub_kafka::testing::{kafka_config, read_until, unique};
+use funnelhub_kafka::testing::{kafka_config, read_until, unique, PrivateBroker};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry};
 use funnelhub_processors::dedupe::dedupe_key;
 use funnelhub_processors::testing::{workload, RawWriter};
@@ -108,13 +109,21 @@ async fn progress(kafka: &KafkaConfig, topic: &str, at_least: usize) {
     read_until(kafka, topic, WAIT, |records| records.len() >= at_least).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
+/// The reference: the same records through the processors in-process, uninterrupted.
+struct Reference {
+    distinct_events: usize,
+    whole: Outputs,
+    server: funnelhub_runtime::RunningServer,
+    registry: SchemaRegistry,
+}
+
+/// Write the workload to `interrupted` (not read yet) and to a prefix of its own, run the
+/// processors in-process over the latter to the end, and keep their distinct outputs.
+async fn uninterrupted_run(interrupted: &KafkaConfig) -> Reference {
     // Installs the recorder so the in-process run's metrics have somewhere to go.
     funnelhub_runtime::prometheus();
     let uninterrupted = kafka_config("process-whole");
-    let killed = kafka_config("process-killed");
-    for kafka in [&uninterrupted, &killed] {
+    for kafka in [&uninterrupted, interrupted] {
         ensure_topics(kafka, &catalog_requests(kafka))
             .await
             .expect("topics");
@@ -125,7 +134,7 @@ async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
 
     // Same records, same order, into both prefixes (so same partitions and offsets).
     let events = workload(450, 42, false);
-    for kafka in [&uninterrupted, &killed] {
+    for kafka in [&uninterrupted, interrupted] {
         RawWriter::connect(kafka, &registry)
             .await
             .write(&events)
@@ -192,11 +201,46 @@ async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
         expected_transitions,
         "no re-emission in a clean run"
     );
+    Reference {
+        distinct_events,
+        whole,
+        server,
+        registry,
+    }
+}
+
+/// A config file with nothing in it: `funnelhub process` runs on defaults and environment.
+fn empty_config_file() -> String {
+    let path = std::env::temp_dir().join(format!("{}.toml", unique("empty")));
+    std::fs::write(&path, "").expect("config file");
+    path.to_string_lossy().into_owned()
+}
+
+fn assert_same_outputs(interrupted: &Outputs, whole: &Outputs) {
+    assert_eq!(interrupted.deduped.len(), whole.deduped.len());
+    assert_eq!(interrupted.deduped, whole.deduped, "deduped events");
+    let diff: HashMap<_, _> = interrupted
+        .transitions
+        .iter()
+        .filter(|(id, t)| whole.transitions.get(*id) != Some(t))
+        .collect();
+    assert!(diff.is_empty(), "transitions differ: {diff:?}");
+    assert_eq!(interrupted, whole);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
+    let killed = kafka_config("process-killed");
+    let Reference {
+        distinct_events,
+        whole,
+        server,
+        registry,
+        ..
+    } = uninterrupted_run(&killed).await;
 
     // The same records through `funnelhub process`, SIGKILLed twice mid-stream.
-    let config_file = std::env::temp_dir().join(format!("{}.toml", unique("empty")));
-    std::fs::write(&config_file, "").expect("config file");
-    let config_file = config_file.to_string_lossy().into_owned();
+    let config_file = empty_config_file();
     let deduped_topic = Catalog::new(&killed.topic_prefix).name(Topic::Deduped);
     for kill_after in [distinct_events / 4, distinct_events / 2] {
         let mut child = spawn_process(&killed, &server.url(), &config_file);
@@ -218,14 +262,51 @@ async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
     child.kill().expect("stop");
     child.wait().expect("reaped");
 
-    assert_eq!(after_kills.deduped.len(), whole.deduped.len());
-    assert_eq!(after_kills.deduped, whole.deduped, "deduped events");
-    let diff: HashMap<_, _> = after_kills
-        .transitions
-        .iter()
-        .filter(|(id, t)| whole.transitions.get(*id) != Some(t))
-        .collect();
-    assert!(diff.is_empty(), "transitions differ: {diff:?}");
-    assert_eq!(after_kills, whole);
+    assert_same_outputs(&after_kills, &whole);
+    let _ = std::fs::remove_file(&config_file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_restart_mid_stream_ends_with_the_outputs_of_an_uninterrupted_run() {
+    let mut broker = PrivateBroker::start("process-broker");
+    let restarted = KafkaConfig {
+        brokers: broker.brokers(),
+        ..kafka_config("process-broker")
+    };
+    ensure_topics(&restarted, &catalog_requests(&restarted))
+        .await
+        .expect("topics");
+    let Reference {
+        distinct_events,
+        whole,
+        server,
+        registry,
+    } = uninterrupted_run(&restarted).await;
+
+    let config_file = empty_config_file();
+    let mut child = spawn_process(&restarted, &server.url(), &config_file);
+    let deduped_topic = Catalog::new(&restarted.topic_prefix).name(Topic::Deduped);
+    progress(&restarted, &deduped_topic, distinct_events / 3).await;
+    // Stopped while the stages are mid-stream, down long enough for every client to notice.
+    tokio::task::block_in_place(|| broker.stop());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::task::block_in_place(|| broker.start_again());
+    let after_restart = outputs(
+        &restarted,
+        &registry,
+        (
+            distinct_events,
+            whole.transitions.len(),
+            whole.tickets.len(),
+        ),
+    )
+    .await;
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "funnelhub process survived the broker restart"
+    );
+    child.kill().expect("stop");
+    child.wait().expect("reaped");
+    assert_same_outputs(&after_restart, &whole);
     let _ = std::fs::remove_file(&config_file);
 }

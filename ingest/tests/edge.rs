@@ -13,7 +13,7 @@ use funnelhub_ingest::producer::EdgeProducer;
 use funnelhub_ingest::request::Tenants;
 use funnelhub_ingest::webhooks::{kiwify, stripe};
 use funnelhub_ingest::{app, EdgeConfig, EdgeState, Secret, TenantConfig};
-use funnelhub_kafka::testing::{kafka_config, read_records, read_until, unique};
+use funnelhub_kafka::testing::{kafka_config, read_records, read_until, unique, PrivateBroker};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::codec::split_frame;
@@ -668,66 +668,6 @@ async fn every_rejection_has_its_status_and_names_the_problem_and_stores_nothing
     assert!(text.contains("funnelhub_edge_produce_seconds"), "{text}");
 }
 
-/// A Tansu broker of this test's own, so it can be stopped without disturbing others.
-struct PrivateBroker {
-    child: Option<std::process::Child>,
-    dir: std::path::PathBuf,
-    port: u16,
-}
-
-impl PrivateBroker {
-    fn start(dir: std::path::PathBuf, port: u16) -> Self {
-        std::fs::create_dir_all(&dir).expect("broker dir");
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.join("tansu.log")).expect("log");
-        let child = std::process::Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .env_remove("LISTENER_URL")
-            .env_remove("STORAGE_ENGINE")
-            .current_dir(&dir)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("tansu runs (scripts/stack up installs it)");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        PrivateBroker {
-            child: Some(child),
-            dir,
-            port,
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        *self = PrivateBroker::start(self.dir.clone(), self.port);
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn hotmart_purchase(transaction: &str) -> String {
     json!({"id": transaction, "event": "PURCHASE_APPROVED",
            "data": {"purchase": {"transaction": transaction, "price": {"value": 10.0, "currency_value": "BRL"}}}})
@@ -736,14 +676,10 @@ fn hotmart_purchase(transaction: &str) -> String {
 
 #[tokio::test]
 async fn broker_down_means_503_with_retry_after_and_retries_land_once_it_is_back() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut broker = PrivateBroker::start(std::env::temp_dir().join(unique("tansu")), port);
+    // A broker of the test's own, so stopping it disturbs no other test.
+    let mut broker = PrivateBroker::start("edge-outage");
     let kafka = KafkaConfig {
-        brokers: format!("127.0.0.1:{port}"),
+        brokers: broker.brokers(),
         ..kafka_config("edge-outage")
     };
     let config = EdgeConfig {
@@ -761,7 +697,7 @@ async fn broker_down_means_503_with_retry_after_and_retries_land_once_it_is_back
     let (status, before, _) = edge.send(post("HP-before")).await;
     assert_eq!(status, StatusCode::OK, "{before}");
 
-    broker.kill();
+    broker.stop();
     let pending = ["HP-1", "HP-2", "HP-3"];
     for tx in pending {
         let (status, body, headers) = edge.send(post(tx)).await;
@@ -776,7 +712,7 @@ async fn broker_down_means_503_with_retry_after_and_retries_land_once_it_is_back
     }
 
     // The gateway retries after the broker is back: every retried request lands.
-    broker.restart();
+    broker.start_again();
     let mut ids = vec![before["event_id"].as_str().expect("id").to_owned()];
     for tx in pending {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -46,8 +46,16 @@ pub fn catalog_requests(config: &KafkaConfig) -> Vec<TopicRequest> {
         .collect()
 }
 
+/// How long a created topic may take to show in the broker's metadata with a leader for
+/// every partition.
+const PROPAGATION: Duration = Duration::from_secs(30);
+
 /// Create every requested topic that does not exist yet. Idempotent: an existing topic is
 /// left as it is and reported as [`TopicOutcome::AlreadyExisted`].
+///
+/// Returns once every requested topic is in the metadata the broker serves, each partition
+/// with a leader: Kafka acknowledges a creation when the controller has recorded it, a
+/// moment before brokers serve it, and a client reading at once would find no partition.
 pub async fn ensure_topics(
     config: &KafkaConfig,
     requests: &[TopicRequest],
@@ -68,7 +76,7 @@ pub async fn ensure_topics(
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin.create_topics(&new_topics, &options).await?;
-    results
+    let outcomes = results
         .into_iter()
         .map(|result| match result {
             Ok(name) => Ok((name, TopicOutcome::Created)),
@@ -77,7 +85,45 @@ pub async fn ensure_topics(
             }
             Err((name, code)) => Err(Error::Admin(format!("creating topic {name}: {code}"))),
         })
-        .collect()
+        .collect::<Result<Vec<_>, Error>>()?;
+    let names: Vec<String> = requests.iter().map(|r| r.name.clone()).collect();
+    tokio::task::spawn_blocking(move || served(admin.inner(), &names, PROPAGATION))
+        .await
+        .map_err(|e| Error::Admin(e.to_string()))??;
+    Ok(outcomes)
+}
+
+/// Wait until the broker's metadata has every topic of `names` with a leader for each of
+/// its partitions.
+fn served<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    names: &[String],
+    within: Duration,
+) -> Result<(), Error> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let metadata = client.fetch_metadata(None, Duration::from_secs(10))?;
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|name| {
+                !metadata.topics().iter().any(|t| {
+                    t.name() == name.as_str()
+                        && t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Admin(format!(
+                "topics created but not served within {within:?}: {missing:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Ask the cluster for its metadata: proves the brokers answer Kafka requests, and

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod avro;
+pub mod broker;
 pub mod client;
 pub mod config;
 pub mod dlq;

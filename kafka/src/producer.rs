@@ -9,9 +9,8 @@
 //!
 //! Why not let librdkafka time messages out: with `enable.idempotence`, a timed-out
 //! message leaves a gap in the producer's sequence numbers and librdkafka bumps the
-//! producer epoch itself. Tansu 0.6's SQLite storage panics on the bumped epoch
-//! (`tansu-storage` lite.rs:503, "more or less than one row") and then refuses every
-//! client until restarted. Never timing out avoids the gap on every broker.
+//! producer epoch itself; some Kafka-protocol brokers fail on the bump, and never timing
+//! out avoids the gap on every broker ([ADR 004](../../docs/adr/004-producer-deadlines.md)).
 
 use std::time::Duration;
 

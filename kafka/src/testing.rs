@@ -152,3 +152,130 @@ pub fn raw_consume(config: &KafkaConfig, topic: &str, expected: usize) -> std::t
     assert!(bytes > 0, "records have values");
     started.elapsed()
 }
+
+/// An Apache Kafka node of one test's own (`scripts/kafka/node`, the local stack's jars),
+/// on free loopback ports with its data in a temporary folder, so the test can stop and
+/// start it without disturbing any other test. Dropping it kills the node and removes the
+/// folder.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    child: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+    port: u16,
+    controller_port: u16,
+}
+
+impl PrivateBroker {
+    /// Start a fresh node and wait until it answers a metadata request.
+    pub fn start(name: &str) -> Self {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .expect("bind")
+                .local_addr()
+                .expect("addr")
+                .port()
+        };
+        let port = free();
+        let mut controller_port = free();
+        while controller_port == port {
+            controller_port = free();
+        }
+        let mut broker = PrivateBroker {
+            child: None,
+            dir: std::env::temp_dir().join(unique(name)),
+            port,
+            controller_port,
+        };
+        broker.start_again();
+        broker
+    }
+
+    /// `host:port` to bootstrap from.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stop the node as an operator would (SIGTERM, a clean shutdown); data is kept.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while child.try_wait().ok().flatten().is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// Start the node again on the same ports and data; waits until it answers.
+    pub fn start_again(&mut self) {
+        self.stop();
+        std::fs::create_dir_all(&self.dir).expect("broker dir");
+        let node = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka/node");
+        let log = std::fs::File::create(self.dir.join("node.out")).expect("log");
+        let child = std::process::Command::new(node)
+            .arg(&self.dir)
+            .arg(self.port.to_string())
+            .arg(self.controller_port.to_string())
+            .env("KAFKA_HEAP", "384m")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("scripts/kafka/node runs (scripts/stack up installs the jars)");
+        self.child = Some(child);
+        let config = KafkaConfig {
+            brokers: self.brokers(),
+            ..KafkaConfig::default()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "the private Kafka node exited ({status}): {}",
+                    std::fs::read_to_string(self.dir.join("node.out")).unwrap_or_default()
+                );
+            }
+            if metadata_answers(&config) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the private Kafka node did not answer within 90 s (log {})",
+                self.dir.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+/// Whether a broker at `config` answers a metadata request naming at least one broker.
+fn metadata_answers(config: &KafkaConfig) -> bool {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let Ok(consumer) = crate::client::client_config(config, "test-ready").create::<BaseConsumer>()
+    else {
+        return false;
+    };
+    consumer
+        .fetch_metadata(None, std::time::Duration::from_secs(1))
+        .is_ok_and(|m| !m.brokers().is_empty())
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,14 +1,14 @@
 //! The ClickHouse sink on the real broker and the real ClickHouse: replaying every topic
-//! leaves identical query results, and ClickHouse going away mid-ingestion loses nothing
-//! and duplicates nothing.
+//! leaves identical query results, and ClickHouse going away, or the broker restarting,
+//! mid-ingestion loses nothing and duplicates nothing.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use funnelhub_kafka::admin::reset_group_offsets;
-use funnelhub_kafka::testing::{group_caught_up, unique};
+use funnelhub_kafka::admin::{catalog_requests, ensure_topics, reset_group_offsets};
+use funnelhub_kafka::testing::{group_caught_up, unique, PrivateBroker};
 use funnelhub_kafka::KafkaConfig;
 use funnelhub_schemas::Catalog;
 use funnelhub_sinks::clickhouse::{self, sink::STORED, ClickHouseConfig};
@@ -279,7 +279,12 @@ async fn clickhouse_going_away_mid_ingestion_loses_and_duplicates_nothing() {
     until_caught_up(&kafka, &config.group).await;
     until_lag(&config.group, |lag| lag == 0).await;
     sink.stop().await.expect("stops");
+    assert_both_rounds_once(&db).await;
+    sql(&format!("DROP DATABASE {db}")).await;
+}
 
+/// Both rounds of every topic, each row once: what a sink that lost or doubled nothing holds.
+async fn assert_both_rounds_once(db: &str) {
     let events = sql(&format!(
         "SELECT count(), uniqExact(event_id) FROM {db}.events FINAL"
     ))
@@ -292,6 +297,41 @@ async fn clickhouse_going_away_mid_ingestion_loses_and_duplicates_nothing() {
     ))
     .await;
     assert_eq!(requests, "160\t160\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_restart_mid_ingestion_loses_and_duplicates_nothing() {
+    // The registry lives on the shared broker; the records on a broker of the test's own.
+    let (shared, _server, registry) = funnelhub_registry::test_stack("ch-broker").await;
+    let mut broker = PrivateBroker::start("ch-broker");
+    let kafka = KafkaConfig {
+        brokers: broker.brokers(),
+        ..shared
+    };
+    ensure_topics(&kafka, &catalog_requests(&kafka))
+        .await
+        .expect("topics");
+    let config = config(&kafka, &clickhouse_url());
+    let db = config.database.clone();
+
+    write_every_topic(&kafka, &registry, 0).await;
+    let (sink, _) = clickhouse::start(
+        &kafka,
+        &registry,
+        &config,
+        &funnelhub_tenants::ControlPlane::default(),
+    )
+    .await
+    .expect("starts");
+    // Stopped while the sink reads the first round; the second round is written after
+    // the broker is back.
+    tokio::task::block_in_place(|| broker.stop());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::task::block_in_place(|| broker.start_again());
+    write_every_topic(&kafka, &registry, 1).await;
+    until_caught_up(&kafka, &config.group).await;
+    sink.stop().await.expect("stops");
+    assert_both_rounds_once(&db).await;
     sql(&format!("DROP DATABASE {db}")).await;
 }
 

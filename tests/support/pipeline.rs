@@ -283,7 +283,7 @@ pub fn replay_everything(setup: &Setup) {
         "clickhouse",
     ] {
         let output = funnelhub(setup)
-            .args(["replay", "--stage", stage, "--force"])
+            .args(["replay", "--stage", stage])
             .output()
             .expect("funnelhub replay runs");
         let text = String::from_utf8_lossy(&output.stdout);
