@@ -50,5 +50,8 @@ python_env() {
     "chdb-core==26.9.0" || die "pip install into .venv failed"
 }
 
+# The local stack's Kafka broker process (empty when it is not running).
+broker_pid() { pgrep -f "kafka.Kafka ${FUNNELHUB_STACK_DIR:-$repo/.stack}/kafka/server.properties" | head -1 || true; }
+
 # CPU seconds process $1 has used so far (utime + stime), 0 if it is gone.
 cpu_s() { [ -r "/proc/$1/stat" ] && awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" || echo 0; }
