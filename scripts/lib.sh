@@ -53,5 +53,24 @@ python_env() {
 # The local stack's Kafka broker process (empty when it is not running).
 broker_pid() { pgrep -f "kafka.Kafka ${FUNNELHUB_STACK_DIR:-$repo/.stack}/kafka/server.properties" | head -1 || true; }
 
+# Run a command (its stdout as usual) and append to file $1 a line "label wall_s kafka
+# clickhouse command": the cores each used on average while it ran (the command's own
+# user + system time, children included).
+cores_during() { # file label command...
+  local file="$1" label="$2" broker ch k0 c0 started rc=0
+  shift 2
+  broker="$(broker_pid)" ch="$(pgrep -f clickhouse-server | head -1 || true)"
+  k0="$(cpu_s "$broker")" c0="$(cpu_s "$ch")" started="$(date +%s.%N)"
+  /usr/bin/time -f "%U %S" -o "$file.time" "$@" || rc=$?
+  python3 -c 'import sys; l=sys.argv[1]; a=[float(x) for x in sys.argv[2:]]; w=a[0]; print("%-44s %7.1f %7.2f %10.2f %9.2f" % (l, w, (a[2]-a[1])/w, (a[4]-a[3])/w, (a[5]+a[6])/w))' \
+    "$label" "$(echo "$(date +%s.%N) - $started" | bc)" "$k0" "$(cpu_s "$broker")" "$c0" "$(cpu_s "$ch")" \
+    $(tail -1 "$file.time") >>"$file"
+  return $rc
+}
+cores_report() { # file
+  printf '\n%-44s %7s %7s %10s %9s   (cores used on average; %s cores)\n' "run" "wall s" "kafka" "clickhouse" "process" "$(nproc)"
+  cat "$1"
+}
+
 # CPU seconds process $1 has used so far (utime + stime), 0 if it is gone.
 cpu_s() { [ -r "/proc/$1/stat" ] && awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat" || echo 0; }

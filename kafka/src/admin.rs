@@ -54,8 +54,9 @@ const PROPAGATION: Duration = Duration::from_secs(30);
 /// left as it is and reported as [`TopicOutcome::AlreadyExisted`].
 ///
 /// Returns once every requested topic is in the metadata the broker serves, each partition
-/// with a leader: Kafka acknowledges a creation when the controller has recorded it, a
-/// moment before brokers serve it, and a client reading at once would find no partition.
+/// with a leader, and each partition of a topic it created answers for its offsets: Kafka
+/// acknowledges a creation when the controller has recorded it, a moment before brokers
+/// serve it, and a client reading at once would find no partition or no leader.
 pub async fn ensure_topics(
     config: &KafkaConfig,
     requests: &[TopicRequest],
@@ -87,33 +88,52 @@ pub async fn ensure_topics(
         })
         .collect::<Result<Vec<_>, Error>>()?;
     let names: Vec<String> = requests.iter().map(|r| r.name.clone()).collect();
-    tokio::task::spawn_blocking(move || served(admin.inner(), &names, PROPAGATION))
+    let created: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, outcome)| *outcome == TopicOutcome::Created)
+        .map(|(name, _)| name.clone())
+        .collect();
+    tokio::task::spawn_blocking(move || served(admin.inner(), &names, &created, PROPAGATION))
         .await
         .map_err(|e| Error::Admin(e.to_string()))??;
     Ok(outcomes)
 }
 
 /// Wait until the broker's metadata has every topic of `names` with a leader for each of
-/// its partitions.
+/// its partitions, and every partition of the topics this call `created` answers a
+/// ListOffsets request: a broker lists itself as leader a moment before it serves the
+/// partition ("not leader for partition" in between).
 fn served<C: rdkafka::client::ClientContext>(
     client: &rdkafka::client::Client<C>,
     names: &[String],
+    created: &[String],
     within: Duration,
 ) -> Result<(), Error> {
     let deadline = std::time::Instant::now() + within;
+    let timeout = Duration::from_secs(10);
     loop {
-        let metadata = client.fetch_metadata(None, Duration::from_secs(10))?;
-        let missing: Vec<&String> = names
-            .iter()
-            .filter(|name| {
-                !metadata.topics().iter().any(|t| {
-                    t.name() == name.as_str()
-                        && t.error().is_none()
-                        && !t.partitions().is_empty()
-                        && t.partitions().iter().all(|p| p.leader() >= 0)
-                })
+        let metadata = client.fetch_metadata(None, timeout)?;
+        let listed = |name: &str| {
+            metadata.topics().iter().find(|t| {
+                t.name() == name
+                    && t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
             })
-            .collect();
+        };
+        let mut missing: Vec<&String> = names.iter().filter(|n| listed(n).is_none()).collect();
+        if missing.is_empty() {
+            missing = created
+                .iter()
+                .filter(|name| {
+                    listed(name).is_some_and(|t| {
+                        t.partitions()
+                            .iter()
+                            .any(|p| client.fetch_watermarks(name, p.id(), timeout).is_err())
+                    })
+                })
+                .collect();
+        }
         if missing.is_empty() {
             return Ok(());
         }

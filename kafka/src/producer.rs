@@ -58,7 +58,7 @@ impl AckedProducer {
     /// `deadline` bounds how long one send waits for queue space and acknowledgement.
     pub fn new(config: &KafkaConfig, client_id: &str, deadline: Duration) -> Result<Self, Error> {
         Ok(AckedProducer {
-            producer: client::producer(config, client_id)?,
+            producer: client::acked_producer(config, client_id)?,
             deadline,
         })
     }
