@@ -216,6 +216,17 @@ fn empty_config_file() -> String {
     path.to_string_lossy().into_owned()
 }
 
+impl Outputs {
+    /// How many distinct deduped events, transitions and tickets there are.
+    fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.deduped.len(),
+            self.transitions.len(),
+            self.tickets.len(),
+        )
+    }
+}
+
 fn assert_same_outputs(interrupted: &Outputs, whole: &Outputs) {
     assert_eq!(interrupted.deduped.len(), whole.deduped.len());
     assert_eq!(interrupted.deduped, whole.deduped, "deduped events");
@@ -249,16 +260,7 @@ async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
         child.wait().expect("reaped");
     }
     let mut child = spawn_process(&killed, &server.url(), &config_file);
-    let after_kills = outputs(
-        &killed,
-        &registry,
-        (
-            distinct_events,
-            whole.transitions.len(),
-            whole.tickets.len(),
-        ),
-    )
-    .await;
+    let after_kills = outputs(&killed, &registry, whole.counts()).await;
     child.kill().expect("stop");
     child.wait().expect("reaped");
 
@@ -291,16 +293,7 @@ async fn a_broker_restart_mid_stream_ends_with_the_outputs_of_an_uninterrupted_r
     tokio::task::block_in_place(|| broker.stop());
     tokio::time::sleep(Duration::from_secs(3)).await;
     tokio::task::block_in_place(|| broker.start_again());
-    let after_restart = outputs(
-        &restarted,
-        &registry,
-        (
-            distinct_events,
-            whole.transitions.len(),
-            whole.tickets.len(),
-        ),
-    )
-    .await;
+    let after_restart = outputs(&restarted, &registry, whole.counts()).await;
     assert!(
         child.try_wait().expect("status").is_none(),
         "funnelhub process survived the broker restart"

@@ -33,6 +33,22 @@ fn config(kafka: &KafkaConfig, url: &str) -> ClickHouseConfig {
     }
 }
 
+/// The sink with no tenants of its own, started (migrations applied, group joined).
+async fn start_sink(
+    kafka: &KafkaConfig,
+    registry: &funnelhub_kafka::SchemaRegistry,
+    config: &ClickHouseConfig,
+) -> (funnelhub_kafka::stage::RunningStage, clickhouse::Server) {
+    clickhouse::start(
+        kafka,
+        registry,
+        config,
+        &funnelhub_tenants::ControlPlane::default(),
+    )
+    .await
+    .expect("the sink starts")
+}
+
 /// Run `query` on the real server; the answer as TSV.
 async fn sql(query: &str) -> String {
     let response = reqwest::Client::new()
@@ -112,14 +128,7 @@ async fn replaying_every_topic_leaves_identical_query_results() {
     let config = config(&kafka, &clickhouse_url());
     let written = write_every_topic(&kafka, &registry, 0).await;
 
-    let (sink, server) = clickhouse::start(
-        &kafka,
-        &registry,
-        &config,
-        &funnelhub_tenants::ControlPlane::default(),
-    )
-    .await
-    .expect("starts");
+    let (sink, server) = start_sink(&kafka, &registry, &config).await;
     assert!(
         server.version.major > 0,
         "version detected: {}",
@@ -170,14 +179,7 @@ async fn replaying_every_topic_leaves_identical_query_results() {
     reset_group_offsets(&kafka, &config.group, &stored_topics(&kafka))
         .await
         .expect("reset");
-    let (sink, _) = clickhouse::start(
-        &kafka,
-        &registry,
-        &config,
-        &funnelhub_tenants::ControlPlane::default(),
-    )
-    .await
-    .expect("restarts");
+    let (sink, _) = start_sink(&kafka, &registry, &config).await;
     until_caught_up(&kafka, &config.group).await;
     sink.stop().await.expect("stops");
     let inserted_twice = sql(&format!("SELECT count() FROM {db}.events")).await;
@@ -250,14 +252,7 @@ async fn clickhouse_going_away_mid_ingestion_loses_and_duplicates_nothing() {
     let db = config.database.clone();
 
     write_every_topic(&kafka, &registry, 0).await;
-    let (sink, _) = clickhouse::start(
-        &kafka,
-        &registry,
-        &config,
-        &funnelhub_tenants::ControlPlane::default(),
-    )
-    .await
-    .expect("starts");
+    let (sink, _) = start_sink(&kafka, &registry, &config).await;
     until_caught_up(&kafka, &config.group).await;
     proxy.down();
     write_every_topic(&kafka, &registry, 1).await;
@@ -315,14 +310,7 @@ async fn a_broker_restart_mid_ingestion_loses_and_duplicates_nothing() {
     let db = config.database.clone();
 
     write_every_topic(&kafka, &registry, 0).await;
-    let (sink, _) = clickhouse::start(
-        &kafka,
-        &registry,
-        &config,
-        &funnelhub_tenants::ControlPlane::default(),
-    )
-    .await
-    .expect("starts");
+    let (sink, _) = start_sink(&kafka, &registry, &config).await;
     // Stopped while the sink reads the first round; the second round is written after
     // the broker is back.
     tokio::task::block_in_place(|| broker.stop());
