@@ -50,8 +50,10 @@ python_env() {
     "chdb-core==26.9.0" || die "pip install into .venv failed"
 }
 
-# The local stack's Kafka broker process (empty when it is not running).
+# The local stack's Kafka broker and ClickHouse server processes (empty when not running;
+# another stack's, e.g. a test run's on other ports, is not counted).
 broker_pid() { pgrep -f "kafka.Kafka ${FUNNELHUB_STACK_DIR:-$repo/.stack}/kafka/server.properties" | head -1 || true; }
+clickhouse_pid() { pgrep -f "clickhouse-server --config-file=${FUNNELHUB_STACK_DIR:-$repo/.stack}/clickhouse/" | head -1 || true; }
 
 # Run a command (its stdout as usual) and append to file $1 a line "label wall_s kafka
 # clickhouse command": the cores each used on average while it ran (the command's own
@@ -59,7 +61,7 @@ broker_pid() { pgrep -f "kafka.Kafka ${FUNNELHUB_STACK_DIR:-$repo/.stack}/kafka/
 cores_during() { # file label command...
   local file="$1" label="$2" broker ch k0 c0 started rc=0
   shift 2
-  broker="$(broker_pid)" ch="$(pgrep -f clickhouse-server | head -1 || true)"
+  broker="$(broker_pid)" ch="$(clickhouse_pid)"
   k0="$(cpu_s "$broker")" c0="$(cpu_s "$ch")" started="$(date +%s.%N)"
   /usr/bin/time -f "%U %S" -o "$file.time" "$@" || rc=$?
   python3 -c 'import sys; l=sys.argv[1]; a=[float(x) for x in sys.argv[2:]]; w=a[0]; print("%-44s %7.1f %7.2f %10.2f %9.2f" % (l, w, (a[2]-a[1])/w, (a[4]-a[3])/w, (a[5]+a[6])/w))' \
