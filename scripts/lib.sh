@@ -50,10 +50,11 @@ python_env() {
     "chdb-core==26.9.0" || die "pip install into .venv failed"
 }
 
-# The local stack's Kafka broker and ClickHouse server processes (empty when not running;
-# another stack's, e.g. a test run's on other ports, is not counted).
-broker_pid() { pgrep -f "kafka.Kafka ${FUNNELHUB_STACK_DIR:-$repo/.stack}/kafka/server.properties" | head -1 || true; }
-clickhouse_pid() { pgrep -f "clickhouse-server --config-file=${FUNNELHUB_STACK_DIR:-$repo/.stack}/clickhouse/" | head -1 || true; }
+# The pid of a service of the local stack, from the pidfile `scripts/stack` writes (empty
+# when it is not running; another stack's, e.g. a test run's on other ports, is not counted).
+stack_pid() { cat "${FUNNELHUB_STACK_DIR:-$repo/.stack}/$1/$1.pid" 2>/dev/null || true; }
+broker_pid() { stack_pid kafka; }
+clickhouse_pid() { stack_pid clickhouse; }
 
 # Run a command (its stdout as usual) and append to file $1 a line "label wall_s kafka
 # clickhouse command": the cores each used on average while it ran (the command's own
