@@ -225,6 +225,12 @@ impl<S: Stage> ClientContext for StageContext<S> {
     }
 }
 
+/// Longest wait between two tries of a batch that failed with a retryable error (before
+/// jitter, which adds up to as much again, drawn per partition so that partitions held by
+/// the same outage do not all retry at once). Bounds how long a partition stays idle after
+/// the outage ends.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+
 /// How often librdkafka reports statistics (consumer lag).
 const STATS_INTERVAL_MS: &str = "10000";
 
@@ -475,7 +481,7 @@ async fn run_partition<S: Stage>(
         let started = Instant::now();
         let spans = BatchSpans::start(stage, &batch);
         let mut delays = ExponentialBuilder::default()
-            .with_max_delay(Duration::from_secs(30))
+            .with_max_delay(MAX_RETRY_DELAY)
             .with_jitter()
             .without_max_times()
             .build();
@@ -487,7 +493,7 @@ async fn run_partition<S: Stage>(
                     if shared.stop.load(Ordering::SeqCst) {
                         return Err(format!("stopped while retrying: {reason}"));
                     }
-                    let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                    let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
                     tracing::warn!(stage, %topic, partition, ?delay, "retrying batch: {reason}");
                     tokio::time::sleep(delay).await;
                 }

@@ -193,12 +193,15 @@ async fn replaying_every_topic_leaves_identical_query_results() {
     sql(&format!("DROP DATABASE {db}")).await;
 }
 
-/// A TCP forwarder to ClickHouse that can be cut: while down, connections are refused
-/// (accepted and dropped) and open ones are killed, as when the server stops.
+/// A TCP forwarder to ClickHouse that can go silent: while down, open connections are
+/// killed and new ones are accepted but never answered, as when the server hangs or the
+/// network drops packets (nothing tells the client the connection is dead).
 struct Proxy {
     addr: SocketAddr,
     up: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Connections accepted while down, held open unanswered until up again.
+    silent: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Proxy {
@@ -207,11 +210,13 @@ impl Proxy {
         let addr = listener.local_addr().expect("address");
         let up = Arc::new(AtomicBool::new(true));
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (flag, open) = (up.clone(), connections.clone());
+        let silent: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (flag, open, held) = (up.clone(), connections.clone(), silent.clone());
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 if !flag.load(Ordering::SeqCst) {
-                    continue; // dropped: the client sees the connection closed
+                    held.lock().expect("not poisoned").push(client);
+                    continue;
                 }
                 let task = tokio::spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(target).await {
@@ -225,6 +230,7 @@ impl Proxy {
             addr,
             up,
             connections,
+            silent,
         }
     }
 
@@ -237,6 +243,7 @@ impl Proxy {
 
     fn up(&self) {
         self.up.store(true, Ordering::SeqCst);
+        self.silent.lock().expect("not poisoned").clear();
     }
 }
 
@@ -248,7 +255,10 @@ async fn clickhouse_going_away_mid_ingestion_loses_and_duplicates_nothing() {
         .parse()
         .expect("address");
     let proxy = Proxy::start(target).await;
-    let config = config(&kafka, &format!("http://{}", proxy.addr));
+    let config = ClickHouseConfig {
+        insert_timeout_secs: 2,
+        ..config(&kafka, &format!("http://{}", proxy.addr))
+    };
     let db = config.database.clone();
 
     write_every_topic(&kafka, &registry, 0).await;
@@ -256,7 +266,8 @@ async fn clickhouse_going_away_mid_ingestion_loses_and_duplicates_nothing() {
     until_caught_up(&kafka, &config.group).await;
     proxy.down();
     write_every_topic(&kafka, &registry, 1).await;
-    // Inserts fail while it is away; the sink retries and holds the offsets.
+    // Inserts get no answer while it is away: each is abandoned after its timeout and
+    // retried, and the offsets are held.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let topics = stored_topics(&kafka);
     let (k, g, t) = (kafka.clone(), config.group.clone(), topics.clone());
@@ -267,7 +278,7 @@ async fn clickhouse_going_away_mid_ingestion_loses_and_duplicates_nothing() {
         !caught_up,
         "no offset moves past rows ClickHouse did not take"
     );
-    assert!(funnelhub_runtime::counter_sum("funnelhub_clickhouse_insert_errors_total", "") > 0);
+    until_insert_errors().await;
     // The held records show as consumer lag (librdkafka statistics, every 10 s).
     until_lag(&config.group, |lag| lag > 0).await;
     proxy.up();
@@ -276,6 +287,18 @@ async fn clickhouse_going_away_mid_ingestion_loses_and_duplicates_nothing() {
     sink.stop().await.expect("stops");
     assert_both_rounds_once(&db).await;
     sql(&format!("DROP DATABASE {db}")).await;
+}
+
+/// Wait until an insert failed (here: abandoned after its timeout).
+async fn until_insert_errors() {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while funnelhub_runtime::counter_sum("funnelhub_clickhouse_insert_errors_total", "") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an insert that gets no answer fails"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Both rounds of every topic, each row once: what a sink that lost or doubled nothing holds.

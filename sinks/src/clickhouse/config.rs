@@ -22,6 +22,10 @@ pub struct ClickHouseConfig {
     pub batch_rows: usize,
     /// How long a partition waits for more records to fill an `INSERT`.
     pub linger_ms: u64,
+    /// Longest an `INSERT` may take, sent and acknowledged; a slower one (a server or a
+    /// network that stopped answering without closing the connection) is abandoned and
+    /// retried like any failed insert.
+    pub insert_timeout_secs: u64,
     /// Address of `/metrics` and `/healthz` when run as `funnelhub sink clickhouse`.
     pub listen: SocketAddr,
     /// Rows older than this are deleted (tenants may set their own `retention_days`).
@@ -39,6 +43,7 @@ impl Default for ClickHouseConfig {
             group: "funnelhub-clickhouse".into(),
             batch_rows: 20_000,
             linger_ms: 1_000,
+            insert_timeout_secs: 30,
             listen: SocketAddr::from(([127, 0, 0, 1], 9103)),
             retention_days: 180,
             retention_every_secs: 3600,
@@ -63,6 +68,9 @@ impl ClickHouseConfig {
                 self.database
             ));
         }
+        if self.insert_timeout_secs == 0 {
+            return Err("clickhouse.insert_timeout_secs must be at least 1".into());
+        }
         if self.retention_days == 0 {
             return Err("retention days must be at least 1".into());
         }
@@ -83,5 +91,9 @@ impl ClickHouseConfig {
 
     pub(crate) fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)
+    }
+
+    pub(crate) fn insert_timeout(&self) -> Duration {
+        Duration::from_secs(self.insert_timeout_secs)
     }
 }

@@ -69,6 +69,7 @@ pub async fn start(
         codecs,
         topics: sink::STORED.iter().map(|t| (name(*t), *t)).collect(),
         linger: config.linger(),
+        insert_timeout: config.insert_timeout(),
         suppressions: control.suppressions.clone(),
     };
     let settings = StageSettings {

@@ -4,6 +4,8 @@
 //! The stage runner stores a batch's offset only after ClickHouse acknowledged the
 //! `INSERT` (`Insert::end`). A failed insert (ClickHouse down, overloaded) is retried with
 //! backoff, for as long as it takes, holding the partition: back-pressure, never a drop.
+//! An insert that takes longer than `insert_timeout_secs` counts as failed: a connection
+//! that stopped answering without closing would otherwise hold its partition forever.
 //! Re-inserting rows after a crash or a replay is harmless: every table replaces rows by
 //! their record id. Records that do not decode are dead-lettered (`stage=clickhouse`).
 
@@ -52,6 +54,8 @@ pub struct ClickHouseSink {
     pub(crate) topics: HashMap<String, Topic>,
     pub(crate) dead_letters: DeadLetters,
     pub(crate) linger: Duration,
+    /// Longest one `INSERT` may take before it is abandoned and retried.
+    pub(crate) insert_timeout: Duration,
     pub(crate) suppressions: Suppressions,
 }
 
@@ -255,26 +259,35 @@ impl ClickHouseSink {
             return Ok(());
         }
         let started = Instant::now();
-        let result = async {
+        let insert = async {
             let mut insert = self.client.insert::<R>(table).await?;
             for row in rows {
                 insert.write(row).await?;
             }
             insert.end().await
-        }
-        .await;
-        match result {
-            Ok(()) => {
+        };
+        let failure = match tokio::time::timeout(self.insert_timeout, insert).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "no answer within {} s",
+                self.insert_timeout.as_secs()
+            )),
+        };
+        match failure {
+            None => {
                 metrics::counter!("funnelhub_clickhouse_rows_total", "table" => table.to_owned())
                     .increment(rows.len() as u64);
                 metrics::histogram!("funnelhub_clickhouse_insert_seconds", "table" => table.to_owned())
                     .record(started.elapsed().as_secs_f64());
                 Ok(())
             }
-            Err(e) => {
+            Some(reason) => {
                 metrics::counter!("funnelhub_clickhouse_insert_errors_total", "table" => table.to_owned())
                     .increment(1);
-                Err(ProcessError::Retryable(format!("insert into {table}: {e}")))
+                Err(ProcessError::Retryable(format!(
+                    "insert into {table}: {reason}"
+                )))
             }
         }
     }
