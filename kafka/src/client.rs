@@ -32,43 +32,49 @@ fn with_defaults(config: &KafkaConfig, client_id: &str, defaults: &[(&str, &str)
     cc
 }
 
-/// An idempotent, `acks=all` producer whose messages never time out inside librdkafka
-/// (see [`crate::producer`] for why); wrap it in [`crate::AckedProducer`] to send with a
-/// deadline.
-///
-/// It lingers 5 ms to fill batches: for stages, which write many records per batch.
+/// An idempotent, `acks=all` producer for stages, which write many records per batch: it
+/// lingers 5 ms to fill produce requests, and a record not acknowledged within
+/// [`STAGE_DELIVERY_TIMEOUT`] fails its send; the stage then writes the batch's records
+/// again (same ids), so a broker outage holds the batch instead of hanging it.
 pub fn producer(config: &KafkaConfig, client_id: &str) -> Result<FutureProducer, Error> {
-    producer_config(config, client_id, Linger::Batches)
+    producer_config(config, client_id, Sender::Stage)
         .create()
         .map_err(Error::from)
 }
 
-/// Like [`producer`], for a sender that waits for each record's acknowledgement before it
-/// answers (the edge, the registry): it does not linger. Lingering only adds its time to
-/// every answer; under load librdkafka still batches what queues while requests are in
-/// flight. Measured on one Kafka 4.4 node, 64 connections: the edge answered 10.1k req/s
-/// (p50 6.3 ms) with 5 ms and 26.8k req/s (p50 2.2 ms) without.
+/// An idempotent, `acks=all` producer for a sender that waits for each record's
+/// acknowledgement before it answers (the edge, the registry); wrap it in
+/// [`crate::AckedProducer`] to send with a deadline. Its messages never time out inside
+/// librdkafka (ADR 004): past the caller's deadline the record stays queued.
+///
+/// It does not linger. Lingering only adds its time to every answer; under load librdkafka
+/// still batches what queues while requests are in flight. Measured on one Kafka 4.4 node,
+/// 64 connections: the edge answered 10.1k req/s (p50 6.3 ms) with 5 ms and 26.8k req/s
+/// (p50 2.2 ms) without.
 pub fn acked_producer(config: &KafkaConfig, client_id: &str) -> Result<FutureProducer, Error> {
-    producer_config(config, client_id, Linger::None)
+    producer_config(config, client_id, Sender::Acknowledged)
         .create()
         .map_err(Error::from)
 }
 
-/// How long a producer waits to fill a batch before sending it.
+/// How long a stage's producer tries to deliver a record before its send fails.
+pub const STAGE_DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Who a producer sends for: it decides lingering and delivery timeout.
 #[derive(Debug, Clone, Copy)]
-enum Linger {
-    /// 5 ms: fewer, larger produce requests.
-    Batches,
-    /// Send at once.
-    None,
+enum Sender {
+    /// A stage: 5 ms linger, sends fail after [`STAGE_DELIVERY_TIMEOUT`].
+    Stage,
+    /// A sender answering after each acknowledgement: no linger, no delivery timeout.
+    Acknowledged,
 }
 
 /// What a producer is built from: tunable defaults, the user's properties, then the
 /// settings the delivery guarantees depend on, which nothing overrides.
-fn producer_config(config: &KafkaConfig, client_id: &str, linger: Linger) -> ClientConfig {
-    let linger_ms = match linger {
-        Linger::Batches => "5",
-        Linger::None => "0",
+fn producer_config(config: &KafkaConfig, client_id: &str, sender: Sender) -> ClientConfig {
+    let (linger_ms, message_timeout_ms) = match sender {
+        Sender::Stage => ("5", STAGE_DELIVERY_TIMEOUT.as_millis().to_string()),
+        Sender::Acknowledged => ("0", "0".to_owned()),
     };
     let mut cc = with_defaults(
         config,
@@ -77,7 +83,7 @@ fn producer_config(config: &KafkaConfig, client_id: &str, linger: Linger) -> Cli
     );
     cc.set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("message.timeout.ms", "0");
+        .set("message.timeout.ms", message_timeout_ms);
     cc
 }
 
@@ -142,7 +148,7 @@ mod tests {
             .collect(),
             ..KafkaConfig::default()
         };
-        let cc = producer_config(&config, "t", Linger::Batches);
+        let cc = producer_config(&config, "t", Sender::Stage);
         assert_eq!(cc.get("linger.ms"), Some("0"), "a default the user tuned");
         assert_eq!(
             cc.get("compression.type"),
@@ -151,7 +157,11 @@ mod tests {
         );
         assert_eq!(cc.get("acks"), Some("all"));
         assert_eq!(cc.get("enable.idempotence"), Some("true"));
-        assert_eq!(cc.get("message.timeout.ms"), Some("0"));
+        assert_eq!(cc.get("message.timeout.ms"), Some("60000"));
+        assert_eq!(
+            producer_config(&config, "t", Sender::Acknowledged).get("message.timeout.ms"),
+            Some("0")
+        );
         assert!(producer(&config, "t").is_ok());
     }
 
@@ -172,7 +182,7 @@ mod tests {
         assert_eq!(cc.get("fetch.wait.max.ms"), Some("150"), "consumer's win");
         assert_eq!(cc.get("client.rack"), Some("r1"), "every client's apply");
         assert_eq!(
-            producer_config(&config, "t", Linger::Batches).get("fetch.wait.max.ms"),
+            producer_config(&config, "t", Sender::Stage).get("fetch.wait.max.ms"),
             Some("300")
         );
         let config = KafkaConfig {
@@ -180,7 +190,7 @@ mod tests {
             ..KafkaConfig::default()
         };
         assert_eq!(
-            producer_config(&config, "t", Linger::Batches).get("fetch.wait.max.ms"),
+            producer_config(&config, "t", Sender::Stage).get("fetch.wait.max.ms"),
             None
         );
     }
@@ -188,11 +198,11 @@ mod tests {
     #[test]
     fn acknowledged_senders_do_not_linger_unless_told_to() {
         let config = KafkaConfig::default();
-        let cc = producer_config(&config, "t", Linger::None);
+        let cc = producer_config(&config, "t", Sender::Acknowledged);
         assert_eq!(cc.get("linger.ms"), Some("0"));
         assert_eq!(cc.get("acks"), Some("all"));
         assert_eq!(
-            producer_config(&config, "t", Linger::Batches).get("linger.ms"),
+            producer_config(&config, "t", Sender::Stage).get("linger.ms"),
             Some("5")
         );
         let tuned = KafkaConfig {
@@ -202,7 +212,7 @@ mod tests {
             ..KafkaConfig::default()
         };
         assert_eq!(
-            producer_config(&tuned, "t", Linger::None).get("linger.ms"),
+            producer_config(&tuned, "t", Sender::Acknowledged).get("linger.ms"),
             Some("2")
         );
     }

@@ -9,7 +9,7 @@ use funnelhub_schemas::AvroRecord;
 
 use futures::future::BoxFuture;
 
-use crate::stage::{Output, ProcessError, Record};
+use crate::stage::{Dependency, Output, ProcessError, Record};
 use crate::{DecodeError, Error, TopicCodec};
 
 /// Writes [`DlqRecord`]s for one stage.
@@ -155,7 +155,7 @@ fn classify<T>(
 ) -> Result<Result<T, (DlqReason, String)>, ProcessError> {
     match decoded {
         Ok(value) => Ok(Ok(value)),
-        Err(DecodeError::Registry(e)) => Err(ProcessError::Retryable(e)),
+        Err(DecodeError::Registry(e)) => Err(ProcessError::unavailable(Dependency::Registry, e)),
         Err(e @ DecodeError::Undecodable(_)) => Ok(Err((DlqReason::Undecodable, e.to_string()))),
         Err(e @ DecodeError::UnknownSchema(_)) => {
             Ok(Err((DlqReason::UnknownSchema, e.to_string())))

@@ -191,7 +191,7 @@ impl RawWriter {
 
     /// Write prepared records (e.g. poison bytes) and wait for every acknowledgement.
     pub async fn write_outputs(&self, outputs: Vec<Output>) {
-        send_all(&self.producer, outputs.into_iter().map(|o| (o, None)))
+        send_all(&self.producer, outputs.iter().map(|o| (o, None)))
             .await
             .expect("acknowledged");
     }

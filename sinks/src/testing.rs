@@ -116,7 +116,7 @@ pub async fn write_records<'a, T: AvroRecord + 'a>(
         outputs.push((output, None));
     }
     let producer = client::producer(kafka, "funnelhub-test-writer")?;
-    send_all(&producer, outputs.into_iter()).await?;
+    send_all(&producer, outputs.iter().map(|(o, p)| (o, *p))).await?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clickhouse::{Client, RowOwned, RowWrite};
 use funnelhub_kafka::dlq::DeadLetters;
-use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
+use funnelhub_kafka::stage::{Dependency, Output, PartitionProcessor, ProcessError, Record, Stage};
 use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::derived::{
     CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelTransition, MatchResult,
@@ -285,9 +285,10 @@ impl ClickHouseSink {
             Some(reason) => {
                 metrics::counter!("funnelhub_clickhouse_insert_errors_total", "table" => table.to_owned())
                     .increment(1);
-                Err(ProcessError::Retryable(format!(
-                    "insert into {table}: {reason}"
-                )))
+                Err(ProcessError::unavailable(
+                    Dependency::Sink,
+                    format!("insert into {table}: {reason}"),
+                ))
             }
         }
     }

@@ -1,0 +1,365 @@
+//! A partition's task: its state restored (or kept), then batches in, outputs then
+//! changelog out, offset reported done. It ends at a batch boundary when cancelled (a
+//! revoke, the stage stopping), at once if it is only waiting to retry.
+
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use rdkafka::producer::FutureProducer;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::output::{is_permanent, send_all};
+use super::restore;
+use super::{
+    Dependency, Output, PartitionId, PartitionProcessor, ProcessError, Record, Stage,
+    StageSettings, Stalls,
+};
+use crate::trace_context::BatchSpans;
+use crate::KafkaConfig;
+
+/// Longest wait between two tries of a batch that failed with a retryable error (before
+/// jitter, which adds up to as much again, drawn per partition so that partitions held by
+/// the same outage do not all retry at once). Bounds how long a partition stays idle after
+/// the outage ends.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+
+/// What every partition task of a stage shares.
+pub(super) struct Shared<S: Stage> {
+    pub stage: Arc<S>,
+    pub kafka: KafkaConfig,
+    pub settings: StageSettings,
+    pub runtime: Handle,
+    pub producer: FutureProducer,
+    pub changelog_partitions: i32,
+    /// (topic, partition, last offset) of each batch written.
+    pub done: std_mpsc::Sender<(Arc<str>, i32, i64)>,
+    pub stalls: Stalls,
+}
+
+/// A processor and the offset of the first record it has not seen (`None`: the group had
+/// no committed offset when it was restored, and it has processed nothing since).
+pub(super) struct Kept<P> {
+    pub processor: P,
+    pub next: Option<i64>,
+}
+
+/// How a partition's task ended.
+pub(super) enum Ended<P> {
+    /// At a batch boundary, with the processor's state consistent with its position.
+    Clean(Kept<P>),
+    /// Elsewhere (cancelled while restoring, or between writing outputs and storing the
+    /// offset): the next task of the partition restores its state.
+    Abandoned,
+}
+
+/// Why a step of the task did not complete.
+enum Halt {
+    Cancelled,
+    Fatal(String),
+}
+
+/// Run the partition `id` until `cancel` fires or a fatal error (`Err`).
+pub(super) async fn run<S: Stage>(
+    shared: Arc<Shared<S>>,
+    id: PartitionId,
+    kept: Option<Kept<S::Processor>>,
+    mut records: mpsc::Receiver<Record>,
+    cancel: CancellationToken,
+) -> Result<Ended<S::Processor>, String> {
+    let Some(Kept {
+        mut processor,
+        mut next,
+    }) = start(&shared, &id, kept, &cancel).await?
+    else {
+        return Ok(Ended::Abandoned);
+    };
+    let stage = shared.stage.name();
+    let tick = shared.stage.tick_interval();
+    let max_batch = shared.settings.max_batch;
+    let done_age = metrics::histogram!("funnelhub_stage_done_age_seconds", "stage" => stage);
+    let mut batch = Vec::with_capacity(max_batch);
+    let mut outputs = Vec::new();
+    loop {
+        batch.clear();
+        outputs.clear();
+        let received = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            received = receive(&mut records, tick) => received,
+        };
+        let first = match received {
+            None => return Ok(Ended::Clean(Kept { processor, next })),
+            Some(Received::Idle) => {
+                match processor.tick(&mut outputs) {
+                    Ok(()) => {}
+                    Err(ProcessError::Fatal(reason)) => return Err(reason),
+                    // Time will tick again.
+                    Err(ProcessError::Unavailable { .. }) => continue,
+                }
+                match flush(&shared, &id, &mut processor, &mut outputs, &cancel).await {
+                    Ok(()) => continue,
+                    Err(Halt::Cancelled) => return Ok(Ended::Abandoned),
+                    Err(Halt::Fatal(reason)) => return Err(reason),
+                }
+            }
+            Some(Received::Record(record)) => record,
+        };
+        batch.push(first);
+        while batch.len() < max_batch {
+            match records.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
+        }
+        if let Some(linger) = shared.stage.linger() {
+            let until = tokio::time::Instant::now() + linger;
+            while batch.len() < max_batch {
+                match tokio::time::timeout_at(until, records.recv()).await {
+                    Ok(Some(record)) => batch.push(record),
+                    // Closed (the next receive ends the task) or lingered long enough.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        let started = Instant::now();
+        let spans = BatchSpans::start(stage, &batch);
+        match process(&shared, &id, &mut processor, &batch, &mut outputs, &cancel).await {
+            Ok(()) => {}
+            Err(Halt::Cancelled) => {
+                // A failed process left the state as it was: still consistent with `next`.
+                spans.end(Some("stopped while retrying"));
+                return Ok(Ended::Clean(Kept { processor, next }));
+            }
+            Err(Halt::Fatal(reason)) => {
+                spans.end(Some(&reason));
+                return Err(reason);
+            }
+        }
+        spans.carry(&mut outputs);
+        match flush(&shared, &id, &mut processor, &mut outputs, &cancel).await {
+            Ok(()) => spans.end(None),
+            Err(Halt::Cancelled) => {
+                spans.end(Some("stopped while writing"));
+                return Ok(Ended::Abandoned);
+            }
+            Err(Halt::Fatal(reason)) => {
+                spans.end(Some(&reason));
+                return Err(reason);
+            }
+        }
+        let now = funnelhub_schemas::ids::now_ms();
+        for age in batch.iter().filter_map(|r| r.age_seconds(now)) {
+            done_age.record(age);
+        }
+        let last = batch.last().expect("a batch has a record").offset;
+        next = Some(last + 1);
+        // The poll thread stores it; the receiver lives as long as the stage.
+        let _ = shared.done.send((id.0.clone(), id.1, last));
+        metrics::counter!("funnelhub_stage_records_total", "stage" => stage)
+            .increment(batch.len() as u64);
+        metrics::histogram!("funnelhub_stage_batch_seconds", "stage" => stage)
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+enum Received {
+    Record(Record),
+    /// No record within the tick interval.
+    Idle,
+}
+
+/// The next record, or `Idle` after `tick` without one; `None` once the channel closed.
+async fn receive(records: &mut mpsc::Receiver<Record>, tick: Option<Duration>) -> Option<Received> {
+    match tick {
+        Some(every) => match tokio::time::timeout(every, records.recv()).await {
+            Ok(record) => record.map(Received::Record),
+            Err(_) => Some(Received::Idle),
+        },
+        None => records.recv().await.map(Received::Record),
+    }
+}
+
+/// The processor the task starts with (kept or restored), retried while the broker does
+/// not answer; `None` if cancelled first.
+async fn start<S: Stage>(
+    shared: &Arc<Shared<S>>,
+    id: &PartitionId,
+    mut kept: Option<Kept<S::Processor>>,
+    cancel: &CancellationToken,
+) -> Result<Option<Kept<S::Processor>>, String> {
+    let mut retry = Retry::new(shared, id);
+    loop {
+        let attempt = {
+            let (shared, owned, cancel, kept) =
+                (shared.clone(), id.clone(), cancel.clone(), kept.take());
+            tokio::task::spawn_blocking(move || restore::resume(&shared, &owned, kept, &cancel))
+                .await
+                .map_err(|e| format!("restoring {}:{}: {e}", id.0, id.1))?
+        };
+        match attempt {
+            Ok(started) => {
+                shared.stalls.cleared(id);
+                return Ok(started);
+            }
+            Err(e) => {
+                let reason = format!("restoring state: {e}");
+                if !retry.wait(Dependency::Broker, &reason, cancel).await {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Process `batch`, trying again while a dependency is unavailable.
+async fn process<S: Stage>(
+    shared: &Shared<S>,
+    id: &PartitionId,
+    processor: &mut S::Processor,
+    batch: &[Record],
+    outputs: &mut Vec<Output>,
+    cancel: &CancellationToken,
+) -> Result<(), Halt> {
+    let mut retry = Retry::new(shared, id);
+    loop {
+        outputs.clear();
+        match processor.process(batch, outputs).await {
+            Ok(()) => {
+                shared.stalls.cleared(id);
+                return Ok(());
+            }
+            Err(ProcessError::Unavailable { dependency, reason }) => {
+                if !retry.wait(dependency, &reason, cancel).await {
+                    return Err(Halt::Cancelled);
+                }
+            }
+            Err(ProcessError::Fatal(reason)) => return Err(Halt::Fatal(reason)),
+        }
+    }
+}
+
+/// Write `outputs`, then the processor's state changes, each step acknowledged; written
+/// again (same records, same ids) while the broker does not acknowledge them.
+async fn flush<S: Stage>(
+    shared: &Shared<S>,
+    id: &PartitionId,
+    processor: &mut S::Processor,
+    outputs: &mut Vec<Output>,
+    cancel: &CancellationToken,
+) -> Result<(), Halt> {
+    let stage = shared.stage.name();
+    let changes = processor.take_changes();
+    let mut changelog = Vec::with_capacity(changes.len());
+    let mut changelog_partition = None;
+    if let Some(codec) = shared.stage.changelog() {
+        let key = changelog_key(&id.0, id.1);
+        changelog_partition = Some(id.1 % shared.changelog_partitions);
+        for change in changes {
+            let value = codec
+                .encode(&change)
+                .map_err(|e| Halt::Fatal(format!("encoding changelog: {e}")))?;
+            changelog.push(Output {
+                topic: Arc::from(codec.topic()),
+                key: key.as_bytes().to_vec(),
+                value,
+                trace: None,
+            });
+        }
+    }
+    let mut retry = Retry::new(shared, id);
+    loop {
+        // Plain vectors, not iterator adapters: their closures' borrows would keep the
+        // task's future from being `Send` for every lifetime.
+        let records: Vec<(&Output, Option<i32>)> = outputs.iter().map(|o| (o, None)).collect();
+        let changes: Vec<(&Output, Option<i32>)> =
+            changelog.iter().map(|o| (o, changelog_partition)).collect();
+        let sent = match send_all(&shared.producer, records).await {
+            Ok(()) => send_all(&shared.producer, changes).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => break,
+            Err(e) if is_permanent(&e) => return Err(Halt::Fatal(format!("writing: {e}"))),
+            Err(e) => {
+                let reason = format!("writing: {e}");
+                if !retry.wait(Dependency::Broker, &reason, cancel).await {
+                    return Err(Halt::Cancelled);
+                }
+            }
+        }
+    }
+    shared.stalls.cleared(id);
+    metrics::counter!("funnelhub_stage_written_total", "stage" => stage, "kind" => "output")
+        .increment(outputs.len() as u64);
+    metrics::counter!("funnelhub_stage_written_total", "stage" => stage, "kind" => "changelog")
+        .increment(changelog.len() as u64);
+    outputs.clear();
+    Ok(())
+}
+
+/// The key of a source partition's changelog records (`source_topic:source_partition`).
+pub(super) fn changelog_key(topic: &str, partition: i32) -> String {
+    format!("{topic}:{partition}")
+}
+
+/// The waits between tries of one step of a partition: exponential, jittered per
+/// partition, each failure recorded as a stall.
+struct Retry<'a> {
+    stage: &'static str,
+    stalls: &'a Stalls,
+    id: &'a PartitionId,
+    delays: ExponentialBackoff,
+}
+
+impl<'a> Retry<'a> {
+    fn new<S: Stage>(shared: &'a Shared<S>, id: &'a PartitionId) -> Self {
+        Retry {
+            stage: shared.stage.name(),
+            stalls: &shared.stalls,
+            id,
+            delays: ExponentialBuilder::default()
+                .with_max_delay(MAX_RETRY_DELAY)
+                .with_jitter()
+                .without_max_times()
+                .build(),
+        }
+    }
+
+    /// Record the failure, then wait for the next try; `false` if cancelled meanwhile.
+    async fn wait(
+        &mut self,
+        dependency: Dependency,
+        reason: &str,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let (stage, id) = (self.stage, self.id);
+        if cancel.is_cancelled() {
+            return false;
+        }
+        self.stalls.failing(id, dependency, reason);
+        metrics::counter!(
+            "funnelhub_stage_retries_total",
+            "stage" => stage,
+            "dependency" => dependency.as_str(),
+        )
+        .increment(1);
+        let delay = self.delays.next().unwrap_or(MAX_RETRY_DELAY);
+        tracing::warn!(
+            stage,
+            topic = %id.0,
+            partition = id.1,
+            %dependency,
+            ?delay,
+            "retrying: {reason}"
+        );
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+}

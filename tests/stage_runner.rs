@@ -1,0 +1,316 @@
+//! The stage runner on the real broker, with a relay stage whose downstream can be taken
+//! away per partition: a stop or a revoke during an outage ends in time, and a partition
+//! that cannot keep up holds no other partition and loses nothing once it can.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use funnelhub_kafka::admin::{ensure_topics, TopicRequest};
+use funnelhub_kafka::stage::{
+    self, Dependency, Output, PartitionProcessor, ProcessError, Record, RunningStage, Stage,
+    StageSettings,
+};
+use funnelhub_kafka::testing::{kafka_config, read_until, unique};
+use funnelhub_kafka::{client, KafkaConfig, TopicCodec};
+use funnelhub_schemas::derived::DlqRecord;
+
+/// What the relay writes to; partitions listed in `down` refuse every batch.
+#[derive(Debug, Default)]
+struct Downstream {
+    down: Mutex<HashSet<i32>>,
+    attempts: AtomicUsize,
+}
+
+impl Downstream {
+    fn take_away(&self, partitions: &[i32]) {
+        self.down.lock().expect("not poisoned").extend(partitions);
+    }
+
+    fn bring_back(&self) {
+        self.down.lock().expect("not poisoned").clear();
+    }
+}
+
+/// Copies every record of `input` to `output`, through `downstream`.
+#[derive(Debug)]
+struct Relay {
+    input: String,
+    output: Arc<str>,
+    downstream: Arc<Downstream>,
+}
+
+impl Stage for Relay {
+    type Processor = RelayPartition;
+
+    fn name(&self) -> &'static str {
+        "relay"
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![self.input.clone()]
+    }
+
+    fn changelog(&self) -> Option<&TopicCodec<DlqRecord>> {
+        None
+    }
+
+    fn processor(self: &Arc<Self>, _topic: &str, partition: i32) -> RelayPartition {
+        RelayPartition {
+            relay: self.clone(),
+            partition,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RelayPartition {
+    relay: Arc<Relay>,
+    partition: i32,
+}
+
+impl PartitionProcessor for RelayPartition {
+    type Changelog = DlqRecord;
+
+    fn restore(&mut self, _change: DlqRecord) {}
+
+    async fn process(
+        &mut self,
+        batch: &[Record],
+        out: &mut Vec<Output>,
+    ) -> Result<(), ProcessError> {
+        let downstream = &self.relay.downstream;
+        downstream.attempts.fetch_add(1, Ordering::SeqCst);
+        if downstream
+            .down
+            .lock()
+            .expect("not poisoned")
+            .contains(&self.partition)
+        {
+            return Err(ProcessError::unavailable(Dependency::Sink, "taken away"));
+        }
+        out.extend(batch.iter().map(|r| Output {
+            topic: self.relay.output.clone(),
+            key: r.key.clone().unwrap_or_default(),
+            value: r.value.clone().unwrap_or_default(),
+            trace: None,
+        }));
+        Ok(())
+    }
+
+    fn take_changes(&mut self) -> Vec<DlqRecord> {
+        Vec::new()
+    }
+}
+
+struct Bench {
+    kafka: KafkaConfig,
+    input: String,
+    output: String,
+    group: String,
+}
+
+impl Bench {
+    /// An input topic of two partitions and an output topic of one (so each input
+    /// partition's order shows in it).
+    async fn new(test: &str) -> Bench {
+        funnelhub_runtime::prometheus();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let kafka = kafka_config(test);
+        let input = format!("{}.in", kafka.topic_prefix);
+        let output = format!("{}.out", kafka.topic_prefix);
+        let request = |name: &str, partitions| TopicRequest {
+            name: name.to_owned(),
+            partitions,
+            configs: Vec::new(),
+        };
+        ensure_topics(&kafka, &[request(&input, 2), request(&output, 1)])
+            .await
+            .expect("topics");
+        Bench {
+            kafka,
+            input,
+            output,
+            group: unique("relay"),
+        }
+    }
+
+    fn member(&self, downstream: &Arc<Downstream>, settings: StageSettings) -> RunningStage {
+        let relay = Relay {
+            input: self.input.clone(),
+            output: Arc::from(self.output.as_str()),
+            downstream: downstream.clone(),
+        };
+        let settings = StageSettings {
+            group: self.group.clone(),
+            ..settings
+        };
+        stage::spawn(&self.kafka, Arc::new(relay), settings).expect("joins")
+    }
+
+    /// `count` records to `partition`, valued `p<partition>-<i>`.
+    async fn write(&self, partition: i32, count: usize) {
+        let producer = client::producer(&self.kafka, "relay-writer").expect("producer");
+        let outputs: Vec<Output> = (0..count)
+            .map(|i| Output {
+                topic: Arc::from(self.input.as_str()),
+                key: format!("k{i}").into_bytes(),
+                value: format!("p{partition}-{i}").into_bytes(),
+                trace: None,
+            })
+            .collect();
+        stage::send_all(&producer, outputs.iter().map(|o| (o, Some(partition))))
+            .await
+            .expect("written");
+    }
+
+    /// The output's values once `done` says they suffice (fails after `timeout`).
+    async fn relayed(&self, timeout: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let values = |records: &[(Option<Vec<u8>>, Vec<u8>)]| -> Vec<String> {
+            records
+                .iter()
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .collect()
+        };
+        let records = read_until(&self.kafka, &self.output, timeout, |records| {
+            done(&values(records))
+        })
+        .await;
+        values(&records)
+    }
+}
+
+fn of_partition(values: &[String], partition: i32) -> Vec<String> {
+    let prefix = format!("p{partition}-");
+    values
+        .iter()
+        .filter(|v| v.starts_with(&prefix))
+        .cloned()
+        .collect()
+}
+
+fn expected(partition: i32, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("p{partition}-{i}")).collect()
+}
+
+/// Wait until `check` holds (fails after `timeout`).
+async fn until(what: &str, timeout: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stop_during_an_outage_ends_at_once_and_the_stall_is_reported() {
+    let bench = Bench::new("stage-stop").await;
+    let downstream = Arc::new(Downstream::default());
+    downstream.take_away(&[0, 1]);
+    bench.write(0, 10).await;
+    bench.write(1, 10).await;
+    let member = bench.member(&downstream, StageSettings::default());
+    until("retrying", Duration::from_secs(30), || {
+        downstream.attempts.load(Ordering::SeqCst) >= 4
+    })
+    .await;
+    let stalled = member.stalled();
+    assert!(
+        !stalled.is_empty(),
+        "a retrying partition counts as stalled"
+    );
+    assert!(stalled.iter().all(|s| s.dependency == Dependency::Sink));
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), member.stop())
+        .await
+        .expect("stop ends during the outage")
+        .expect("no fatal error");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a partition waiting to retry stops at once, took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoke_during_an_outage_hands_the_partitions_over_in_time() {
+    let bench = Bench::new("stage-revoke").await;
+    let stuck = Arc::new(Downstream::default());
+    stuck.take_away(&[0, 1]);
+    bench.write(0, 20).await;
+    bench.write(1, 20).await;
+    let settings = StageSettings {
+        revoke_timeout: Duration::from_secs(5),
+        ..StageSettings::default()
+    };
+    let first = bench.member(&stuck, settings.clone());
+    until("the first member retrying", Duration::from_secs(30), || {
+        stuck.attempts.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    // A second member joins: the first is revoked while its partitions wait to retry,
+    // and the group settles with a partition each.
+    let healthy = Arc::new(Downstream::default());
+    let second = bench.member(&healthy, settings);
+    let relayed = bench
+        .relayed(Duration::from_secs(60), |values| {
+            of_partition(values, 0).len() == 20 || of_partition(values, 1).len() == 20
+        })
+        .await;
+    assert!(
+        relayed.len() == 20,
+        "only the second member's partition: {relayed:?}"
+    );
+    // The first leaves (during its outage): the second takes everything.
+    tokio::time::timeout(Duration::from_secs(20), first.stop())
+        .await
+        .expect("the first member's stop ends during the outage")
+        .expect("no fatal error");
+    let relayed = bench
+        .relayed(Duration::from_secs(60), |values| values.len() >= 40)
+        .await;
+    assert_eq!(of_partition(&relayed, 0), expected(0, 20));
+    assert_eq!(of_partition(&relayed, 1), expected(1, 20));
+    second.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partition_that_cannot_keep_up_holds_no_other_and_loses_nothing() {
+    let bench = Bench::new("stage-pause").await;
+    let downstream = Arc::new(Downstream::default());
+    downstream.take_away(&[0]);
+    bench.write(0, 300).await;
+    bench.write(1, 300).await;
+    // A queue of 5 records per partition: partition 0's fills at once.
+    let member = bench.member(
+        &downstream,
+        StageSettings {
+            max_batch: 5,
+            buffer: 5,
+            ..StageSettings::default()
+        },
+    );
+    let relayed = bench
+        .relayed(Duration::from_secs(60), |values| values.len() >= 300)
+        .await;
+    assert_eq!(
+        of_partition(&relayed, 1),
+        expected(1, 300),
+        "partition 1 flows while partition 0 is held"
+    );
+    assert!(of_partition(&relayed, 0).is_empty());
+    downstream.bring_back();
+    let relayed = bench
+        .relayed(Duration::from_secs(60), |values| values.len() >= 600)
+        .await;
+    assert_eq!(
+        of_partition(&relayed, 0),
+        expected(0, 300),
+        "paused and resumed: every record once, in order"
+    );
+    member.stop().await.expect("stops");
+}
