@@ -1,6 +1,7 @@
 //! The stage runner on the real broker, with a relay stage whose downstream can be taken
-//! away per partition: a stop or a revoke during an outage ends in time, and a partition
-//! that cannot keep up holds no other partition and loses nothing once it can.
+//! away per partition: a stop or a revoke during an outage ends in time, a partition that
+//! cannot keep up holds no other partition and loses nothing once it can, and a record the
+//! downstream rejects goes to the DLQ while the rest flows.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,15 +9,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use funnelhub_kafka::admin::{ensure_topics, TopicRequest};
+use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{
     self, Dependency, Output, PartitionProcessor, ProcessError, Record, RunningStage, Stage,
     StageSettings,
 };
-use funnelhub_kafka::testing::{kafka_config, read_until, unique};
-use funnelhub_kafka::{client, KafkaConfig, TopicCodec};
-use funnelhub_schemas::derived::DlqRecord;
+use funnelhub_kafka::testing::{read_records, read_until, unique};
+use funnelhub_kafka::{client, KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_schemas::derived::{DlqReason, DlqRecord};
+use funnelhub_schemas::{Catalog, Topic};
 
-/// What the relay writes to; partitions listed in `down` refuse every batch.
+/// What the relay writes to; partitions listed in `down` refuse every batch, and a batch
+/// holding a value that starts with `poison` is rejected.
 #[derive(Debug, Default)]
 struct Downstream {
     down: Mutex<HashSet<i32>>,
@@ -39,6 +43,7 @@ struct Relay {
     input: String,
     output: Arc<str>,
     downstream: Arc<Downstream>,
+    dead_letters: DeadLetters,
 }
 
 impl Stage for Relay {
@@ -54,6 +59,10 @@ impl Stage for Relay {
 
     fn changelog(&self) -> Option<&TopicCodec<DlqRecord>> {
         None
+    }
+
+    fn dead_letters(&self) -> Option<&DeadLetters> {
+        Some(&self.dead_letters)
     }
 
     fn processor(self: &Arc<Self>, _topic: &str, partition: i32) -> RelayPartition {
@@ -90,6 +99,12 @@ impl PartitionProcessor for RelayPartition {
         {
             return Err(ProcessError::unavailable(Dependency::Sink, "taken away"));
         }
+        if batch
+            .iter()
+            .any(|r| r.value.as_deref().is_some_and(|v| v.starts_with(b"poison")))
+        {
+            return Err(ProcessError::Rejected("a poisoned value".into()));
+        }
         out.extend(batch.iter().map(|r| Output {
             topic: self.relay.output.clone(),
             key: r.key.clone().unwrap_or_default(),
@@ -106,6 +121,8 @@ impl PartitionProcessor for RelayPartition {
 
 struct Bench {
     kafka: KafkaConfig,
+    registry: SchemaRegistry,
+    _registry_server: funnelhub_runtime::RunningServer,
     input: String,
     output: String,
     group: String,
@@ -115,12 +132,7 @@ impl Bench {
     /// An input topic of two partitions and an output topic of one (so each input
     /// partition's order shows in it).
     async fn new(test: &str) -> Bench {
-        funnelhub_runtime::prometheus();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-        let kafka = kafka_config(test);
+        let (kafka, server, registry) = funnelhub_registry::test_stack(test).await;
         let input = format!("{}.in", kafka.topic_prefix);
         let output = format!("{}.out", kafka.topic_prefix);
         let request = |name: &str, partitions| TopicRequest {
@@ -133,17 +145,29 @@ impl Bench {
             .expect("topics");
         Bench {
             kafka,
+            registry,
+            _registry_server: server,
             input,
             output,
             group: unique("relay"),
         }
     }
 
-    fn member(&self, downstream: &Arc<Downstream>, settings: StageSettings) -> RunningStage {
+    fn dlq(&self) -> String {
+        Catalog::new(&self.kafka.topic_prefix).name(Topic::Dlq)
+    }
+
+    async fn member(&self, downstream: &Arc<Downstream>, settings: StageSettings) -> RunningStage {
         let relay = Relay {
             input: self.input.clone(),
             output: Arc::from(self.output.as_str()),
             downstream: downstream.clone(),
+            dead_letters: DeadLetters::new(
+                "relay",
+                TopicCodec::register(&self.registry, &self.dlq())
+                    .await
+                    .expect("dlq codec"),
+            ),
         };
         let settings = StageSettings {
             group: self.group.clone(),
@@ -154,12 +178,19 @@ impl Bench {
 
     /// `count` records to `partition`, valued `p<partition>-<i>`.
     async fn write(&self, partition: i32, count: usize) {
+        let values = (0..count).map(|i| format!("p{partition}-{i}")).collect();
+        self.write_values(partition, values).await;
+    }
+
+    async fn write_values(&self, partition: i32, values: Vec<String>) {
         let producer = client::producer(&self.kafka, "relay-writer").expect("producer");
-        let outputs: Vec<Output> = (0..count)
-            .map(|i| Output {
+        let outputs: Vec<Output> = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| Output {
                 topic: Arc::from(self.input.as_str()),
                 key: format!("k{i}").into_bytes(),
-                value: format!("p{partition}-{i}").into_bytes(),
+                value: value.into_bytes(),
                 trace: None,
             })
             .collect();
@@ -213,7 +244,7 @@ async fn stop_during_an_outage_ends_at_once_and_the_stall_is_reported() {
     downstream.take_away(&[0, 1]);
     bench.write(0, 10).await;
     bench.write(1, 10).await;
-    let member = bench.member(&downstream, StageSettings::default());
+    let member = bench.member(&downstream, StageSettings::default()).await;
     until("retrying", Duration::from_secs(30), || {
         downstream.attempts.load(Ordering::SeqCst) >= 4
     })
@@ -247,7 +278,7 @@ async fn a_revoke_during_an_outage_hands_the_partitions_over_in_time() {
         revoke_timeout: Duration::from_secs(5),
         ..StageSettings::default()
     };
-    let first = bench.member(&stuck, settings.clone());
+    let first = bench.member(&stuck, settings.clone()).await;
     until("the first member retrying", Duration::from_secs(30), || {
         stuck.attempts.load(Ordering::SeqCst) >= 2
     })
@@ -255,7 +286,7 @@ async fn a_revoke_during_an_outage_hands_the_partitions_over_in_time() {
     // A second member joins: the first is revoked while its partitions wait to retry,
     // and the group settles with a partition each.
     let healthy = Arc::new(Downstream::default());
-    let second = bench.member(&healthy, settings);
+    let second = bench.member(&healthy, settings).await;
     let relayed = bench
         .relayed(Duration::from_secs(60), |values| {
             of_partition(values, 0).len() == 20 || of_partition(values, 1).len() == 20
@@ -283,34 +314,86 @@ async fn a_partition_that_cannot_keep_up_holds_no_other_and_loses_nothing() {
     let bench = Bench::new("stage-pause").await;
     let downstream = Arc::new(Downstream::default());
     downstream.take_away(&[0]);
-    bench.write(0, 300).await;
-    bench.write(1, 300).await;
+    bench.write(0, 120).await;
+    bench.write(1, 120).await;
     // A queue of 5 records per partition: partition 0's fills at once.
-    let member = bench.member(
-        &downstream,
-        StageSettings {
-            max_batch: 5,
-            buffer: 5,
-            ..StageSettings::default()
-        },
-    );
+    let member = bench
+        .member(
+            &downstream,
+            StageSettings {
+                max_batch: 5,
+                buffer: 5,
+                ..StageSettings::default()
+            },
+        )
+        .await;
     let relayed = bench
-        .relayed(Duration::from_secs(60), |values| values.len() >= 300)
+        .relayed(Duration::from_secs(60), |values| values.len() >= 120)
         .await;
     assert_eq!(
         of_partition(&relayed, 1),
-        expected(1, 300),
+        expected(1, 120),
         "partition 1 flows while partition 0 is held"
     );
     assert!(of_partition(&relayed, 0).is_empty());
     downstream.bring_back();
     let relayed = bench
-        .relayed(Duration::from_secs(60), |values| values.len() >= 600)
+        .relayed(Duration::from_secs(60), |values| values.len() >= 240)
         .await;
     assert_eq!(
         of_partition(&relayed, 0),
-        expected(0, 300),
+        expected(0, 120),
         "paused and resumed: every record once, in order"
     );
+    member.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rejected_record_is_dead_lettered_and_the_rest_of_its_partition_flows() {
+    let bench = Bench::new("stage-poison").await;
+    let values: Vec<String> = (0..10)
+        .map(|i| match i {
+            3 | 7 => format!("poison-{i}"),
+            i => format!("p0-{i}"),
+        })
+        .collect();
+    bench.write_values(0, values).await;
+    let member = bench
+        .member(&Arc::new(Downstream::default()), StageSettings::default())
+        .await;
+    let relayed = bench
+        .relayed(Duration::from_secs(60), |values| values.len() >= 8)
+        .await;
+    let healthy: Vec<String> = [0, 1, 2, 4, 5, 6, 8, 9]
+        .iter()
+        .map(|i| format!("p0-{i}"))
+        .collect();
+    assert_eq!(relayed, healthy, "every other record, in order");
+    let codec: TopicCodec<DlqRecord> = TopicCodec::register(&bench.registry, &bench.dlq())
+        .await
+        .expect("codec");
+    let mut letters = Vec::new();
+    for (_, value) in read_records(&bench.kafka, &bench.dlq(), 2, Duration::from_secs(30)).await {
+        letters.push(codec.decode(&value).await.expect("a dead letter"));
+    }
+    letters.sort_by_key(|l| l.source.as_ref().map(|s| s.offset));
+    let offsets: Vec<i64> = letters
+        .iter()
+        .filter_map(|l| l.source.as_ref().map(|s| s.offset))
+        .collect();
+    assert_eq!(offsets, [3, 7]);
+    for letter in &letters {
+        assert_eq!(letter.reason, DlqReason::PermanentDeliveryFailure);
+        assert_eq!(letter.stage, "relay");
+        assert!(
+            letter.error.contains("a poisoned value"),
+            "{}",
+            letter.error
+        );
+        assert!(letter
+            .value
+            .as_deref()
+            .is_some_and(|v| v.starts_with(b"poison")));
+    }
     member.stop().await.expect("stops");
 }

@@ -349,6 +349,12 @@ impl PartitionProcessor for DedupeProcessor {
         Ok(())
     }
 
+    fn split_change(
+        change: DedupeChangelog,
+    ) -> Result<(DedupeChangelog, DedupeChangelog), DedupeChangelog> {
+        change.halves()
+    }
+
     fn take_changes(&mut self) -> Vec<DedupeChangelog> {
         let pending = self.state.take_pending();
         pending

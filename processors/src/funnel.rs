@@ -466,6 +466,12 @@ impl PartitionProcessor for FunnelProcessor {
         Ok(())
     }
 
+    fn split_change(
+        change: FunnelChangelog,
+    ) -> Result<(FunnelChangelog, FunnelChangelog), FunnelChangelog> {
+        change.halves()
+    }
+
     fn take_changes(&mut self) -> Vec<FunnelChangelog> {
         self.state
             .take_changes()

@@ -264,3 +264,52 @@ async fn conversions_match_their_true_visits_and_a_replay_gives_the_same_records
         assert!(records.iter().all(|r| r == &records[0]), "{id} unchanged");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hits_too_large_for_one_changelog_record_are_written_in_parts_and_restored() {
+    // Twenty anonymous pageviews carrying ~190 KB of content ids each (as the edge accepts
+    // them): one batch whose matcher changelog would be ~3.8 MB in one record.
+    let harness = Harness::new("match-large").await;
+    let hits: Vec<EdgeEvent> = (0..20)
+        .map(|i| {
+            let mut hit = sample_tracking_hit();
+            hit.envelope.event_type = funnelhub_schemas::common::EventType::Pageview;
+            hit.envelope.event_id = format!("large-hit-{i}");
+            hit.session_id = format!("anonymous-{i}");
+            hit.click_ids = Default::default();
+            hit.client_event_id = None;
+            hit.content_ids = (0..10_000).map(|j| format!("sku-{i:02}-{j:08}")).collect();
+            EdgeEvent::TrackingHit(hit)
+        })
+        .collect();
+    let writer = RawWriter::connect(&harness.kafka, &harness.registry).await;
+    writer.write(&hits).await;
+    let processors = harness.start().await;
+    wait_for("every hit through the matcher", || {
+        counter("funnelhub_stage_records_total", "stage=\"match\"") >= 20
+    })
+    .await;
+    assert!(!processors.has_failed(), "the match stage keeps running");
+    processors.stop().await.expect("stops");
+
+    let changelog = harness.catalog.name(Topic::MatchChangelog);
+    let written = funnelhub_kafka::testing::record_count(&harness.kafka, &changelog);
+    assert!(written > 1, "written in parts: {written}");
+    let records = harness
+        .read::<funnelhub_schemas::state::MatchChangelog>(Topic::MatchChangelog, written)
+        .await;
+    let hits_kept: usize = records.iter().map(|r| r.hits.len()).sum();
+    assert_eq!(hits_kept, 20, "every hit in the changelog once");
+
+    // A new member restores every part before it processes anything more.
+    let processors = harness.start().await;
+    let mut later = sample_tracking_hit();
+    later.envelope.event_id = "after-the-restart".into();
+    writer.write(&[EdgeEvent::TrackingHit(later)]).await;
+    wait_for("a hit after the restore", || {
+        counter("funnelhub_stage_records_total", "stage=\"match\"") >= 21
+    })
+    .await;
+    assert!(!processors.has_failed(), "restored from the parts");
+    processors.stop().await.expect("stops");
+}

@@ -91,3 +91,121 @@ pub struct MatchChangelog {
     /// Decisions taken.
     pub decisions: Vec<MatchDecision>,
 }
+
+/// Cut `v` in two halves, in order.
+fn halve<T>(mut v: Vec<T>) -> (Vec<T>, Vec<T>) {
+    let second = v.split_off(v.len() / 2);
+    (v, second)
+}
+
+impl DedupeChangelog {
+    /// Two records that, applied in order, apply what this one does; `Err(self)` if it
+    /// holds one entry.
+    pub fn halves(self) -> Result<(Self, Self), Self> {
+        if self.entries.len() < 2 {
+            return Err(self);
+        }
+        let (a, b) = halve(self.entries);
+        let part = |entries| DedupeChangelog {
+            source_topic: self.source_topic.clone(),
+            source_partition: self.source_partition,
+            entries,
+        };
+        Ok((part(a), part(b)))
+    }
+}
+
+impl FunnelChangelog {
+    /// Two records that, applied in order, apply what this one does; `Err(self)` if it
+    /// holds one session.
+    pub fn halves(self) -> Result<(Self, Self), Self> {
+        if self.sessions.len() < 2 {
+            return Err(self);
+        }
+        let (a, b) = halve(self.sessions);
+        let part = |sessions| FunnelChangelog {
+            source_topic: self.source_topic.clone(),
+            source_partition: self.source_partition,
+            sessions,
+        };
+        Ok((part(a), part(b)))
+    }
+}
+
+impl MatchChangelog {
+    /// Two records that, applied in order, apply what this one does (each kind of entry is
+    /// cut in order; restore applies hits, pending conversions and decisions
+    /// independently); `Err(self)` if it holds one entry.
+    pub fn halves(self) -> Result<(Self, Self), Self> {
+        if self.hits.len() + self.pending.len() + self.decisions.len() < 2 {
+            return Err(self);
+        }
+        let (hits_a, hits_b) = halve(self.hits);
+        let (pending_a, pending_b) = halve(self.pending);
+        let (decisions_a, decisions_b) = halve(self.decisions);
+        let part = |hits, pending, decisions| MatchChangelog {
+            source_topic: self.source_topic.clone(),
+            source_partition: self.source_partition,
+            stream_time: self.stream_time,
+            hits,
+            pending,
+            decisions,
+        };
+        Ok((
+            part(hits_a, pending_a, decisions_a),
+            part(hits_b, pending_b, decisions_b),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{sample_order_event, sample_tracking_hit};
+
+    #[test]
+    fn halves_hold_every_entry_once_in_order() {
+        let hit = |i: usize| {
+            let mut hit = sample_tracking_hit();
+            hit.envelope.event_id = format!("hit-{i}");
+            hit
+        };
+        let whole = MatchChangelog {
+            source_topic: "t".into(),
+            source_partition: 3,
+            stream_time: 42,
+            hits: (0..5).map(hit).collect(),
+            pending: vec![sample_order_event()],
+            decisions: Vec::new(),
+        };
+        let (a, b) = whole.clone().halves().expect("five hits and a conversion");
+        assert_eq!([a.hits.clone(), b.hits.clone()].concat(), whole.hits);
+        assert_eq!(
+            [a.pending.clone(), b.pending.clone()].concat(),
+            whole.pending
+        );
+        for part in [&a, &b] {
+            assert_eq!((part.source_partition, part.stream_time), (3, 42));
+        }
+        let single = MatchChangelog {
+            hits: vec![hit(0)],
+            pending: Vec::new(),
+            ..whole
+        };
+        assert!(single.halves().is_err(), "one entry cannot be cut");
+        let entries = |n: usize| DedupeChangelog {
+            source_topic: "t".into(),
+            source_partition: 0,
+            entries: (0..n)
+                .map(|i| DedupeEntry {
+                    dedupe_key: format!("k{i}"),
+                    first_seen_offset: i as i64,
+                    record_time: 0,
+                })
+                .collect(),
+        };
+        let (a, b) = entries(3).halves().expect("three entries");
+        assert_eq!(a.entries.len() + b.entries.len(), 3);
+        assert!(entries(1).halves().is_err());
+    }
+}

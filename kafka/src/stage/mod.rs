@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 use funnelhub_schemas::common::SourcePosition;
 use funnelhub_schemas::AvroRecord;
 
+use crate::dlq::DeadLetters;
 use crate::{Error, KafkaConfig, TopicCodec};
 
 pub use output::send_all;
@@ -134,6 +135,12 @@ pub enum ProcessError {
         dependency: Dependency,
         reason: String,
     },
+    /// The downstream refused the batch's data for good (ClickHouse cannot parse a row):
+    /// trying the same batch again cannot help. The runner processes the batch again one
+    /// record at a time and dead-letters each record rejected on its own
+    /// ([`Stage::dead_letters`]); the partition moves on.
+    #[error("rejected: {0}")]
+    Rejected(String),
     /// The stage cannot work at all (its configuration, a bug): it stops.
     #[error("fatal: {0}")]
     Fatal(String),
@@ -167,6 +174,15 @@ pub trait PartitionProcessor: Send + 'static {
     /// State changes since the last call, to be written once the outputs are acknowledged.
     fn take_changes(&mut self) -> Vec<Self::Changelog>;
 
+    /// Two changelog records that, applied in order, apply what `change` does: the runner
+    /// cuts a record too large for one Kafka message ([`MAX_CHANGELOG_BYTES`]) until each
+    /// part fits. `Err(change)`: it cannot be cut (one entry), and the stage stops.
+    fn split_change(
+        change: Self::Changelog,
+    ) -> Result<(Self::Changelog, Self::Changelog), Self::Changelog> {
+        Err(change)
+    }
+
     /// Called every [`Stage::tick_interval`] while no record arrives: emit what time alone
     /// makes due (a decision after its grace period). Outputs and changes are written like
     /// a batch's; no offset moves.
@@ -197,6 +213,12 @@ pub trait Stage: Send + Sync + 'static {
     /// How long a partition task may wait for more records once it holds one, to fill a
     /// batch of `max_batch` (like a producer's `linger.ms`). `None`: process what is there.
     fn linger(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Where records its processors reject on their own go; `None`: a rejection stops the
+    /// stage.
+    fn dead_letters(&self) -> Option<&DeadLetters> {
         None
     }
 
@@ -238,6 +260,11 @@ impl Default for StageSettings {
         }
     }
 }
+
+/// Largest encoded changelog record the runner writes as one Kafka message: below
+/// librdkafka's default `message.max.bytes` (1,000,000), with room for the key and the
+/// record's framing.
+pub const MAX_CHANGELOG_BYTES: usize = 900_000;
 
 /// (source topic, partition).
 pub(crate) type PartitionId = (Arc<str>, i32);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use funnelhub_schemas::derived::DlqReason;
 use rdkafka::producer::FutureProducer;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -16,7 +17,7 @@ use super::output::{is_permanent, send_all};
 use super::restore;
 use super::{
     Dependency, Output, PartitionId, PartitionProcessor, ProcessError, Record, Stage,
-    StageSettings, Stalls,
+    StageSettings, Stalls, MAX_CHANGELOG_BYTES,
 };
 use crate::trace_context::BatchSpans;
 use crate::KafkaConfig;
@@ -58,7 +59,12 @@ pub(super) enum Ended<P> {
 
 /// Why a step of the task did not complete.
 enum Halt {
-    Cancelled,
+    /// Cancelled while the processor's state still matched the partition's position.
+    Stopped,
+    /// Cancelled after the state moved past the position (outputs not all acknowledged).
+    Abandoned,
+    /// The downstream refused the data for good.
+    Rejected(String),
     Fatal(String),
 }
 
@@ -80,7 +86,6 @@ pub(super) async fn run<S: Stage>(
     let stage = shared.stage.name();
     let tick = shared.stage.tick_interval();
     let max_batch = shared.settings.max_batch;
-    let done_age = metrics::histogram!("funnelhub_stage_done_age_seconds", "stage" => stage);
     let mut batch = Vec::with_capacity(max_batch);
     let mut outputs = Vec::new();
     loop {
@@ -98,12 +103,12 @@ pub(super) async fn run<S: Stage>(
                     Ok(()) => {}
                     Err(ProcessError::Fatal(reason)) => return Err(reason),
                     // Time will tick again.
-                    Err(ProcessError::Unavailable { .. }) => continue,
+                    Err(ProcessError::Unavailable { .. } | ProcessError::Rejected(_)) => continue,
                 }
                 match flush(&shared, &id, &mut processor, &mut outputs, &cancel).await {
                     Ok(()) => continue,
-                    Err(Halt::Cancelled) => return Ok(Ended::Abandoned),
-                    Err(Halt::Fatal(reason)) => return Err(reason),
+                    Err(Halt::Fatal(reason) | Halt::Rejected(reason)) => return Err(reason),
+                    Err(Halt::Stopped | Halt::Abandoned) => return Ok(Ended::Abandoned),
                 }
             }
             Some(Received::Record(record)) => record,
@@ -126,44 +131,106 @@ pub(super) async fn run<S: Stage>(
             }
         }
         let started = Instant::now();
-        let spans = BatchSpans::start(stage, &batch);
-        match process(&shared, &id, &mut processor, &batch, &mut outputs, &cancel).await {
-            Ok(()) => {}
-            Err(Halt::Cancelled) => {
-                // A failed process left the state as it was: still consistent with `next`.
-                spans.end(Some("stopped while retrying"));
-                return Ok(Ended::Clean(Kept { processor, next }));
-            }
-            Err(Halt::Fatal(reason)) => {
-                spans.end(Some(&reason));
-                return Err(reason);
-            }
+        match write_batch(&shared, &id, &mut processor, &batch, &mut outputs, &cancel).await {
+            Ok(last) => next = Some(last + 1),
+            // A failed process left the state as it was: still consistent with `next`.
+            Err(Halt::Stopped) => return Ok(Ended::Clean(Kept { processor, next })),
+            Err(Halt::Abandoned) => return Ok(Ended::Abandoned),
+            Err(Halt::Fatal(reason) | Halt::Rejected(reason)) => return Err(reason),
         }
-        spans.carry(&mut outputs);
-        match flush(&shared, &id, &mut processor, &mut outputs, &cancel).await {
-            Ok(()) => spans.end(None),
-            Err(Halt::Cancelled) => {
-                spans.end(Some("stopped while writing"));
-                return Ok(Ended::Abandoned);
-            }
-            Err(Halt::Fatal(reason)) => {
-                spans.end(Some(&reason));
-                return Err(reason);
-            }
-        }
-        let now = funnelhub_schemas::ids::now_ms();
-        for age in batch.iter().filter_map(|r| r.age_seconds(now)) {
-            done_age.record(age);
-        }
-        let last = batch.last().expect("a batch has a record").offset;
-        next = Some(last + 1);
-        // The poll thread stores it; the receiver lives as long as the stage.
-        let _ = shared.done.send((id.0.clone(), id.1, last));
-        metrics::counter!("funnelhub_stage_records_total", "stage" => stage)
-            .increment(batch.len() as u64);
         metrics::histogram!("funnelhub_stage_batch_seconds", "stage" => stage)
             .record(started.elapsed().as_secs_f64());
     }
+}
+
+/// Process `batch` and write what it caused; the offset of the last record done.
+///
+/// A batch the processor reports [`ProcessError::Rejected`] is processed again one record
+/// at a time, and a record rejected on its own is dead-lettered: the rest of the partition
+/// moves on, and nothing is dropped silently.
+async fn write_batch<S: Stage>(
+    shared: &Shared<S>,
+    id: &PartitionId,
+    processor: &mut S::Processor,
+    batch: &[Record],
+    outputs: &mut Vec<Output>,
+    cancel: &CancellationToken,
+) -> Result<i64, Halt> {
+    let spans = BatchSpans::start(shared.stage.name(), batch);
+    let written = async {
+        match process(shared, id, processor, batch, outputs, cancel).await {
+            Ok(()) => {
+                spans.carry(outputs);
+                flush(shared, id, processor, outputs, cancel).await?;
+                Ok(done(shared, id, batch))
+            }
+            Err(Halt::Rejected(reason)) => {
+                tracing::warn!(
+                    stage = shared.stage.name(),
+                    topic = %id.0,
+                    partition = id.1,
+                    records = batch.len(),
+                    "batch rejected, processing it one record at a time: {reason}"
+                );
+                let mut last = None;
+                for record in batch {
+                    let single = std::slice::from_ref(record);
+                    match process(shared, id, processor, single, outputs, cancel).await {
+                        Ok(()) => spans.carry(outputs),
+                        Err(Halt::Rejected(reason)) => {
+                            outputs.clear();
+                            outputs.push(dead_letter(shared, record, reason)?);
+                        }
+                        Err(other) => return Err(other),
+                    }
+                    flush(shared, id, processor, outputs, cancel).await?;
+                    last = Some(done(shared, id, single));
+                }
+                Ok(last.expect("a batch has a record"))
+            }
+            Err(other) => Err(other),
+        }
+    }
+    .await;
+    spans.end(match &written {
+        Ok(_) => None,
+        Err(Halt::Stopped | Halt::Abandoned) => Some("stopped"),
+        Err(Halt::Fatal(reason) | Halt::Rejected(reason)) => Some(reason),
+    });
+    written
+}
+
+/// The dead letter of a record the downstream rejected on its own.
+fn dead_letter<S: Stage>(
+    shared: &Shared<S>,
+    record: &Record,
+    reason: String,
+) -> Result<Output, Halt> {
+    let Some(letters) = shared.stage.dead_letters() else {
+        return Err(Halt::Fatal(format!(
+            "{}:{}@{} rejected, and the stage has no dead letters: {reason}",
+            record.topic, record.partition, record.offset
+        )));
+    };
+    letters
+        .letter(record, DlqReason::PermanentDeliveryFailure, reason)
+        .map_err(|e| Halt::Fatal(format!("encoding a dead letter: {e}")))
+}
+
+/// Report `records` done (the poll thread stores the offset); their last offset.
+fn done<S: Stage>(shared: &Shared<S>, id: &PartitionId, records: &[Record]) -> i64 {
+    let stage = shared.stage.name();
+    let now = funnelhub_schemas::ids::now_ms();
+    let done_age = metrics::histogram!("funnelhub_stage_done_age_seconds", "stage" => stage);
+    for age in records.iter().filter_map(|r| r.age_seconds(now)) {
+        done_age.record(age);
+    }
+    metrics::counter!("funnelhub_stage_records_total", "stage" => stage)
+        .increment(records.len() as u64);
+    let last = records.last().expect("at least one record").offset;
+    // The receiver lives as long as the stage.
+    let _ = shared.done.send((id.0.clone(), id.1, last));
+    last
 }
 
 enum Received {
@@ -234,9 +301,10 @@ async fn process<S: Stage>(
             }
             Err(ProcessError::Unavailable { dependency, reason }) => {
                 if !retry.wait(dependency, &reason, cancel).await {
-                    return Err(Halt::Cancelled);
+                    return Err(Halt::Stopped);
                 }
             }
+            Err(ProcessError::Rejected(reason)) => return Err(Halt::Rejected(reason)),
             Err(ProcessError::Fatal(reason)) => return Err(Halt::Fatal(reason)),
         }
     }
@@ -258,10 +326,26 @@ async fn flush<S: Stage>(
     if let Some(codec) = shared.stage.changelog() {
         let key = changelog_key(&id.0, id.1);
         changelog_partition = Some(id.1 % shared.changelog_partitions);
-        for change in changes {
+        let mut changes: std::collections::VecDeque<_> = changes.into();
+        while let Some(change) = changes.pop_front() {
             let value = codec
                 .encode(&change)
                 .map_err(|e| Halt::Fatal(format!("encoding changelog: {e}")))?;
+            if value.len() > MAX_CHANGELOG_BYTES {
+                match S::Processor::split_change(change) {
+                    Ok((first, second)) => {
+                        changes.push_front(second);
+                        changes.push_front(first);
+                        continue;
+                    }
+                    Err(_) => {
+                        return Err(Halt::Fatal(format!(
+                            "a changelog entry of {} bytes, more than one Kafka message holds ({MAX_CHANGELOG_BYTES})",
+                            value.len()
+                        )))
+                    }
+                }
+            }
             changelog.push(Output {
                 topic: Arc::from(codec.topic()),
                 key: key.as_bytes().to_vec(),
@@ -287,7 +371,7 @@ async fn flush<S: Stage>(
             Err(e) => {
                 let reason = format!("writing: {e}");
                 if !retry.wait(Dependency::Broker, &reason, cancel).await {
-                    return Err(Halt::Cancelled);
+                    return Err(Halt::Abandoned);
                 }
             }
         }

@@ -190,6 +190,8 @@ impl<S: Stage> Member<S> {
                 }
                 Ok(Ok(Ok(Ended::Abandoned))) => {}
                 Ok(Ok(Err(reason))) => self.fail(reason),
+                // The runtime is shutting down: nothing to report.
+                Ok(Err(e)) if e.is_cancelled() => {}
                 Ok(Err(e)) => self.fail(format!("partition task panicked: {e}")),
                 Err(_) => {
                     worker.task.abort();

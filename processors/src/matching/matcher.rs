@@ -623,6 +623,12 @@ impl PartitionProcessor for MatchProcessor {
         Ok(())
     }
 
+    fn split_change(
+        change: MatchChangelog,
+    ) -> Result<(MatchChangelog, MatchChangelog), MatchChangelog> {
+        change.halves()
+    }
+
     fn take_changes(&mut self) -> Vec<MatchChangelog> {
         self.state.take_changes(&self.topic, self.partition)
     }

@@ -6,6 +6,9 @@
 //! backoff, for as long as it takes, holding the partition: back-pressure, never a drop.
 //! An insert that takes longer than `insert_timeout_secs` counts as failed: a connection
 //! that stopped answering without closing would otherwise hold its partition forever.
+//! Rows ClickHouse refuses for what they hold (it cannot parse them) are not retried: the
+//! stage runner inserts the batch again row by row and dead-letters each row refused on
+//! its own (`reason=permanent_delivery_failure`).
 //! Re-inserting rows after a crash or a replay is harmless: every table replaces rows by
 //! their record id. Records that do not decode are dead-lettered (`stage=clickhouse`).
 
@@ -99,6 +102,10 @@ impl Stage for ClickHouseSink {
 
     fn linger(&self) -> Option<Duration> {
         Some(self.linger)
+    }
+
+    fn dead_letters(&self) -> Option<&DeadLetters> {
+        Some(&self.dead_letters)
     }
 
     fn processor(self: &Arc<Self>, topic: &str, _partition: i32) -> ClickHousePartition {
@@ -268,11 +275,8 @@ impl ClickHouseSink {
         };
         let failure = match tokio::time::timeout(self.insert_timeout, insert).await {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!(
-                "no answer within {} s",
-                self.insert_timeout.as_secs()
-            )),
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(clickhouse::error::Error::TimedOut),
         };
         match failure {
             None => {
@@ -282,14 +286,82 @@ impl ClickHouseSink {
                     .record(started.elapsed().as_secs_f64());
                 Ok(())
             }
-            Some(reason) => {
+            Some(e) => {
                 metrics::counter!("funnelhub_clickhouse_insert_errors_total", "table" => table.to_owned())
                     .increment(1);
-                Err(ProcessError::unavailable(
-                    Dependency::Sink,
-                    format!("insert into {table}: {reason}"),
-                ))
+                let reason = match &e {
+                    clickhouse::error::Error::TimedOut => format!(
+                        "insert into {table}: no answer within {} s",
+                        self.insert_timeout.as_secs()
+                    ),
+                    e => format!("insert into {table}: {e}"),
+                };
+                Err(match refusal(&e) {
+                    Refusal::Data => ProcessError::Rejected(reason),
+                    Refusal::ForNow => ProcessError::unavailable(Dependency::Sink, reason),
+                })
             }
         }
+    }
+}
+
+/// Why ClickHouse did not take an `INSERT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The rows themselves: the same rows will be refused again.
+    Data,
+    /// Anything else (down, overloaded, a table missing until migrations run): try again.
+    ForNow,
+}
+
+/// ClickHouse's error codes for data it cannot take: CANNOT_PARSE_TEXT (6),
+/// CANNOT_PARSE_QUOTED_STRING (26), CANNOT_PARSE_INPUT_ASSERTION_FAILED (27),
+/// CANNOT_PARSE_DATE (38), CANNOT_PARSE_DATETIME (41), TYPE_MISMATCH (53),
+/// ARGUMENT_OUT_OF_BOUND (69), CANNOT_CONVERT_TYPE (70), CANNOT_PARSE_NUMBER (72),
+/// INCORRECT_DATA (117), TOO_LARGE_STRING_SIZE (131), SIZES_OF_ARRAYS_DONT_MATCH (190),
+/// UNKNOWN_ELEMENT_OF_ENUM (691). Truncated input (32, 33) is left out: a connection cut
+/// mid-insert looks the same.
+const DATA_ERRORS: [u32; 13] = [6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 190, 691];
+
+fn refusal(e: &clickhouse::error::Error) -> Refusal {
+    let clickhouse::error::Error::BadResponse(text) = e else {
+        return Refusal::ForNow;
+    };
+    // "Code: 27, e.displayText() = ..." (18.x) or "Code: 27. DB::Exception: ..." (current).
+    let code = text.find("Code: ").and_then(|at| {
+        let digits: String = text[at + 6..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse::<u32>().ok()
+    });
+    match code {
+        Some(code) if DATA_ERRORS.contains(&code) => Refusal::Data,
+        _ => Refusal::ForNow,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clickhouse::error::Error;
+
+    #[test]
+    fn only_errors_about_the_rows_themselves_reject_them() {
+        // As ClickHouse 18.16 and a current server answer a row they cannot parse.
+        let old = "Code: 27, e.displayText() = DB::Exception: Cannot parse input: expected \\t before: abc, e.what() = DB::Exception";
+        let current = "Code: 53. DB::Exception: Type mismatch in VALUES section. (TYPE_MISMATCH) (version 24.8.4.13 (official build))";
+        assert_eq!(refusal(&Error::BadResponse(old.into())), Refusal::Data);
+        assert_eq!(refusal(&Error::BadResponse(current.into())), Refusal::Data);
+        for for_now in [
+            "Code: 60, e.displayText() = DB::Exception: Table t.events doesn't exist., e.what() = DB::Exception",
+            "Code: 33, e.displayText() = DB::Exception: Cannot read all data. Bytes read: 1.",
+            "Code: 252. DB::Exception: Too many parts (300). (TOO_MANY_PARTS)",
+            "Code: 241. DB::Exception: Memory limit (total) exceeded. (MEMORY_LIMIT_EXCEEDED)",
+            "502 Bad Gateway",
+        ] {
+            assert_eq!(refusal(&Error::BadResponse(for_now.into())), Refusal::ForNow, "{for_now}");
+        }
+        assert_eq!(refusal(&Error::TimedOut), Refusal::ForNow);
     }
 }
