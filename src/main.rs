@@ -370,7 +370,10 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let processors = up::start_processors(&config, which, &control).await?;
             let ops = funnelhub_runtime::serve(
                 config.process.listen,
-                funnelhub_runtime::ops_router(prometheus),
+                funnelhub_runtime::ops_router_with_readiness(
+                    prometheus,
+                    funnelhub_kafka::stage::readiness(processors.health()),
+                ),
             )
             .await
             .with_context(|| format!("cannot listen on {}", config.process.listen))?;
@@ -539,8 +542,8 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Serve `/metrics` and `/healthz` on `listen` beside a running stage until Ctrl-C (or the
-/// stage stops by itself), then stop both.
+/// Serve `/metrics`, `/healthz` and `/readyz` on `listen` beside a running stage until
+/// Ctrl-C (or the stage stops by itself), then stop both.
 async fn run_stage(
     stage: funnelhub_kafka::stage::RunningStage,
     listen: std::net::SocketAddr,
@@ -548,7 +551,10 @@ async fn run_stage(
 ) -> anyhow::Result<()> {
     let ops = funnelhub_runtime::serve(
         listen,
-        funnelhub_runtime::ops_router(funnelhub_runtime::prometheus()),
+        funnelhub_runtime::ops_router_with_readiness(
+            funnelhub_runtime::prometheus(),
+            funnelhub_kafka::stage::readiness(vec![stage.health()]),
+        ),
     )
     .await
     .with_context(|| format!("cannot listen on {listen}"))?;

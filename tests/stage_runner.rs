@@ -336,6 +336,28 @@ async fn a_partition_that_cannot_keep_up_holds_no_other_and_loses_nothing() {
         "partition 1 flows while partition 0 is held"
     );
     assert!(of_partition(&relayed, 0).is_empty());
+    // `/readyz` names the held partition (here from the first failure, not after 30 s).
+    let health = member.health();
+    let ops = funnelhub_runtime::serve(
+        "127.0.0.1:0".parse().expect("address"),
+        funnelhub_runtime::ops_router_with_readiness(
+            funnelhub_runtime::prometheus(),
+            Arc::new(move || health.held_longer_than(Duration::ZERO)),
+        ),
+    )
+    .await
+    .expect("serves");
+    let readyz = format!("{}/readyz", ops.url());
+    let answer = reqwest::get(&readyz).await.expect("answers");
+    assert_eq!(answer.status(), 503);
+    let body: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["held"][0]["waiting_for"], "sink");
+    let what = body["held"][0]["what"].as_str().expect("what");
+    assert!(
+        what.starts_with("relay ") && what.ends_with(".in:0"),
+        "{what}"
+    );
     downstream.bring_back();
     let relayed = bench
         .relayed(Duration::from_secs(60), |values| values.len() >= 240)
@@ -345,6 +367,9 @@ async fn a_partition_that_cannot_keep_up_holds_no_other_and_loses_nothing() {
         expected(0, 120),
         "paused and resumed: every record once, in order"
     );
+    let answer = reqwest::get(&readyz).await.expect("answers");
+    assert_eq!(answer.status(), 200, "ready again once the partition moves");
+    ops.stop().await.expect("stops");
     member.stop().await.expect("stops");
 }
 

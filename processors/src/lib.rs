@@ -46,6 +46,11 @@ impl Processors {
         self.stages.iter().map(RunningStage::name).collect()
     }
 
+    /// Handles on the stages' stalls (for `/readyz`).
+    pub fn health(&self) -> Vec<stage::StageHealth> {
+        self.stages.iter().map(RunningStage::health).collect()
+    }
+
     /// Whether a stage stopped on a fatal error.
     pub fn has_failed(&self) -> bool {
         self.stages.iter().any(RunningStage::has_stopped)

@@ -111,3 +111,39 @@ pub fn ops_router(prometheus: PrometheusHandle) -> Router {
         )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
 }
+
+/// Something that keeps a service from doing its work now, as `/readyz` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NotReady {
+    /// What is held (`clickhouse test.raw.tracking:0`).
+    pub what: String,
+    /// What it waits for (`sink`, `broker`, `registry`).
+    pub waiting_for: String,
+    /// For how long, in seconds.
+    pub since_seconds: u64,
+    /// The last failure, for people.
+    pub reason: String,
+}
+
+/// Answers what keeps a service from being ready now (nothing: ready).
+pub type Readiness = std::sync::Arc<dyn Fn() -> Vec<NotReady> + Send + Sync>;
+
+/// [`ops_router`] plus `/readyz`: 200 `{"ready":true}`, or 503 with what is held:
+/// `{"ready":false,"held":[NotReady...]}`.
+pub fn ops_router_with_readiness(prometheus: PrometheusHandle, readiness: Readiness) -> Router {
+    ops_router(prometheus).route(
+        "/readyz",
+        axum::routing::get(move || {
+            let held = readiness();
+            async move {
+                let status = if held.is_empty() {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                };
+                let body = serde_json::json!({ "ready": held.is_empty(), "held": held });
+                (status, axum::Json(body))
+            }
+        }),
+    )
+}

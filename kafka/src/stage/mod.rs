@@ -340,6 +340,44 @@ impl Stalls {
     }
 }
 
+/// How long a partition may retry before its stage reports itself not ready.
+pub const NOT_READY_AFTER: Duration = Duration::from_secs(30);
+
+/// What a stage's stalls mean for readiness.
+#[derive(Debug, Clone)]
+pub struct StageHealth {
+    name: &'static str,
+    stalls: Stalls,
+}
+
+impl StageHealth {
+    /// Partitions retrying for longer than `after`, as `/readyz` reports them.
+    pub fn held_longer_than(&self, after: Duration) -> Vec<funnelhub_runtime::NotReady> {
+        self.stalls
+            .all()
+            .into_iter()
+            .filter(|s| s.since.elapsed() >= after)
+            .map(|s| funnelhub_runtime::NotReady {
+                what: format!("{} {}:{}", self.name, s.topic, s.partition),
+                waiting_for: s.dependency.as_str().to_owned(),
+                since_seconds: s.since.elapsed().as_secs(),
+                reason: s.reason,
+            })
+            .collect()
+    }
+}
+
+/// Readiness of a service made of `stages`: not ready while any partition of them has
+/// been retrying for [`NOT_READY_AFTER`].
+pub fn readiness(stages: Vec<StageHealth>) -> funnelhub_runtime::Readiness {
+    Arc::new(move || {
+        stages
+            .iter()
+            .flat_map(|s| s.held_longer_than(NOT_READY_AFTER))
+            .collect()
+    })
+}
+
 /// A stage running in the background.
 #[derive(Debug)]
 pub struct RunningStage {
@@ -363,6 +401,14 @@ impl RunningStage {
     /// The partitions that are retrying a batch now, and on what.
     pub fn stalled(&self) -> Vec<Stall> {
         self.stalls.all()
+    }
+
+    /// A handle on its stalls that outlives it (for `/readyz`).
+    pub fn health(&self) -> StageHealth {
+        StageHealth {
+            name: self.name,
+            stalls: self.stalls.clone(),
+        }
     }
 
     /// Finish the batches in hand (each partition waits at most
