@@ -4,6 +4,7 @@ mod config;
 mod privacy;
 mod replay;
 mod report;
+mod shutdown;
 mod simulate;
 mod tenants;
 mod up;
@@ -312,6 +313,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    shutdown::listen().context("listening for SIGINT and SIGTERM")?;
     match cli.command {
         Command::Up { once } => up::run(&config, once).await,
         Command::Registry => {
@@ -319,7 +321,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 .await
                 .context("starting the schema registry")?;
             println!("schema registry listening on {}", registry.url());
-            tokio::signal::ctrl_c().await?;
+            shutdown::requested().await;
             registry.stop().await?;
             Ok(())
         }
@@ -354,7 +356,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 edge.url(),
                 control.tenants.all().len()
             );
-            tokio::signal::ctrl_c().await?;
+            shutdown::requested().await;
             edge.stop().await?;
             Ok(())
         }
@@ -508,7 +510,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 "Meta Graph API emulator at {} (faults: POST /_emulator/faults, received: GET /_emulator/events)",
                 emulator.url()
             );
-            tokio::signal::ctrl_c().await?;
+            shutdown::requested().await;
             emulator.stop().await?;
             Ok(())
         }

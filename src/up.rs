@@ -288,12 +288,12 @@ pub async fn start_capi(config: &Config, control: &ControlPlane) -> anyhow::Resu
     Ok(Capi { sink, emulator })
 }
 
-/// Until Ctrl-C, or an error if a stage stopped by itself (`has_failed`).
+/// Until SIGINT or SIGTERM, or an error if a stage stopped by itself (`has_failed`).
 pub async fn until_stopped(has_failed: impl Fn() -> bool) -> anyhow::Result<()> {
     let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
-            signal = tokio::signal::ctrl_c() => return Ok(signal?),
+            _ = crate::shutdown::requested() => return Ok(()),
             _ = check.tick() => {
                 if has_failed() {
                     anyhow::bail!("a stage stopped (see the log)");

@@ -1,6 +1,7 @@
 //! `funnelhub process` killed with SIGKILL mid-stream, twice, then restarted, ends with
 //! exactly the distinct outputs of an uninterrupted run over the same records; so does a
-//! run whose broker is stopped and started again mid-stream.
+//! run whose broker is stopped and started again mid-stream, and a run where a second
+//! member joins the group mid-stream and leaves again on SIGTERM.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -301,5 +302,45 @@ async fn a_broker_restart_mid_stream_ends_with_the_outputs_of_an_uninterrupted_r
     child.kill().expect("stop");
     child.wait().expect("reaped");
     assert_same_outputs(&after_restart, &whole);
+    let _ = std::fs::remove_file(&config_file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_joining_and_leaving_mid_stream_ends_with_the_outputs_of_an_uninterrupted_run() {
+    let shared = kafka_config("process-members");
+    let Reference {
+        distinct_events,
+        whole,
+        server,
+        registry,
+    } = uninterrupted_run(&shared).await;
+
+    // A first member starts; a second joins mid-stream (every partition is revoked and the
+    // group splits them), then leaves on SIGTERM mid-stream (revoked again: its
+    // partitions go back to the first, which reuses what it kept or restores the rest).
+    let config_file = empty_config_file();
+    let deduped_topic = Catalog::new(&shared.topic_prefix).name(Topic::Deduped);
+    let mut first = spawn_process(&shared, &server.url(), &config_file);
+    progress(&shared, &deduped_topic, distinct_events / 4).await;
+    let mut second = spawn_process(&shared, &server.url(), &config_file);
+    progress(&shared, &deduped_topic, distinct_events / 2).await;
+    let interrupted = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let left = tokio::task::spawn_blocking(move || second.wait())
+        .await
+        .expect("joined")
+        .expect("reaped");
+    assert!(left.success(), "the second member left cleanly: {left}");
+    let after = outputs(&shared, &registry, whole.counts()).await;
+    assert!(
+        first.try_wait().expect("status").is_none(),
+        "the first member kept running"
+    );
+    first.kill().expect("stop");
+    first.wait().expect("reaped");
+    assert_same_outputs(&after, &whole);
     let _ = std::fs::remove_file(&config_file);
 }
