@@ -42,6 +42,12 @@ pub fn producer(config: &KafkaConfig, client_id: &str) -> Result<FutureProducer,
         .map_err(Error::from)
 }
 
+/// The configuration [`producer`] creates its producer from, for a caller that needs
+/// another kind of producer with the same settings (a transactional one, say).
+pub fn stage_producer_config(config: &KafkaConfig, client_id: &str) -> ClientConfig {
+    producer_config(config, client_id, Sender::Stage)
+}
+
 /// An idempotent, `acks=all` producer for a sender that waits for each record's
 /// acknowledgement before it answers (the edge, the registry); wrap it in
 /// [`crate::AckedProducer`] to send with a deadline. Its messages never time out inside

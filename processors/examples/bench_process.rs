@@ -11,6 +11,13 @@
 //!   settings, 2000 in flight, committing after the acknowledgements — and (b) the dedupe
 //!   and funnel stages until the funnel has read every deduped record. Prints
 //!   `records raw_pipe_per_s process_per_s ratio`.
+//! - `bench_process transactions <brokers> <records> <batch>`: `records` records of 400
+//!   bytes written to a fresh topic of 2 partitions, then piped to another topic twice by
+//!   the same loop (`batch` records per round): (a) at least once — the round's sends
+//!   acknowledged, then its offsets committed — and (b) exactly once — each round one Kafka
+//!   transaction (its sends and its offsets, `send_offsets_to_transaction`), its output
+//!   counted by a `read_committed` reader. Prints
+//!   `records batch at_least_once_per_s transactional_per_s ratio`.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -42,10 +49,18 @@ async fn main() {
         Some("logic") => logic(arg(2).parse().expect("sessions")),
         Some("matching") => matching(arg(2).parse().expect("buyers")),
         Some("pipeline") => pipeline(&arg(2), arg(3).parse().expect("sessions")).await,
+        Some("transactions") => {
+            transactions(
+                &arg(2),
+                arg(3).parse().expect("records"),
+                arg(4).parse().expect("batch"),
+            )
+            .await
+        }
         _ => {
             eprintln!(
                 "usage: bench_process logic <sessions> | matching <buyers> \
-                 | pipeline <brokers> <sessions>"
+                 | pipeline <brokers> <sessions> | transactions <brokers> <records> <batch>"
             );
             std::process::exit(2);
         }
@@ -239,4 +254,138 @@ fn raw_pipe(kafka: &KafkaConfig, inputs: &[String], output: &str, expected: usiz
             let _ = consumer.commit_consumer_state(CommitMode::Async);
         }
     });
+}
+
+async fn transactions(brokers: &str, records: usize, batch: usize) {
+    let kafka = KafkaConfig {
+        brokers: brokers.to_owned(),
+        topic_prefix: unique("bench-tx"),
+        ..KafkaConfig::default()
+    };
+    let topic = |name: &str| TopicRequest {
+        name: format!("{}.{name}", kafka.topic_prefix),
+        partitions: 2,
+        configs: Vec::new(),
+    };
+    let (input, once, exactly) = (topic("in"), topic("at-least-once"), topic("exactly-once"));
+    ensure_topics(&kafka, &[input.clone(), once.clone(), exactly.clone()])
+        .await
+        .expect("topics");
+    tokio::task::block_in_place(|| {
+        transactions_piped(&kafka, &input, &once, &exactly, records, batch)
+    });
+}
+
+fn transactions_piped(
+    kafka: &KafkaConfig,
+    input: &TopicRequest,
+    once: &TopicRequest,
+    exactly: &TopicRequest,
+    records: usize,
+    batch: usize,
+) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let writer: BaseProducer = client::stage_producer_config(kafka, "bench-tx-writer")
+        .create()
+        .expect("producer");
+    let value = vec![b'x'; 400];
+    for i in 0..records {
+        let key = format!("k{i}");
+        loop {
+            match writer.send(BaseRecord::to(&input.name).key(&key).payload(&value)) {
+                Ok(()) => break,
+                Err(_) => {
+                    writer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    writer.flush(Duration::from_secs(60)).expect("written");
+
+    let pipe = |output: &str, transactional: bool| -> f64 {
+        let group = unique("bench-tx");
+        let consumer: BaseConsumer = client::consumer_config(kafka, "bench-tx", &[])
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("consumer");
+        consumer
+            .subscribe(&[input.name.as_str()])
+            .expect("subscribe");
+        let mut config = client::stage_producer_config(kafka, "bench-tx-pipe");
+        if transactional {
+            config.set("transactional.id", &group);
+        }
+        let producer: BaseProducer = config.create().expect("producer");
+        if transactional {
+            producer
+                .init_transactions(Duration::from_secs(30))
+                .expect("transactions");
+        }
+        let started = Instant::now();
+        let mut piped = 0;
+        while piped < records {
+            if transactional {
+                producer.begin_transaction().expect("begin");
+            }
+            let mut round = 0;
+            while round < batch {
+                let wait = if round == 0 { 1000 } else { 0 };
+                let Some(message) = consumer.poll(Duration::from_millis(wait)) else {
+                    break;
+                };
+                let message = message.expect("consume");
+                let mut record = BaseRecord::to(output)
+                    .key(message.key().unwrap_or_default())
+                    .payload(message.payload().unwrap_or_default());
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((_, back)) => {
+                            record = back;
+                            producer.poll(Duration::from_millis(1));
+                        }
+                    }
+                }
+                round += 1;
+            }
+            piped += round;
+            if transactional && round == 0 {
+                producer
+                    .abort_transaction(Duration::from_secs(30))
+                    .expect("aborted");
+            } else if transactional {
+                let position = consumer.position().expect("position");
+                let metadata = consumer.group_metadata().expect("group metadata");
+                producer
+                    .send_offsets_to_transaction(&position, &metadata, Duration::from_secs(30))
+                    .expect("offsets in the transaction");
+                producer
+                    .commit_transaction(Duration::from_secs(30))
+                    .expect("committed");
+            } else {
+                producer
+                    .flush(Duration::from_secs(30))
+                    .expect("acknowledged");
+                // Nothing consumed yet (before the assignment): nothing to commit.
+                let _ = consumer.commit_consumer_state(CommitMode::Sync);
+            }
+        }
+        records as f64 / started.elapsed().as_secs_f64()
+    };
+    let at_least_once = pipe(&once.name, false);
+    let transactional = pipe(&exactly.name, true);
+    // What a read_committed reader sees of the transactional output: every record, once.
+    let committed = funnelhub_kafka::testing::record_count(kafka, &exactly.name);
+    assert!(
+        committed >= records,
+        "the transactional output holds every record ({committed} offsets for {records})"
+    );
+    println!(
+        "{records} {batch} {at_least_once:.0} {transactional:.0} {:.2}",
+        transactional / at_least_once
+    );
 }
