@@ -1,7 +1,7 @@
 //! Where a partition's task starts: the processor it keeps from an earlier assignment if
 //! the partition resumes exactly where that processor stopped, else a processor rebuilt
-//! from the partition's changelog records. Blocking (a consumer of its own); run it off
-//! the async workers.
+//! from the partition's changelog records (a stateless stage's processor is made at once).
+//! Blocking (a consumer of its own); run it off the async workers.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,13 @@ pub(super) fn resume<S: Stage>(
     cancel: &CancellationToken,
 ) -> Result<Option<Kept<S::Processor>>, Error> {
     let (topic, partition) = (&*id.0, id.1);
+    if shared.stage.changelog().is_none() {
+        // No state: any processor will do, no position to check.
+        return Ok(Some(kept.unwrap_or_else(|| Kept {
+            processor: shared.stage.processor(topic, partition),
+            next: None,
+        })));
+    }
     let consumer: BaseConsumer = client::consumer_config(&shared.kafka, "funnelhub-restore", &[])
         .set("group.id", &shared.settings.group)
         .set("enable.auto.commit", "false")
