@@ -19,7 +19,7 @@ use funnelhub_kafka::dlq::DeadLetters;
 pub use funnelhub_kafka::stage::StartError;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::{Catalog, StageId, Topic};
 pub use funnelhub_tenants::ControlPlane;
 
 pub use config::ProcessConfig;
@@ -79,35 +79,30 @@ pub fn group_of(config: &ProcessConfig, stage: &str) -> String {
     format!("{}-{stage}", config.group_prefix)
 }
 
+/// The processor stages of the stage table.
+pub const STAGES: [StageId; 4] = [
+    StageId::Dedupe,
+    StageId::Funnel,
+    StageId::MatchRoute,
+    StageId::Match,
+];
+
 /// Each processor stage: its name, consumer group and input topics (what a replay
-/// resets).
+/// resets), from the stage table.
 pub fn stage_groups(
     config: &ProcessConfig,
     catalog: &Catalog,
 ) -> Vec<(&'static str, String, Vec<String>)> {
-    let names = |topics: &[Topic]| topics.iter().map(|t| catalog.name(*t)).collect::<Vec<_>>();
-    vec![
-        (
-            "dedupe",
-            group_of(config, "dedupe"),
-            names(&[Topic::RawTracking, Topic::RawOrders, Topic::RawOnboarding]),
-        ),
-        (
-            "funnel",
-            group_of(config, "funnel"),
-            names(&[Topic::Deduped]),
-        ),
-        (
-            "match-route",
-            group_of(config, "match-route"),
-            names(&[Topic::Deduped]),
-        ),
-        (
-            "match",
-            group_of(config, "match"),
-            names(&[Topic::MatchingInputs]),
-        ),
-    ]
+    STAGES
+        .iter()
+        .map(|id| {
+            (
+                id.name(),
+                group_of(config, id.name()),
+                id.inputs().iter().map(|t| catalog.name(*t)).collect(),
+            )
+        })
+        .collect()
 }
 
 /// Create missing topics, register schemas and join the consumer groups. `control`: the
@@ -126,8 +121,8 @@ pub async fn start(
     // Read before any partition is restored or processed: nothing purged comes back.
     let suppressions = control.suppressions.clone();
     let mut stages = Vec::new();
-    let settings = |stage: &str| StageSettings {
-        group: group_of(config, stage),
+    let settings = |stage: StageId| StageSettings {
+        group: group_of(config, stage.name()),
         max_batch: config.max_batch,
         ..StageSettings::default()
     };
@@ -147,7 +142,12 @@ pub async fn start(
             suppressions: suppressions.clone(),
             tenants: control.tenants.clone(),
         });
-        stages.push(stage::spawn(kafka, stage, settings("dedupe"))?);
+        stages.push(stage::spawn_declared(
+            kafka,
+            StageId::Dedupe,
+            stage,
+            settings(StageId::Dedupe),
+        )?);
     }
     if matches!(which, Stages::All | Stages::Funnel) {
         let stage = Arc::new(funnel::FunnelStageProcessor {
@@ -165,7 +165,12 @@ pub async fn start(
             suppressions: suppressions.clone(),
             tenants: control.tenants.clone(),
         });
-        stages.push(stage::spawn(kafka, stage, settings("funnel"))?);
+        stages.push(stage::spawn_declared(
+            kafka,
+            StageId::Funnel,
+            stage,
+            settings(StageId::Funnel),
+        )?);
     }
     if matches!(which, Stages::All | Stages::Match) {
         let dead_letters = |stage| async move {
@@ -185,7 +190,12 @@ pub async fn start(
             &catalog.name(Topic::MatchingInputs),
         )
         .await?;
-        stages.push(stage::spawn(kafka, route, settings("match-route"))?);
+        stages.push(stage::spawn_declared(
+            kafka,
+            StageId::MatchRoute,
+            route,
+            settings(StageId::MatchRoute),
+        )?);
         let matcher = Arc::new(matching::matcher::MatchStage {
             config: Arc::new(config.matching.clone()),
             inputs: TopicCodec::register(registry, &catalog.name(Topic::MatchingInputs)).await?,
@@ -196,7 +206,12 @@ pub async fn start(
             suppressions,
             tenants: control.tenants.clone(),
         });
-        stages.push(stage::spawn(kafka, matcher, settings("match"))?);
+        stages.push(stage::spawn_declared(
+            kafka,
+            StageId::Match,
+            matcher,
+            settings(StageId::Match),
+        )?);
     }
     Ok(Processors { stages })
 }

@@ -59,6 +59,73 @@ pub enum Topic {
     SetupActions,
 }
 
+/// Every stage of the pipeline: the one table its name (logs, metrics,
+/// `funnelhub replay --stage`) and the topics it reads come from. The stages are started
+/// against it (`funnelhub_kafka::stage::spawn_declared` refuses a stage that reads
+/// anything else), and a replay of a stage resets exactly these inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StageId {
+    Dedupe,
+    Funnel,
+    /// Re-keys deduped events by tenant for the matcher.
+    MatchRoute,
+    Match,
+    Capi,
+    ClickHouse,
+}
+
+impl StageId {
+    /// Every stage, in pipeline order.
+    pub const ALL: [StageId; 6] = [
+        StageId::Dedupe,
+        StageId::Funnel,
+        StageId::MatchRoute,
+        StageId::Match,
+        StageId::Capi,
+        StageId::ClickHouse,
+    ];
+
+    /// Its name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            StageId::Dedupe => "dedupe",
+            StageId::Funnel => "funnel",
+            StageId::MatchRoute => "match-route",
+            StageId::Match => "match",
+            StageId::Capi => "capi",
+            StageId::ClickHouse => "clickhouse",
+        }
+    }
+
+    /// The topics it reads.
+    pub const fn inputs(self) -> &'static [Topic] {
+        match self {
+            StageId::Dedupe => &[Topic::RawTracking, Topic::RawOrders, Topic::RawOnboarding],
+            StageId::Funnel | StageId::MatchRoute => &[Topic::Deduped],
+            StageId::Match => &[Topic::MatchingInputs],
+            StageId::Capi => &[Topic::CapiRequests],
+            StageId::ClickHouse => &[
+                Topic::RawTracking,
+                Topic::RawOrders,
+                Topic::RawOnboarding,
+                Topic::Deduped,
+                Topic::FunnelTransitions,
+                Topic::OpsTickets,
+                Topic::MatchResults,
+                Topic::CapiRequests,
+                Topic::CapiAttempts,
+                Topic::Dlq,
+                Topic::SetupActions,
+            ],
+        }
+    }
+
+    /// The stage named `name`.
+    pub fn named(name: &str) -> Option<StageId> {
+        StageId::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 /// What the catalog says of one topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -323,6 +390,32 @@ mod tests {
     use super::*;
     use crate::schema_set::SchemaSet;
     use std::collections::HashSet;
+
+    #[test]
+    fn every_stage_has_its_own_name_and_reads_catalog_topics_no_stage_writes_back() {
+        let names: HashSet<_> = StageId::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), StageId::ALL.len());
+        for stage in StageId::ALL {
+            assert_eq!(StageId::named(stage.name()), Some(stage));
+            assert!(!stage.inputs().is_empty(), "{stage:?} reads something");
+            let inputs: HashSet<_> = stage.inputs().iter().collect();
+            assert_eq!(
+                inputs.len(),
+                stage.inputs().len(),
+                "{stage:?}: no topic twice"
+            );
+            for topic in stage.inputs() {
+                assert!(
+                    !matches!(
+                        topic,
+                        Topic::DedupeChangelog | Topic::FunnelChangelog | Topic::MatchChangelog
+                    ),
+                    "{stage:?}: changelogs are restored, not consumed"
+                );
+            }
+        }
+        assert_eq!(StageId::named("nope"), None);
+    }
 
     #[test]
     fn names_are_unique_and_schemas_exist() {

@@ -6,7 +6,7 @@ pub mod meta_capi;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::{Catalog, StageId};
 
 /// Each sink's name, consumer group and input topics (what a replay resets), beside
 /// `funnelhub_processors::stage_groups`.
@@ -15,19 +15,17 @@ pub fn stage_groups(
     clickhouse_group: &str,
     catalog: &Catalog,
 ) -> Vec<(&'static str, String, Vec<String>)> {
-    vec![
-        (
-            "capi",
-            capi_group.to_owned(),
-            vec![catalog.name(Topic::CapiRequests)],
-        ),
-        (
-            "clickhouse",
-            clickhouse_group.to_owned(),
-            clickhouse::sink::STORED
-                .iter()
-                .map(|t| catalog.name(*t))
-                .collect(),
-        ),
+    [
+        (StageId::Capi, capi_group),
+        (StageId::ClickHouse, clickhouse_group),
     ]
+    .into_iter()
+    .map(|(id, group)| {
+        (
+            id.name(),
+            group.to_owned(),
+            id.inputs().iter().map(|t| catalog.name(*t)).collect(),
+        )
+    })
+    .collect()
 }

@@ -47,7 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use funnelhub_schemas::common::SourcePosition;
-use funnelhub_schemas::AvroRecord;
+use funnelhub_schemas::{AvroRecord, Catalog, StageId};
 
 use crate::dlq::DeadLetters;
 use crate::{Error, KafkaConfig, TopicCodec};
@@ -428,6 +428,30 @@ impl Drop for RunningStage {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// [`spawn`] a stage of the pipeline, after checking it is what the stage table
+/// ([`StageId`]) says: the same name, reading exactly the table's inputs under `kafka`'s
+/// prefix.
+pub fn spawn_declared<S: Stage>(
+    kafka: &KafkaConfig,
+    id: StageId,
+    stage: Arc<S>,
+    settings: StageSettings,
+) -> Result<RunningStage, StartError> {
+    let catalog = Catalog::new(&kafka.topic_prefix);
+    let mut declared: Vec<String> = id.inputs().iter().map(|t| catalog.name(*t)).collect();
+    let mut inputs = stage.inputs();
+    declared.sort();
+    inputs.sort();
+    if stage.name() != id.name() || inputs != declared {
+        return Err(StartError::Config(format!(
+            "stage {} reads {inputs:?}; the stage table says {} reads {declared:?}",
+            stage.name(),
+            id.name()
+        )));
+    }
+    Ok(spawn(kafka, stage, settings)?)
 }
 
 /// Join `settings.group` on `stage`'s inputs and process until stopped. Must be called

@@ -17,7 +17,7 @@ use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings, StartError};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::{Catalog, StageId, Topic};
 use funnelhub_tenants::ControlPlane;
 
 pub use config::ClickHouseConfig;
@@ -77,5 +77,8 @@ pub async fn start(
         max_batch: config.batch_rows,
         ..StageSettings::default()
     };
-    Ok((stage::spawn(kafka, Arc::new(sink), settings)?, server))
+    Ok((
+        stage::spawn_declared(kafka, StageId::ClickHouse, Arc::new(sink), settings)?,
+        server,
+    ))
 }

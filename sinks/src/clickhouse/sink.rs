@@ -26,7 +26,7 @@ use funnelhub_schemas::derived::{
 };
 use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::privacy::Tied;
-use funnelhub_schemas::{AvroRecord, Topic};
+use funnelhub_schemas::{AvroRecord, StageId, Topic};
 
 use super::rows::{
     AttemptRow, CapiRequestRow, DlqRow, EventRow, MatchRow, SessionStageRow, SetupActionRow,
@@ -70,20 +70,8 @@ impl std::fmt::Debug for ClickHouseSink {
     }
 }
 
-/// Every topic the sink stores, in its catalog order.
-pub const STORED: [Topic; 11] = [
-    Topic::RawTracking,
-    Topic::RawOrders,
-    Topic::RawOnboarding,
-    Topic::Deduped,
-    Topic::FunnelTransitions,
-    Topic::OpsTickets,
-    Topic::MatchResults,
-    Topic::CapiRequests,
-    Topic::CapiAttempts,
-    Topic::Dlq,
-    Topic::SetupActions,
-];
+/// Every topic the sink stores: its inputs in the stage table.
+pub const STORED: &[Topic] = StageId::ClickHouse.inputs();
 
 impl Stage for ClickHouseSink {
     type Processor = ClickHousePartition;

@@ -14,7 +14,7 @@ use funnelhub_kafka::dlq::DeadLetters;
 pub use funnelhub_kafka::stage::StartError;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::{Catalog, StageId, Topic};
 use funnelhub_tenants::ControlPlane;
 
 pub use config::{CapiConfig, MetaAccess};
@@ -53,5 +53,5 @@ pub async fn start(
         max_batch: config.batch_size,
         ..StageSettings::default()
     };
-    Ok(stage::spawn(kafka, Arc::new(sink), settings)?)
+    stage::spawn_declared(kafka, StageId::Capi, Arc::new(sink), settings)
 }
