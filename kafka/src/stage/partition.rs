@@ -181,6 +181,9 @@ async fn write_batch<S: Stage>(
                             outputs.clear();
                             outputs.push(dead_letter(shared, record, reason)?);
                         }
+                        // Records of this batch are done already: the state moved past
+                        // the position the task started the batch at.
+                        Err(Halt::Stopped) if last.is_some() => return Err(Halt::Abandoned),
                         Err(other) => return Err(other),
                     }
                     flush(shared, id, processor, outputs, cancel).await?;

@@ -234,6 +234,8 @@ impl<S: Stage> Member<S> {
             let reason = match self.shared.runtime.block_on(worker.task) {
                 Ok(Err(reason)) => reason,
                 Ok(Ok(_)) => format!("partition task for {topic}:{partition} ended"),
+                // The runtime is shutting down: the stage is stopping anyway.
+                Err(e) if e.is_cancelled() => continue,
                 Err(e) => format!("partition task for {topic}:{partition} panicked: {e}"),
             };
             self.fail(reason);
