@@ -20,6 +20,7 @@ use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, Tracking
 use funnelhub_schemas::ids::now_ms;
 use funnelhub_schemas::privacy::DedupeKey;
 use funnelhub_schemas::state::{DedupeChangelog, DedupeEntry};
+use funnelhub_schemas::StageId;
 use funnelhub_tenants::TenantDirectory;
 
 use crate::retention::Sweeper;
@@ -207,7 +208,7 @@ impl Stage for DedupeStage {
     type Processor = DedupeProcessor;
 
     fn name(&self) -> &'static str {
-        "dedupe"
+        StageId::Dedupe.name()
     }
 
     fn inputs(&self) -> Vec<String> {

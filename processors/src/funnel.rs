@@ -33,6 +33,7 @@ use funnelhub_schemas::derived::{
 use funnelhub_schemas::events::EdgeEvent;
 use funnelhub_schemas::ids::deterministic_id;
 use funnelhub_schemas::state::{FunnelChangelog, FunnelSession, TimelineEntry};
+use funnelhub_schemas::StageId;
 use funnelhub_tenants::TenantDirectory;
 
 use crate::dedupe::fatal;
@@ -375,7 +376,7 @@ impl Stage for FunnelStageProcessor {
     type Processor = FunnelProcessor;
 
     fn name(&self) -> &'static str {
-        "funnel"
+        StageId::Funnel.name()
     }
 
     fn inputs(&self) -> Vec<String> {

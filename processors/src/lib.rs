@@ -134,7 +134,7 @@ pub async fn start(
             onboarding: TopicCodec::register(registry, &catalog.name(Topic::RawOnboarding)).await?,
             deduped: TopicCodec::register(registry, &catalog.name(Topic::Deduped)).await?,
             dead_letters: Arc::new(DeadLetters::new(
-                "dedupe",
+                StageId::Dedupe.name(),
                 TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
             )),
             changelog: TopicCodec::register(registry, &catalog.name(Topic::DedupeChangelog))
@@ -157,7 +157,7 @@ pub async fn start(
                 .await?,
             tickets: TopicCodec::register(registry, &catalog.name(Topic::OpsTickets)).await?,
             dead_letters: Arc::new(DeadLetters::new(
-                "funnel",
+                StageId::Funnel.name(),
                 TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
             )),
             changelog: TopicCodec::register(registry, &catalog.name(Topic::FunnelChangelog))
@@ -182,7 +182,7 @@ pub async fn start(
         let route = Arc::new(matching::route::RouteStage {
             deduped: catalog.name(Topic::Deduped),
             inputs: Arc::from(catalog.name(Topic::MatchingInputs)),
-            dead_letters: dead_letters("match-route").await?,
+            dead_letters: dead_letters(StageId::MatchRoute.name()).await?,
         });
         // The router copies values: the inputs subject must know the schema too.
         TopicCodec::<funnelhub_schemas::derived::DedupedEvent>::register(
@@ -201,7 +201,7 @@ pub async fn start(
             inputs: TopicCodec::register(registry, &catalog.name(Topic::MatchingInputs)).await?,
             results: TopicCodec::register(registry, &catalog.name(Topic::MatchResults)).await?,
             requests: TopicCodec::register(registry, &catalog.name(Topic::CapiRequests)).await?,
-            dead_letters: dead_letters("match").await?,
+            dead_letters: dead_letters(StageId::Match.name()).await?,
             changelog: TopicCodec::register(registry, &catalog.name(Topic::MatchChangelog)).await?,
             suppressions,
             tenants: control.tenants.clone(),

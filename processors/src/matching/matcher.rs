@@ -31,6 +31,7 @@ use funnelhub_schemas::derived::{CapiDispatchRequest, DedupedEvent, MatchMethod,
 use funnelhub_schemas::events::{gateway_name, EdgeEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::ids::{deterministic_id, now_ms, order_event_id};
 use funnelhub_schemas::state::{MatchChangelog, MatchDecision};
+use funnelhub_schemas::StageId;
 use funnelhub_tenants::TenantDirectory;
 
 use super::dispatch;
@@ -443,7 +444,7 @@ impl Stage for MatchStage {
     type Processor = MatchProcessor;
 
     fn name(&self) -> &'static str {
-        "match"
+        StageId::Match.name()
     }
 
     fn inputs(&self) -> Vec<String> {

@@ -14,6 +14,7 @@ use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, S
 use funnelhub_kafka::TopicCodec;
 use funnelhub_schemas::derived::DlqReason;
 use funnelhub_schemas::state::MatchChangelog;
+use funnelhub_schemas::StageId;
 
 use crate::dedupe::fatal;
 
@@ -29,7 +30,7 @@ impl Stage for RouteStage {
     type Processor = RouteProcessor;
 
     fn name(&self) -> &'static str {
-        "match-route"
+        StageId::MatchRoute.name()
     }
 
     fn inputs(&self) -> Vec<String> {

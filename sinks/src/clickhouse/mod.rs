@@ -63,7 +63,7 @@ pub async fn start(
     let sink = sink::ClickHouseSink {
         client: server.client.clone(),
         dead_letters: DeadLetters::new(
-            "clickhouse",
+            StageId::ClickHouse.name(),
             TopicCodec::register(registry, &name(Topic::Dlq)).await?,
         ),
         codecs,

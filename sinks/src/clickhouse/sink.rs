@@ -77,7 +77,7 @@ impl Stage for ClickHouseSink {
     type Processor = ClickHousePartition;
 
     fn name(&self) -> &'static str {
-        "clickhouse"
+        StageId::ClickHouse.name()
     }
 
     fn inputs(&self) -> Vec<String> {

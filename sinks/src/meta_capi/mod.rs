@@ -38,7 +38,7 @@ pub async fn start(
         attempts_topic: Arc::from(attempts.topic()),
         attempts,
         dead_letters: DeadLetters::new(
-            "capi",
+            StageId::Capi.name(),
             TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
         ),
         graph: GraphClient::new(&config.graph_url, &config.api_version, config.timeout())

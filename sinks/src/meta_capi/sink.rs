@@ -29,6 +29,7 @@ use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, S
 use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::derived::{AttemptOutcome, CapiDispatchRequest, DispatchAttempt, DlqReason};
 use funnelhub_schemas::ids::{deterministic_id, now_ms};
+use funnelhub_schemas::StageId;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 
@@ -65,7 +66,7 @@ impl Stage for CapiSink {
     type Processor = CapiPartition;
 
     fn name(&self) -> &'static str {
-        "capi"
+        StageId::Capi.name()
     }
 
     fn inputs(&self) -> Vec<String> {
