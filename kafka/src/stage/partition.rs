@@ -272,7 +272,7 @@ async fn start<S: Stage>(
         };
         match attempt {
             Ok(started) => {
-                shared.stalls.cleared(id);
+                retry.recovered();
                 return Ok(started);
             }
             Err(e) => {
@@ -299,7 +299,7 @@ async fn process<S: Stage>(
         outputs.clear();
         match processor.process(batch, outputs).await {
             Ok(()) => {
-                shared.stalls.cleared(id);
+                retry.recovered();
                 return Ok(());
             }
             Err(ProcessError::Unavailable { dependency, reason }) => {
@@ -379,7 +379,7 @@ async fn flush<S: Stage>(
             }
         }
     }
-    shared.stalls.cleared(id);
+    retry.recovered();
     metrics::counter!("funnelhub_stage_written_total", "stage" => stage, "kind" => "output")
         .increment(outputs.len() as u64);
     metrics::counter!("funnelhub_stage_written_total", "stage" => stage, "kind" => "changelog")
@@ -394,12 +394,14 @@ pub(super) fn changelog_key(topic: &str, partition: i32) -> String {
 }
 
 /// The waits between tries of one step of a partition: exponential, jittered per
-/// partition, each failure recorded as a stall.
+/// partition, each failure recorded as a stall. Nothing is built or locked until a try
+/// fails: the step that works at once (nearly every batch) pays nothing.
 struct Retry<'a> {
     stage: &'static str,
     stalls: &'a Stalls,
     id: &'a PartitionId,
-    delays: ExponentialBackoff,
+    /// From the first failure on.
+    delays: Option<ExponentialBackoff>,
 }
 
 impl<'a> Retry<'a> {
@@ -408,11 +410,14 @@ impl<'a> Retry<'a> {
             stage: shared.stage.name(),
             stalls: &shared.stalls,
             id,
-            delays: ExponentialBuilder::default()
-                .with_max_delay(MAX_RETRY_DELAY)
-                .with_jitter()
-                .without_max_times()
-                .build(),
+            delays: None,
+        }
+    }
+
+    /// The step worked: the partition is no longer stalled, if this step had stalled it.
+    fn recovered(self) {
+        if self.delays.is_some() {
+            self.stalls.cleared(self.id);
         }
     }
 
@@ -434,7 +439,17 @@ impl<'a> Retry<'a> {
             "dependency" => dependency.as_str(),
         )
         .increment(1);
-        let delay = self.delays.next().unwrap_or(MAX_RETRY_DELAY);
+        let delay = self
+            .delays
+            .get_or_insert_with(|| {
+                ExponentialBuilder::default()
+                    .with_max_delay(MAX_RETRY_DELAY)
+                    .with_jitter()
+                    .without_max_times()
+                    .build()
+            })
+            .next()
+            .unwrap_or(MAX_RETRY_DELAY);
         tracing::warn!(
             stage,
             topic = %id.0,
