@@ -422,3 +422,31 @@ async fn a_rejected_record_is_dead_lettered_and_the_rest_of_its_partition_flows(
     }
     member.stop().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stage_that_reads_other_topics_than_the_stage_table_says_does_not_start() {
+    let bench = Bench::new("stage-declared").await;
+    let relay = Relay {
+        input: bench.input.clone(),
+        output: Arc::from(bench.output.as_str()),
+        downstream: Arc::new(Downstream::default()),
+        dead_letters: DeadLetters::new(
+            "relay",
+            TopicCodec::register(&bench.registry, &bench.dlq())
+                .await
+                .expect("dlq codec"),
+        ),
+    };
+    let refused = stage::spawn_declared(
+        &bench.kafka,
+        funnelhub_schemas::StageId::Funnel,
+        Arc::new(relay),
+        StageSettings::default(),
+    );
+    match refused {
+        Err(stage::StartError::Config(reason)) => {
+            assert!(reason.contains("the stage table says funnel"), "{reason}")
+        }
+        other => panic!("started against the table: {:?}", other.map(|s| s.name())),
+    }
+}
