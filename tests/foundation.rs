@@ -135,14 +135,15 @@ async fn every_schema_round_trips_through_the_registry_and_the_broker() {
     roundtrip(&kafka, &registry, Topic::CapiRequests, request).await;
     roundtrip(&kafka, &registry, Topic::CapiAttempts, attempt).await;
     roundtrip(&kafka, &registry, Topic::Dlq, dlq).await;
-    let (dedupe_state, funnel_state) = sample_changelogs();
-    roundtrip(&kafka, &registry, Topic::DedupeChangelog, dedupe_state).await;
-    roundtrip(&kafka, &registry, Topic::FunnelChangelog, funnel_state).await;
+    let (dedupe_state, funnel_state) = sample_state_entries();
+    roundtrip(&kafka, &registry, Topic::DedupeState, dedupe_state).await;
+    roundtrip(&kafka, &registry, Topic::FunnelState, funnel_state).await;
     roundtrip(
         &kafka,
         &registry,
-        Topic::MatchChangelog,
-        sample_match_changelog(),
+        Topic::MatchState,
+        // The decision: the union's richest branch.
+        sample_match_entries().remove(2),
     )
     .await;
     roundtrip(&kafka, &registry, Topic::Suppressions, sample_suppression()).await;

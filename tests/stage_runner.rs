@@ -12,7 +12,7 @@ use funnelhub_kafka::admin::{ensure_topics, TopicRequest};
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{
     self, Dependency, Output, PartitionProcessor, ProcessError, Record, RunningStage, Stage,
-    StageSettings,
+    StageSettings, StateChange,
 };
 use funnelhub_kafka::testing::{read_records, read_until, unique};
 use funnelhub_kafka::{client, KafkaConfig, SchemaRegistry, TopicCodec};
@@ -80,9 +80,9 @@ struct RelayPartition {
 }
 
 impl PartitionProcessor for RelayPartition {
-    type Changelog = DlqRecord;
+    type State = DlqRecord;
 
-    fn restore(&mut self, _change: DlqRecord) {}
+    fn restore(&mut self, _key: &str, _entry: DlqRecord) {}
 
     async fn process(
         &mut self,
@@ -114,7 +114,7 @@ impl PartitionProcessor for RelayPartition {
         Ok(())
     }
 
-    fn take_changes(&mut self) -> Vec<DlqRecord> {
+    fn take_changes(&mut self) -> Vec<StateChange<DlqRecord>> {
         Vec::new()
     }
 }

@@ -34,13 +34,13 @@ pub fn catalog_requests(config: &KafkaConfig) -> Vec<TopicRequest> {
             TopicRequest {
                 name,
                 partitions: config.partitions.unwrap_or(spec.partitions),
-                configs: [("retention.ms", spec.retention_ms.to_string())]
-                    .into_iter()
-                    .chain(
-                        spec.compacted
-                            .then(|| ("cleanup.policy", "compact".to_owned())),
-                    )
-                    .collect(),
+                configs: [
+                    ("retention.ms", spec.retention_ms.to_string()),
+                    ("cleanup.policy", spec.cleanup.policy().to_owned()),
+                ]
+                .into_iter()
+                .chain(spec.segment_ms.map(|ms| ("segment.ms", ms.to_string())))
+                .collect(),
             }
         })
         .collect()

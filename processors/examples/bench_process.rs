@@ -94,7 +94,7 @@ fn logic_round(events: &[EdgeEvent]) -> f64 {
         }
         if offset % 2000 == 1999 {
             // What a flush does: hand the changes to the changelog writer.
-            dedupe.take_pending();
+            dedupe.take_changes();
             funnel.take_changes();
             emitted.transitions.clear();
             emitted.tickets.clear();
@@ -121,7 +121,7 @@ fn matching(buyers: usize) {
         }
         if i % 2000 == 1999 {
             // What a flush does: hand the changes to the changelog writer.
-            state.take_changes("bench", 0);
+            state.take_changes();
             emitted.clear();
         }
     }

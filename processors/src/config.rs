@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use funnelhub_schemas::catalog::{
-    DEDUPE_CHANGELOG_RETENTION_DAYS, FUNNEL_CHANGELOG_RETENTION_DAYS, INPUT_RETENTION_DAYS,
-    MATCH_CHANGELOG_RETENTION_DAYS,
+    DEDUPE_STATE_RETENTION_DAYS, FUNNEL_STATE_RETENTION_DAYS, INPUT_RETENTION_DAYS,
+    MATCH_STATE_RETENTION_DAYS,
 };
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
@@ -121,11 +121,11 @@ impl MatchConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let max_lookback = (MATCH_CHANGELOG_RETENTION_DAYS - 1) * 24;
+        let max_lookback = (MATCH_STATE_RETENTION_DAYS - 1) * 24;
         if self.lookback_hours == 0 || i64::from(self.lookback_hours) > max_lookback {
             return Err(format!(
                 "process.matching.lookback_hours = {}: must be 1..={max_lookback} (the \
-                 changelog keeps {MATCH_CHANGELOG_RETENTION_DAYS} days)",
+                 state topic keeps {MATCH_STATE_RETENTION_DAYS} days)",
                 self.lookback_hours
             ));
         }
@@ -187,14 +187,14 @@ impl ProcessConfig {
         i64::from(self.session_ttl_hours) * HOUR_MS
     }
 
-    /// Refuse windows the changelogs do not retain (state older than the retention is gone,
+    /// Refuse windows the state topics do not retain (state older than the retention is gone,
     /// so a restored processor would forget keys the window still covers).
     pub fn validate(&self) -> Result<(), String> {
         let check = |field: &str, hours: u32, retention_days: i64| {
             let max = (retention_days - 1) * 24;
             if hours == 0 || i64::from(hours) > max {
                 Err(format!(
-                    "process.{field} = {hours}: must be 1..={max} (the changelog keeps \
+                    "process.{field} = {hours}: must be 1..={max} (the state topic keeps \
                      {retention_days} days; raise its retention.ms and this limit together)"
                 ))
             } else {
@@ -204,12 +204,12 @@ impl ProcessConfig {
         check(
             "dedupe_window_hours",
             self.dedupe_window_hours,
-            DEDUPE_CHANGELOG_RETENTION_DAYS,
+            DEDUPE_STATE_RETENTION_DAYS,
         )?;
         check(
             "session_ttl_hours",
             self.session_ttl_hours,
-            FUNNEL_CHANGELOG_RETENTION_DAYS,
+            FUNNEL_STATE_RETENTION_DAYS,
         )?;
         if self.max_batch == 0 {
             return Err("process.max_batch must be at least 1".into());

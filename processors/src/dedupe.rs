@@ -13,20 +13,19 @@ use foldhash::HashMap;
 use std::sync::Arc;
 
 use funnelhub_kafka::dlq::DeadLetters;
-use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
+use funnelhub_kafka::stage::{
+    Output, PartitionProcessor, ProcessError, Record, Stage, StateChange,
+};
 use funnelhub_kafka::{DecodeError, Suppressions, TopicCodec};
 use funnelhub_schemas::derived::DedupedEvent;
 use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::ids::now_ms;
 use funnelhub_schemas::privacy::DedupeKey;
-use funnelhub_schemas::state::{DedupeChangelog, DedupeEntry};
+use funnelhub_schemas::state::DedupeEntry;
 use funnelhub_schemas::StageId;
 use funnelhub_tenants::TenantDirectory;
 
 use crate::retention::Sweeper;
-
-/// Changelog records hold at most this many entries (bounded message size).
-const CHANGELOG_CHUNK: usize = 2000;
 
 /// The dedupe key of an event (defined with the event contract, in `schemas`).
 pub fn dedupe_key(event: &EdgeEvent) -> String {
@@ -69,8 +68,8 @@ pub struct DedupeState {
     arrivals: VecDeque<(i64, Arc<str>)>,
     /// Newest record time seen.
     watermark: i64,
-    /// Entries not yet written to the changelog.
-    pending: Vec<DedupeEntry>,
+    /// Changes not yet written to the state topic, in order.
+    changes: Vec<StateChange<DedupeEntry>>,
 }
 
 impl DedupeState {
@@ -81,7 +80,7 @@ impl DedupeState {
             seen: HashMap::default(),
             arrivals: VecDeque::new(),
             watermark: i64::MIN,
-            pending: Vec::new(),
+            changes: Vec::new(),
         }
     }
 
@@ -108,10 +107,13 @@ impl DedupeState {
             };
         }
         self.remember(Arc::from(key), offset, time);
-        self.pending.push(DedupeEntry {
-            dedupe_key: key.to_owned(),
-            first_seen_offset: offset,
-            record_time: time,
+        self.changes.push(StateChange::Put {
+            key: key.to_owned(),
+            entry: DedupeEntry {
+                dedupe_key: key.to_owned(),
+                first_seen_offset: offset,
+                record_time: time,
+            },
         });
         self.expire();
         Verdict::New
@@ -133,6 +135,9 @@ impl DedupeState {
             let (time, key) = self.arrivals.pop_front().expect("front exists");
             if self.seen.get(&key).is_some_and(|s| s.time == time) {
                 self.seen.remove(&key);
+                self.changes.push(StateChange::Delete {
+                    key: key.to_string(),
+                });
             }
         }
     }
@@ -146,27 +151,49 @@ impl DedupeState {
     /// queue entries are skipped by expiry.
     pub fn forget(&mut self, drop: impl Fn(&str, i64) -> bool) -> usize {
         let before = self.seen.len();
-        self.seen.retain(|key, seen| !drop(key, seen.time));
+        let changes = &mut self.changes;
+        self.seen.retain(|key, seen| {
+            let keep = !drop(key, seen.time);
+            if !keep {
+                changes.push(StateChange::Delete {
+                    key: key.to_string(),
+                });
+            }
+            keep
+        });
         before - self.seen.len()
     }
 
-    /// Apply entries read from the changelog (restore).
-    pub fn restore(&mut self, entries: Vec<DedupeEntry>) {
-        for entry in entries {
-            if !self.seen.contains_key(entry.dedupe_key.as_str()) {
-                self.remember(
-                    Arc::from(entry.dedupe_key),
-                    entry.first_seen_offset,
-                    entry.record_time,
-                );
-            }
+    /// Apply an entry read from the state topic (restore).
+    pub fn restore(&mut self, entry: DedupeEntry) {
+        if !self.seen.contains_key(entry.dedupe_key.as_str()) {
+            self.remember(
+                Arc::from(entry.dedupe_key),
+                entry.first_seen_offset,
+                entry.record_time,
+            );
         }
         self.expire();
     }
 
-    /// New entries since the last call.
-    pub fn take_pending(&mut self) -> Vec<DedupeEntry> {
-        std::mem::take(&mut self.pending)
+    /// The key → entry of every key remembered, sorted by key (to compare states).
+    pub fn entries(&self) -> Vec<DedupeEntry> {
+        let mut entries: Vec<DedupeEntry> = self
+            .seen
+            .iter()
+            .map(|(key, seen)| DedupeEntry {
+                dedupe_key: key.to_string(),
+                first_seen_offset: seen.offset,
+                record_time: seen.time,
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| a.dedupe_key.cmp(&b.dedupe_key));
+        entries
+    }
+
+    /// Changes since the last call, in order: a key first seen, a key that left.
+    pub fn take_changes(&mut self) -> Vec<StateChange<DedupeEntry>> {
+        std::mem::take(&mut self.changes)
     }
 }
 
@@ -179,7 +206,7 @@ pub struct DedupeStage {
     pub(crate) onboarding: TopicCodec<OnboardingEvent>,
     pub(crate) deduped: TopicCodec<DedupedEvent>,
     pub(crate) dead_letters: Arc<DeadLetters>,
-    pub(crate) changelog: TopicCodec<DedupeChangelog>,
+    pub(crate) changelog: TopicCodec<DedupeEntry>,
     pub(crate) suppressions: Suppressions,
     /// Tenants' `retention_days` (live).
     pub(crate) tenants: TenantDirectory,
@@ -219,7 +246,7 @@ impl Stage for DedupeStage {
         ]
     }
 
-    fn changelog(&self) -> Option<&TopicCodec<DedupeChangelog>> {
+    fn changelog(&self) -> Option<&TopicCodec<DedupeEntry>> {
         Some(&self.changelog)
     }
 
@@ -245,14 +272,21 @@ pub struct DedupeProcessor {
 }
 
 impl PartitionProcessor for DedupeProcessor {
-    type Changelog = DedupeChangelog;
+    type State = DedupeEntry;
 
-    fn restore(&mut self, mut change: DedupeChangelog) {
-        let suppressions = &self.stage.suppressions;
-        change
-            .entries
-            .retain(|entry| !suppressions.covers(&DedupeKey(&entry.dedupe_key)));
-        self.state.restore(change.entries);
+    fn restore(&mut self, key: &str, entry: DedupeEntry) {
+        if self
+            .stage
+            .suppressions
+            .covers(&DedupeKey(&entry.dedupe_key))
+        {
+            // A purged person's key leaves the state topic too.
+            self.state.changes.push(StateChange::Delete {
+                key: key.to_owned(),
+            });
+            return;
+        }
+        self.state.restore(entry);
     }
 
     async fn process(
@@ -350,22 +384,8 @@ impl PartitionProcessor for DedupeProcessor {
         Ok(())
     }
 
-    fn split_change(
-        change: DedupeChangelog,
-    ) -> Result<(DedupeChangelog, DedupeChangelog), DedupeChangelog> {
-        change.halves()
-    }
-
-    fn take_changes(&mut self) -> Vec<DedupeChangelog> {
-        let pending = self.state.take_pending();
-        pending
-            .chunks(CHANGELOG_CHUNK)
-            .map(|entries| DedupeChangelog {
-                source_topic: self.topic.clone(),
-                source_partition: self.partition,
-                entries: entries.to_vec(),
-            })
-            .collect()
+    fn take_changes(&mut self) -> Vec<StateChange<DedupeEntry>> {
+        self.state.take_changes()
     }
 }
 
@@ -391,8 +411,8 @@ mod tests {
             }
         );
         assert_eq!(state.check("other", 13, HOUR), Verdict::New);
-        assert_eq!(state.take_pending().len(), 2, "only first occurrences");
-        assert!(state.take_pending().is_empty());
+        assert_eq!(state.take_changes().len(), 2, "only first occurrences");
+        assert!(state.take_changes().is_empty());
     }
 
     #[test]
@@ -402,8 +422,15 @@ mod tests {
         state.check("fresh", 2, 23 * HOUR);
         assert_eq!(state.len(), 2, "nothing is a day old yet");
         // A record 25 h after the first pushes the first key out of the window.
+        state.take_changes();
         state.check("later", 3, 25 * HOUR);
         assert_eq!(state.len(), 2);
+        let changes = state.take_changes();
+        assert!(
+            matches!(&changes[..], [StateChange::Put { key: put, .. }, StateChange::Delete { key: gone }]
+                if put == "later" && gone == "old"),
+            "the key that left the window is deleted from the state topic: {changes:?}"
+        );
         assert_eq!(state.check("old", 4, 25 * HOUR), Verdict::New, "forgotten");
         assert_eq!(
             state.check("fresh", 5, 25 * HOUR),
@@ -420,8 +447,14 @@ mod tests {
             original.check(key, i as i64, i as i64 * HOUR);
         }
         let mut restored = DedupeState::new(24 * HOUR);
-        restored.restore(original.take_pending());
+        for change in original.take_changes() {
+            let StateChange::Put { entry, .. } = change else {
+                panic!("nothing left the window: {change:?}");
+            };
+            restored.restore(entry);
+        }
         assert_eq!(restored.len(), 3);
+        assert_eq!(restored.entries(), original.entries());
         assert_eq!(restored.check("b", 1, 5 * HOUR), Verdict::Replay);
         assert_eq!(
             restored.check("c", 9, 5 * HOUR),
@@ -430,7 +463,7 @@ mod tests {
             }
         );
         assert!(
-            restored.take_pending().is_empty(),
+            restored.take_changes().is_empty(),
             "restored keys are not written back"
         );
     }
@@ -449,8 +482,15 @@ mod tests {
         state.check("short:track:click:e3", 3, 47 * HOUR);
         let none = Suppressions::none();
         let sweep = Sweep::new(&none, &tenants, state.watermark(), 7 * 24 * HOUR);
+        state.take_changes();
         let forgotten = state.forget(|key, time| sweep.drops(&DedupeKey(key), time));
         assert_eq!(forgotten, 1);
+        assert_eq!(
+            state.take_changes(),
+            vec![StateChange::Delete {
+                key: "short:track:click:e1".into()
+            }]
+        );
         assert_eq!(
             state.check("short:track:click:e1", 9, 48 * HOUR),
             Verdict::New

@@ -23,7 +23,9 @@ use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
 use funnelhub_kafka::dlq::DeadLetters;
-use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
+use funnelhub_kafka::stage::{
+    Output, PartitionProcessor, ProcessError, Record, Stage, StateChange,
+};
 use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::catalog::key;
 use funnelhub_schemas::common::EventType;
@@ -32,7 +34,7 @@ use funnelhub_schemas::derived::{
 };
 use funnelhub_schemas::events::EdgeEvent;
 use funnelhub_schemas::ids::deterministic_id;
-use funnelhub_schemas::state::{FunnelChangelog, FunnelSession, TimelineEntry};
+use funnelhub_schemas::state::{FunnelSession, TimelineEntry};
 use funnelhub_schemas::StageId;
 use funnelhub_tenants::TenantDirectory;
 
@@ -41,8 +43,6 @@ use crate::retention::Sweeper;
 
 /// Timeline entries kept per session (the oldest go first).
 const TIMELINE_LIMIT: usize = 100;
-/// Sessions per changelog record (bounded message size).
-const CHANGELOG_CHUNK: usize = 200;
 /// Expired sessions are swept once per this much record time.
 const SWEEP_EVERY_MS: i64 = 60 * 60 * 1000;
 
@@ -94,12 +94,13 @@ pub struct Emitted {
 #[derive(Debug)]
 pub struct FunnelState {
     ttl_ms: i64,
-    /// Shared with the changelog records of a flush, which write them without copying
+    /// Shared with the state changes of a flush, which write them without copying
     /// (a session changed while a flush still holds it is copied then, `Arc::make_mut`).
     /// Behind a pointer, the map moves 8 bytes per session when it grows.
     sessions: HashMap<String, Arc<FunnelSession>>,
     changed: HashSet<String>,
-    expired: Vec<Arc<FunnelSession>>,
+    /// Keys of the sessions that left since the last flush.
+    gone: Vec<String>,
     watermark: i64,
     next_sweep: i64,
 }
@@ -111,7 +112,7 @@ impl FunnelState {
             ttl_ms,
             sessions: HashMap::default(),
             changed: HashSet::default(),
-            expired: Vec::new(),
+            gone: Vec::new(),
             watermark: i64::MIN,
             next_sweep: i64::MIN,
         }
@@ -154,7 +155,6 @@ impl FunnelState {
                 domain: None,
                 utm_campaign: None,
                 timeline: Vec::new(),
-                expired: false,
             });
             self.sessions.insert(session_key.clone(), session);
         }
@@ -311,7 +311,7 @@ impl FunnelState {
     }
 
     /// Drop the sessions `drop` names (a tenant's shorter retention, a purged person); they
-    /// are written to the changelog as expired, so a restore drops them too. How many.
+    /// are deleted from the state topic too. How many.
     pub fn forget(&mut self, drop: impl Fn(&FunnelSession) -> bool) -> usize {
         let gone: Vec<String> = self
             .sessions
@@ -320,37 +320,45 @@ impl FunnelState {
             .map(|(k, _)| k.clone())
             .collect();
         for key in &gone {
-            if let Some(mut session) = self.sessions.remove(key) {
-                self.changed.remove(key);
-                Arc::make_mut(&mut session).expired = true;
-                self.expired.push(session);
-            }
+            self.sessions.remove(key);
+            self.changed.remove(key);
         }
-        gone.len()
+        let count = gone.len();
+        self.gone.extend(gone);
+        count
     }
 
-    /// Apply sessions read from the changelog (restore): the last state of each wins.
-    pub fn restore(&mut self, sessions: Vec<Arc<FunnelSession>>) {
-        for session in sessions {
-            let key = session_key(&session.tenant_id, session.funnel, &session.subject_id);
-            if session.expired {
-                self.sessions.remove(&key);
-            } else {
-                self.watermark = self.watermark.max(session.last_record_time);
-                self.sessions.insert(key, session);
-            }
-        }
+    /// Apply a session read from the state topic (restore).
+    pub fn restore(&mut self, key: &str, session: Arc<FunnelSession>) {
+        self.watermark = self.watermark.max(session.last_record_time);
+        self.sessions.insert(key.to_owned(), session);
     }
 
-    /// Sessions changed or expired since the last call.
-    pub fn take_changes(&mut self) -> Vec<Arc<FunnelSession>> {
-        let mut changes = std::mem::take(&mut self.expired);
+    /// Changes since the last call: the sessions that left, then those changed.
+    pub fn take_changes(&mut self) -> Vec<StateChange<Arc<FunnelSession>>> {
+        let mut changes: Vec<_> = self
+            .gone
+            .drain(..)
+            .map(|key| StateChange::Delete { key })
+            .collect();
         for key in self.changed.drain() {
             if let Some(session) = self.sessions.get(&key) {
-                changes.push(Arc::clone(session));
+                let entry = Arc::clone(session);
+                changes.push(StateChange::Put { key, entry });
             }
         }
         changes
+    }
+
+    /// Every session, sorted by key (to compare states).
+    pub fn sessions(&self) -> Vec<(&str, &FunnelSession)> {
+        let mut sessions: Vec<_> = self
+            .sessions
+            .iter()
+            .map(|(key, session)| (key.as_str(), &**session))
+            .collect();
+        sessions.sort_unstable_by_key(|(key, _)| *key);
+        sessions
     }
 }
 
@@ -366,7 +374,7 @@ pub struct FunnelStageProcessor {
     pub(crate) transitions: TopicCodec<FunnelTransition>,
     pub(crate) tickets: TopicCodec<OpsTicket>,
     pub(crate) dead_letters: Arc<DeadLetters>,
-    pub(crate) changelog: TopicCodec<FunnelChangelog>,
+    pub(crate) changelog: TopicCodec<Arc<FunnelSession>>,
     pub(crate) suppressions: Suppressions,
     /// Tenants' `retention_days` (live).
     pub(crate) tenants: TenantDirectory,
@@ -383,7 +391,7 @@ impl Stage for FunnelStageProcessor {
         vec![self.deduped.topic().to_owned()]
     }
 
-    fn changelog(&self) -> Option<&TopicCodec<FunnelChangelog>> {
+    fn changelog(&self) -> Option<&TopicCodec<Arc<FunnelSession>>> {
         Some(&self.changelog)
     }
 
@@ -411,15 +419,15 @@ pub struct FunnelProcessor {
 }
 
 impl PartitionProcessor for FunnelProcessor {
-    type Changelog = FunnelChangelog;
+    type State = Arc<FunnelSession>;
 
-    fn restore(&mut self, mut change: FunnelChangelog) {
-        for session in &mut change.sessions {
-            if !session.expired && self.stage.suppressions.covers(&**session) {
-                Arc::make_mut(session).expired = true;
-            }
+    fn restore(&mut self, key: &str, session: Arc<FunnelSession>) {
+        if self.stage.suppressions.covers(&*session) {
+            // A purged person's session leaves the state topic too.
+            self.state.gone.push(key.to_owned());
+            return;
         }
-        self.state.restore(change.sessions);
+        self.state.restore(key, session);
     }
 
     async fn process(
@@ -467,22 +475,8 @@ impl PartitionProcessor for FunnelProcessor {
         Ok(())
     }
 
-    fn split_change(
-        change: FunnelChangelog,
-    ) -> Result<(FunnelChangelog, FunnelChangelog), FunnelChangelog> {
-        change.halves()
-    }
-
-    fn take_changes(&mut self) -> Vec<FunnelChangelog> {
-        self.state
-            .take_changes()
-            .chunks(CHANGELOG_CHUNK)
-            .map(|sessions| FunnelChangelog {
-                source_topic: self.topic.clone(),
-                source_partition: self.partition,
-                sessions: sessions.to_vec(),
-            })
-            .collect()
+    fn take_changes(&mut self) -> Vec<StateChange<Arc<FunnelSession>>> {
+        self.state.take_changes()
     }
 }
 
@@ -540,14 +534,14 @@ mod tests {
         let mut state = FunnelState::new(i64::MAX / 4);
         let mut emitted = Emitted::default();
         state.apply(&hit("acme", "s", "e1"), 10, &mut emitted);
-        let flushed = state.take_changes();
+        let flushed = puts(state.take_changes());
         assert_eq!(flushed.len(), 1);
         // The flush still holds the session while the next event changes it.
         state.apply(&hit("acme", "s", "e2"), 20, &mut emitted);
-        assert_eq!(flushed[0].timeline.len(), 1);
-        assert_eq!(flushed[0].last_record_time, 10);
-        let next = state.take_changes();
-        assert_eq!(next[0].timeline.len(), 2);
+        assert_eq!(flushed[0].1.timeline.len(), 1);
+        assert_eq!(flushed[0].1.last_record_time, 10);
+        let next = puts(state.take_changes());
+        assert_eq!(next[0].1.timeline.len(), 2);
         assert_eq!(
             state
                 .session("acme", Funnel::Tracking, "s")
@@ -566,23 +560,61 @@ mod tests {
         assert_eq!(before, after);
     }
 
+    /// The puts of `changes`.
+    fn puts(changes: Vec<StateChange<Arc<FunnelSession>>>) -> Vec<(String, Arc<FunnelSession>)> {
+        changes
+            .into_iter()
+            .filter_map(|c| match c {
+                StateChange::Put { key, entry } => Some((key, entry)),
+                StateChange::Delete { .. } => None,
+            })
+            .collect()
+    }
+
+    /// A state topic: the last entry of each key, none for a deleted key.
+    #[derive(Default)]
+    struct Table(std::collections::BTreeMap<String, Arc<FunnelSession>>);
+
+    impl Table {
+        fn write(&mut self, changes: Vec<StateChange<Arc<FunnelSession>>>) {
+            for change in changes {
+                match change {
+                    StateChange::Put { key, entry } => self.0.insert(key, entry),
+                    StateChange::Delete { key } => self.0.remove(&key),
+                };
+            }
+        }
+
+        fn restore(&self) -> FunnelState {
+            let mut state = FunnelState::new(i64::MAX / 4);
+            for (key, session) in &self.0 {
+                state.restore(key, session.clone());
+            }
+            state
+        }
+    }
+
     #[test]
-    fn forgotten_sessions_are_written_expired_and_a_restore_drops_them() {
+    fn forgotten_sessions_are_deleted_from_the_state_topic() {
         let mut state = FunnelState::new(i64::MAX / 4);
         let mut emitted = Emitted::default();
+        let mut table = Table::default();
         state.apply(&hit("acme", "gone", "e1"), 10, &mut emitted);
         state.apply(&hit("acme", "kept", "e2"), 20, &mut emitted);
-        let mut restored = FunnelState::new(i64::MAX / 4);
-        restored.restore(state.take_changes());
-        assert_eq!(restored.len(), 2);
+        table.write(state.take_changes());
+        assert_eq!(table.restore().len(), 2);
+        assert_eq!(table.restore().sessions(), state.sessions());
 
         let forgotten = state.forget(|s| s.timeline.iter().any(|e| e.event_id == "e1"));
         assert_eq!(forgotten, 1);
         assert!(state.session("acme", Funnel::Tracking, "gone").is_none());
         let changes = state.take_changes();
-        assert_eq!(changes.len(), 1);
-        assert!(changes[0].expired && changes[0].subject_id == "gone");
-        restored.restore(changes);
+        assert!(
+            matches!(&changes[..], [StateChange::Delete { key }] if key.contains("gone")),
+            "{changes:?}"
+        );
+        table.write(changes);
+        let restored = table.restore();
         assert!(restored.session("acme", Funnel::Tracking, "gone").is_none());
         assert!(restored.session("acme", Funnel::Tracking, "kept").is_some());
 

@@ -137,8 +137,7 @@ pub async fn start(
                 StageId::Dedupe.name(),
                 TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
             )),
-            changelog: TopicCodec::register(registry, &catalog.name(Topic::DedupeChangelog))
-                .await?,
+            changelog: TopicCodec::register(registry, &catalog.name(Topic::DedupeState)).await?,
             suppressions: suppressions.clone(),
             tenants: control.tenants.clone(),
         });
@@ -160,8 +159,7 @@ pub async fn start(
                 StageId::Funnel.name(),
                 TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
             )),
-            changelog: TopicCodec::register(registry, &catalog.name(Topic::FunnelChangelog))
-                .await?,
+            changelog: TopicCodec::register(registry, &catalog.name(Topic::FunnelState)).await?,
             suppressions: suppressions.clone(),
             tenants: control.tenants.clone(),
         });
@@ -202,7 +200,7 @@ pub async fn start(
             results: TopicCodec::register(registry, &catalog.name(Topic::MatchResults)).await?,
             requests: TopicCodec::register(registry, &catalog.name(Topic::CapiRequests)).await?,
             dead_letters: dead_letters(StageId::Match.name()).await?,
-            changelog: TopicCodec::register(registry, &catalog.name(Topic::MatchChangelog)).await?,
+            changelog: TopicCodec::register(registry, &catalog.name(Topic::MatchState)).await?,
             suppressions,
             tenants: control.tenants.clone(),
         });

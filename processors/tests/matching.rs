@@ -266,9 +266,9 @@ async fn conversions_match_their_true_visits_and_a_replay_gives_the_same_records
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn hits_too_large_for_one_changelog_record_are_written_in_parts_and_restored() {
+async fn large_hits_are_each_their_own_state_entry_and_restored() {
     // Twenty anonymous pageviews carrying ~190 KB of content ids each (as the edge accepts
-    // them): one batch whose matcher changelog would be ~3.8 MB in one record.
+    // them): one batch whose state changes are ~3.8 MB, more than one Kafka message.
     let harness = Harness::new("match-large").await;
     let hits: Vec<EdgeEvent> = (0..20)
         .map(|i| {
@@ -292,14 +292,16 @@ async fn hits_too_large_for_one_changelog_record_are_written_in_parts_and_restor
     assert!(!processors.has_failed(), "the match stage keeps running");
     processors.stop().await.expect("stops");
 
-    let changelog = harness.catalog.name(Topic::MatchChangelog);
-    let written = funnelhub_kafka::testing::record_count(&harness.kafka, &changelog);
-    assert!(written > 1, "written in parts: {written}");
+    let state = harness.catalog.name(Topic::MatchState);
+    let written = funnelhub_kafka::testing::record_count(&harness.kafka, &state);
     let records = harness
-        .read::<funnelhub_schemas::state::MatchChangelog>(Topic::MatchChangelog, written)
+        .read::<funnelhub_schemas::state::MatchEntry>(Topic::MatchState, written)
         .await;
-    let hits_kept: usize = records.iter().map(|r| r.hits.len()).sum();
-    assert_eq!(hits_kept, 20, "every hit in the changelog once");
+    let hits_kept = records
+        .iter()
+        .filter(|r| matches!(r.entry, funnelhub_schemas::state::MatchFact::TrackingHit(_)))
+        .count();
+    assert_eq!(hits_kept, 20, "every hit in the state once");
 
     // A new member restores every part before it processes anything more.
     let processors = harness.start().await;

@@ -15,16 +15,20 @@ use crate::derived::{
 use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
 use crate::privacy::Suppression;
 use crate::setup::{SetupActionLog, SetupSession};
-use crate::state::{DedupeChangelog, FunnelChangelog, MatchChangelog};
+use crate::state::{DedupeEntry, FunnelSession, MatchEntry};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
-/// Retention of the dedupe changelog: the longest dedupe window is one day less.
-pub const DEDUPE_CHANGELOG_RETENTION_DAYS: i64 = 15;
-/// Retention of the funnel changelog: the longest session TTL is one day less.
-pub const FUNNEL_CHANGELOG_RETENTION_DAYS: i64 = 31;
-/// Retention of the matcher changelog: decisions are kept one day less, as long as the
+/// Retention of the dedupe state topic: the longest dedupe window is one day less.
+pub const DEDUPE_STATE_RETENTION_DAYS: i64 = 15;
+/// Retention of the funnel state topic: the longest session TTL is one day less.
+pub const FUNNEL_STATE_RETENTION_DAYS: i64 = 31;
+/// Retention of the matcher state topic: decisions are kept one day less, as long as the
 /// matcher's input is retained, so a replay of any conversion finds its decision.
-pub const MATCH_CHANGELOG_RETENTION_DAYS: i64 = 31;
+pub const MATCH_STATE_RETENTION_DAYS: i64 = 31;
+/// How long a state topic's active segment stays open: compaction never touches the
+/// active segment, so this bounds how long a superseded entry or a tombstone waits before
+/// the log cleaner may remove it (whatever the traffic).
+pub const STATE_SEGMENT_MS: i64 = 60 * 60 * 1000;
 /// Retention of `matching.inputs` (and of the raw topics a full replay starts from).
 pub const INPUT_RETENTION_DAYS: i64 = 30;
 
@@ -43,12 +47,13 @@ pub enum Topic {
     CapiRequests,
     CapiAttempts,
     Dlq,
-    /// Dedupe state, replayed by a new owner of a source partition.
-    DedupeChangelog,
-    /// Funnel state, replayed by a new owner of a source partition.
-    FunnelChangelog,
-    /// Matcher state, replayed by a new owner of a source partition.
-    MatchChangelog,
+    /// Dedupe state (a table by dedupe key), read by a new owner of a source partition.
+    DedupeState,
+    /// Funnel state (a table by session), read by a new owner of a source partition.
+    FunnelState,
+    /// Matcher state (a table of hits, conversions and stream time), read by a new owner
+    /// of a source partition.
+    MatchState,
     /// Purged identifiers and what was tied to them: every stage skips those records.
     Suppressions,
     /// Tenants (the control plane): every service follows it.
@@ -139,11 +144,43 @@ pub struct TopicSpec {
     pub value_schema: &'static str,
     /// `retention.ms` set at creation: how far back a replay can go (`-1`: forever).
     pub retention_ms: i64,
-    /// Compacted (`cleanup.policy=compact`): a table kept by key, read whole by every
-    /// process, not a stream.
-    pub compacted: bool,
+    /// What the broker removes (`cleanup.policy`).
+    pub cleanup: Cleanup,
+    /// `segment.ms` set at creation, if not the broker's default.
+    pub segment_ms: Option<i64>,
     /// Who writes it.
     pub producer: &'static str,
+}
+
+/// What the broker removes from a topic (`cleanup.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Records older than the retention (a stream).
+    Delete,
+    /// Every record but the last of its key, and tombstones (a table, never expiring).
+    Compact,
+    /// Both: a table whose entries also leave once older than the retention.
+    CompactAndDelete,
+}
+
+impl Cleanup {
+    /// Its `cleanup.policy` value.
+    pub const fn policy(self) -> &'static str {
+        match self {
+            Cleanup::Delete => "delete",
+            Cleanup::Compact => "compact",
+            Cleanup::CompactAndDelete => "compact,delete",
+        }
+    }
+}
+
+/// A state topic: compacted and retained, with segments that roll.
+const fn state(spec: TopicSpec) -> TopicSpec {
+    TopicSpec {
+        cleanup: Cleanup::CompactAndDelete,
+        segment_ms: Some(STATE_SEGMENT_MS),
+        ..spec
+    }
 }
 
 impl Topic {
@@ -160,9 +197,9 @@ impl Topic {
         Topic::CapiRequests,
         Topic::CapiAttempts,
         Topic::Dlq,
-        Topic::DedupeChangelog,
-        Topic::FunnelChangelog,
-        Topic::MatchChangelog,
+        Topic::DedupeState,
+        Topic::FunnelState,
+        Topic::MatchState,
         Topic::Suppressions,
         Topic::Tenants,
         Topic::SetupSessions,
@@ -184,7 +221,8 @@ impl Topic {
                 key,
                 value_schema,
                 retention_ms: retention_days * DAY_MS,
-                compacted: false,
+                cleanup: Cleanup::Delete,
+                segment_ms: None,
                 producer,
             }
         }
@@ -266,33 +304,35 @@ impl Topic {
                 90,
                 "every stage",
             ),
-            // Retention bounds the dedupe window and the session TTL a processor may be
-            // configured with (it checks at start-up): state older than that is gone.
-            Topic::DedupeChangelog => spec(
-                "dedupe.changelog",
-                "source_topic:source_partition",
-                DedupeChangelog::FULL_NAME,
-                DEDUPE_CHANGELOG_RETENTION_DAYS,
+            // Tables by state key: compaction keeps each key's last entry and drops
+            // tombstones; retention bounds the dedupe window and the session TTL a
+            // processor may be configured with (it checks at start-up), and removes what
+            // no tombstone did.
+            Topic::DedupeState => state(spec(
+                "dedupe.state",
+                "source_topic:source_partition/dedupe_key",
+                DedupeEntry::FULL_NAME,
+                DEDUPE_STATE_RETENTION_DAYS,
                 "dedupe processor",
-            ),
-            Topic::FunnelChangelog => spec(
-                "funnel.changelog",
-                "source_topic:source_partition",
-                FunnelChangelog::FULL_NAME,
-                FUNNEL_CHANGELOG_RETENTION_DAYS,
+            )),
+            Topic::FunnelState => state(spec(
+                "funnel.state",
+                "source_topic:source_partition/tenant_id:funnel:subject_id",
+                FunnelSession::FULL_NAME,
+                FUNNEL_STATE_RETENTION_DAYS,
                 "funnel processor",
-            ),
-            Topic::MatchChangelog => spec(
-                "matching.changelog",
-                "source_topic:source_partition",
-                MatchChangelog::FULL_NAME,
-                MATCH_CHANGELOG_RETENTION_DAYS,
+            )),
+            Topic::MatchState => state(spec(
+                "matching.state",
+                "source_topic:source_partition/ then hit:..., conversion:... or stream-time",
+                MatchEntry::FULL_NAME,
+                MATCH_STATE_RETENTION_DAYS,
                 "matcher",
-            ),
+            )),
             Topic::Suppressions => TopicSpec {
                 partitions: 1,
                 retention_ms: -1,
-                compacted: true,
+                cleanup: Cleanup::Compact,
                 ..spec(
                     "privacy.suppressions",
                     "tenant_id:purge_id",
@@ -304,7 +344,7 @@ impl Topic {
             Topic::Tenants => TopicSpec {
                 partitions: 1,
                 retention_ms: -1,
-                compacted: true,
+                cleanup: Cleanup::Compact,
                 ..spec(
                     "control.tenants",
                     "tenant_id",
@@ -316,7 +356,7 @@ impl Topic {
             Topic::SetupSessions => TopicSpec {
                 partitions: 1,
                 retention_ms: -1,
-                compacted: true,
+                cleanup: Cleanup::Compact,
                 ..spec(
                     "setup.sessions",
                     "session_id",
@@ -408,9 +448,9 @@ mod tests {
                 assert!(
                     !matches!(
                         topic,
-                        Topic::DedupeChangelog | Topic::FunnelChangelog | Topic::MatchChangelog
+                        Topic::DedupeState | Topic::FunnelState | Topic::MatchState
                     ),
-                    "{stage:?}: changelogs are restored, not consumed"
+                    "{stage:?}: state topics are restored, not consumed"
                 );
             }
         }
@@ -430,7 +470,10 @@ mod tests {
                 "{topic:?}"
             );
             assert!(spec.partitions > 0);
-            assert!(spec.retention_ms > 0 || (spec.compacted && spec.retention_ms == -1));
+            assert!(
+                spec.retention_ms > 0
+                    || (spec.cleanup == Cleanup::Compact && spec.retention_ms == -1)
+            );
         }
         assert_eq!(Catalog::new("t1").value_subject(Topic::Dlq), "t1.dlq-value");
     }

@@ -26,7 +26,7 @@ use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
 use crate::privacy::Suppression;
 use crate::schema_set::{RecordSchema, SchemaSet};
 use crate::setup::{SetupActionLog, SetupSession};
-use crate::state::{DedupeChangelog, FunnelChangelog, MatchChangelog};
+use crate::state::{DedupeEntry, FunnelSession, MatchEntry};
 use crate::Error;
 
 /// The Confluent wire-format magic byte.
@@ -66,9 +66,10 @@ avro_records! {
     CapiDispatchRequest => "io.funnelhub.derived.CapiDispatchRequest",
     DispatchAttempt => "io.funnelhub.derived.DispatchAttempt",
     DlqRecord => "io.funnelhub.derived.DlqRecord",
-    DedupeChangelog => "io.funnelhub.state.DedupeChangelog",
-    FunnelChangelog => "io.funnelhub.state.FunnelChangelog",
-    MatchChangelog => "io.funnelhub.state.MatchChangelog",
+    DedupeEntry => "io.funnelhub.state.DedupeEntry",
+    FunnelSession => "io.funnelhub.state.FunnelSession",
+    std::sync::Arc<FunnelSession> => "io.funnelhub.state.FunnelSession",
+    MatchEntry => "io.funnelhub.state.MatchEntry",
     Suppression => "io.funnelhub.privacy.Suppression",
     TenantRecord => "io.funnelhub.control.TenantRecord",
     SetupSession => "io.funnelhub.setup.SetupSession",
@@ -184,9 +185,9 @@ mod tests {
             CapiDispatchRequest::FULL_NAME,
             DispatchAttempt::FULL_NAME,
             DlqRecord::FULL_NAME,
-            DedupeChangelog::FULL_NAME,
-            FunnelChangelog::FULL_NAME,
-            MatchChangelog::FULL_NAME,
+            DedupeEntry::FULL_NAME,
+            FunnelSession::FULL_NAME,
+            MatchEntry::FULL_NAME,
         ] {
             assert!(SchemaSet::bundled().get(name).is_some(), "{name}");
             assert!(WRITERS.contains_key(name), "{name}");

@@ -19,7 +19,7 @@ pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use catalog::{Catalog, StageId, Topic, TopicSpec};
+pub use catalog::{Catalog, Cleanup, StageId, Topic, TopicSpec};
 pub use codec::{AvroRecord, Decoder};
 pub use schema_set::{RecordSchema, SchemaSet};
 

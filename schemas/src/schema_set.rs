@@ -38,18 +38,9 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../avro/DispatchAttempt.avsc"),
     ),
     ("DlqRecord", include_str!("../avro/DlqRecord.avsc")),
-    (
-        "DedupeChangelog",
-        include_str!("../avro/DedupeChangelog.avsc"),
-    ),
-    (
-        "FunnelChangelog",
-        include_str!("../avro/FunnelChangelog.avsc"),
-    ),
-    (
-        "MatchChangelog",
-        include_str!("../avro/MatchChangelog.avsc"),
-    ),
+    ("DedupeEntry", include_str!("../avro/DedupeEntry.avsc")),
+    ("FunnelSession", include_str!("../avro/FunnelSession.avsc")),
+    ("MatchEntry", include_str!("../avro/MatchEntry.avsc")),
     ("Suppression", include_str!("../avro/Suppression.avsc")),
     ("TenantRecord", include_str!("../avro/TenantRecord.avsc")),
     ("SetupSession", include_str!("../avro/SetupSession.avsc")),

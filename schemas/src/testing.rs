@@ -378,60 +378,54 @@ pub fn sample_derived() -> (
     )
 }
 
-/// A matcher changelog holding a hit, a pending conversion and a decision.
-pub fn sample_match_changelog() -> crate::state::MatchChangelog {
+/// Matcher state entries: a hit, a waiting conversion, a decision and the stream time.
+pub fn sample_match_entries() -> Vec<crate::state::MatchEntry> {
     use crate::state::*;
     let (_, result, dispatch, _) = sample_derived();
-    MatchChangelog {
-        source_topic: "funnelhub.matching.inputs".into(),
-        source_partition: 1,
-        stream_time: 1_790_000_000_000,
-        hits: vec![sample_tracking_hit()],
-        pending: vec![sample_order_event()],
-        decisions: vec![MatchDecision {
+    [
+        MatchFact::TrackingHit(sample_tracking_hit()),
+        MatchFact::OrderEvent(sample_order_event()),
+        MatchFact::MatchDecision(MatchDecision {
             result,
             dispatch: Some(dispatch),
             record_time: 1_790_000_000_000,
-        }],
-    }
+        }),
+        MatchFact::StreamTime(StreamTime {
+            stream_time: 1_790_000_000_000,
+        }),
+    ]
+    .into_iter()
+    .map(|entry| MatchEntry { entry })
+    .collect()
 }
 
-/// One dedupe changelog and one funnel changelog (with a session that holds a transition,
-/// a ticket and a timeline).
-pub fn sample_changelogs() -> (crate::state::DedupeChangelog, crate::state::FunnelChangelog) {
+/// A dedupe state entry and a funnel session (holding a transition, a ticket and a
+/// timeline).
+pub fn sample_state_entries() -> (crate::state::DedupeEntry, crate::state::FunnelSession) {
     use crate::state::*;
     let (transition, ..) = sample_derived();
     (
-        DedupeChangelog {
-            source_topic: "funnelhub.raw.onboarding".into(),
-            source_partition: 2,
-            entries: vec![DedupeEntry {
-                dedupe_key: "acme:onboarding:e-1".into(),
-                first_seen_offset: 41,
-                record_time: 1_790_000_000_000,
-            }],
+        DedupeEntry {
+            dedupe_key: "acme:onboarding:e-1".into(),
+            first_seen_offset: 41,
+            record_time: 1_790_000_000_000,
         },
-        FunnelChangelog {
-            source_topic: "funnelhub.deduped.events".into(),
-            source_partition: 2,
-            sessions: vec![std::sync::Arc::new(FunnelSession {
-                transitions: vec![transition],
-                tickets: vec![sample_ops_ticket()],
-                tenant_id: "acme".into(),
-                funnel: Funnel::Onboarding,
-                subject_id: "onb-1".into(),
-                stage: Some(FunnelStage::DnsApplied),
-                outcome: FunnelOutcome::InProgress,
-                last_record_time: 1_790_000_000_000,
-                domain: Some("cliente.com.br".into()),
-                utm_campaign: None,
-                timeline: vec![TimelineEntry {
-                    event_id: "e-1".into(),
-                    event_type: EventType::DnsApplied,
-                    occurred_at: 1_790_000_000_000,
-                }],
-                expired: false,
-            })],
+        FunnelSession {
+            transitions: vec![transition],
+            tickets: vec![sample_ops_ticket()],
+            tenant_id: "acme".into(),
+            funnel: Funnel::Onboarding,
+            subject_id: "onb-1".into(),
+            stage: Some(FunnelStage::DnsApplied),
+            outcome: FunnelOutcome::InProgress,
+            last_record_time: 1_790_000_000_000,
+            domain: Some("cliente.com.br".into()),
+            utm_campaign: None,
+            timeline: vec![TimelineEntry {
+                event_id: "e-1".into(),
+                event_type: EventType::DnsApplied,
+                occurred_at: 1_790_000_000_000,
+            }],
         },
     )
 }

@@ -38,10 +38,12 @@ fn samples_of_every_type() {
     roundtrip(&matched);
     roundtrip(&request);
     roundtrip(&attempt);
-    let (dedupe, funnel) = sample_changelogs();
+    let (dedupe, funnel) = sample_state_entries();
     roundtrip(&dedupe);
     roundtrip(&funnel);
-    roundtrip(&sample_match_changelog());
+    for entry in sample_match_entries() {
+        roundtrip(&entry);
+    }
 }
 
 /// A record written by an older schema (before `content_ids` existed) is read with the

@@ -1,12 +1,12 @@
 //! A consumer-group stage: every assigned source partition gets its own task and its own
-//! state, rebuilt from a changelog topic before the partition's first batch.
+//! state, rebuilt from the stage's state topic before the partition's first batch.
 //!
 //! Per batch of one partition the order is fixed, and it is what makes a stage safe to
 //! kill at any point (see `docs/processors.md`):
 //!
 //! 1. the processor turns the records into outputs (state changes stay in memory);
 //! 2. every output is written and acknowledged;
-//! 3. the state changes are written to the changelog and acknowledged;
+//! 3. the state changes are written to the state topic and acknowledged;
 //! 4. only then is the batch's offset stored for the next commit.
 //!
 //! A crash between any two steps re-reads the batch; the processors' replay rules turn
@@ -26,11 +26,13 @@
 //!   A batch failing with [`ProcessError::Unavailable`] is tried again after a backoff for
 //!   as long as it takes (back-pressure, never a drop); meanwhile the partition counts as
 //!   stalled ([`RunningStage::stalled`], `funnelhub_stage_stalled_partitions`). Outputs
-//!   and changelog writes are acknowledged within the producer's delivery timeout, and
+//!   and state writes are acknowledged within the producer's delivery timeout, and
 //!   written again if it passes.
-//! - [`restore`]: a partition's state is rebuilt from its changelog records. A processor
-//!   kept from a revoked partition is reused instead only if the partition comes back at
-//!   the offset where that processor stopped.
+//! - [`restore`]: a partition's state is rebuilt from the live entries of its state topic
+//!   (a table by state key, compacted by Kafka, tombstones for what left the state): what
+//!   a restore reads grows with the state, not with the history. A processor kept from a
+//!   revoked partition is reused instead only if the partition comes back at the offset
+//!   where that processor stopped.
 //!
 //! What it assumes: processors are deterministic given their state and input, leave their
 //! state as it was when `process` fails, and give their outputs deterministic ids.
@@ -99,7 +101,7 @@ pub struct Output {
 /// What a stage depends on besides its own state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dependency {
-    /// The Kafka cluster (writing outputs and changelog).
+    /// The Kafka cluster (writing outputs and state).
     Broker,
     /// The schema registry (decoding records of a schema not seen yet).
     Registry,
@@ -156,13 +158,26 @@ impl ProcessError {
     }
 }
 
+/// A change to one entry of a partition's state, written to the stage's state topic: a
+/// table by key, which Kafka compacts to each key's last entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateChange<E> {
+    /// `key` now holds `entry`.
+    Put { key: String, entry: E },
+    /// `key` left the state (expired, purged): a tombstone, so compaction removes it.
+    Delete { key: String },
+}
+
 /// The state and logic of one source partition.
 pub trait PartitionProcessor: Send + 'static {
-    /// What the processor writes to its changelog.
-    type Changelog: AvroRecord + Send + Sync + 'static;
+    /// One entry of its state, as its state topic holds it.
+    type State: AvroRecord + Send + Sync + 'static;
 
-    /// Apply a changelog record of this source partition, read at restore (in order).
-    fn restore(&mut self, change: Self::Changelog);
+    /// Apply one live entry of this source partition's state, read at restore: the last
+    /// entry of each key not deleted since, in the order they were written. Changes the
+    /// restore itself causes (an entry already expired, a purged person's) are taken with
+    /// the next batch's.
+    fn restore(&mut self, key: &str, entry: Self::State);
 
     /// Process `batch` (one partition, offset order), appending outputs to `out`.
     fn process<'a>(
@@ -171,17 +186,10 @@ pub trait PartitionProcessor: Send + 'static {
         out: &'a mut Vec<Output>,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send + 'a;
 
-    /// State changes since the last call, to be written once the outputs are acknowledged.
-    fn take_changes(&mut self) -> Vec<Self::Changelog>;
-
-    /// Two changelog records that, applied in order, apply what `change` does: the runner
-    /// cuts a record too large for one Kafka message ([`MAX_CHANGELOG_BYTES`]) until each
-    /// part fits. `Err(change)`: it cannot be cut (one entry), and the stage stops.
-    fn split_change(
-        change: Self::Changelog,
-    ) -> Result<(Self::Changelog, Self::Changelog), Self::Changelog> {
-        Err(change)
-    }
+    /// State changes since the last call, in the order they happened, to be written once
+    /// the outputs are acknowledged. Each entry must encode to at most
+    /// [`MAX_STATE_ENTRY_BYTES`] (processors bound what one entry holds).
+    fn take_changes(&mut self) -> Vec<StateChange<Self::State>>;
 
     /// Called every [`Stage::tick_interval`] while no record arrives: emit what time alone
     /// makes due (a decision after its grace period). Outputs and changes are written like
@@ -201,9 +209,9 @@ pub trait Stage: Send + Sync + 'static {
     /// Source topics.
     fn inputs(&self) -> Vec<String>;
 
-    /// The changelog topic's codec; `None` for a stateless stage (nothing is restored or
-    /// written, and its processors' `Changelog` type is never used).
-    fn changelog(&self) -> Option<&TopicCodec<<Self::Processor as PartitionProcessor>::Changelog>>;
+    /// The state topic's codec; `None` for a stateless stage (nothing is restored or
+    /// written, and its processors' `State` type is never used).
+    fn changelog(&self) -> Option<&TopicCodec<<Self::Processor as PartitionProcessor>::State>>;
 
     /// How long a partition may go without records before its processor is ticked.
     fn tick_interval(&self) -> Option<Duration> {
@@ -261,10 +269,10 @@ impl Default for StageSettings {
     }
 }
 
-/// Largest encoded changelog record the runner writes as one Kafka message: below
-/// librdkafka's default `message.max.bytes` (1,000,000), with room for the key and the
-/// record's framing.
-pub const MAX_CHANGELOG_BYTES: usize = 900_000;
+/// Largest encoded state entry: one Kafka message below librdkafka's default
+/// `message.max.bytes` (1,000,000), with room for the key and the record's framing. A
+/// larger entry stops the stage (a processor that does not bound its entries is a bug).
+pub const MAX_STATE_ENTRY_BYTES: usize = 900_000;
 
 /// (source topic, partition).
 pub(crate) type PartitionId = (Arc<str>, i32);

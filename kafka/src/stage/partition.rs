@@ -1,5 +1,5 @@
 //! A partition's task: its state restored (or kept), then batches in, outputs then
-//! changelog out, offset reported done. It ends at a batch boundary when cancelled (a
+//! state changes out, offset reported done. It ends at a batch boundary when cancelled (a
 //! revoke, the stage stopping), at once if it is only waiting to retry.
 
 use std::sync::mpsc as std_mpsc;
@@ -13,11 +13,11 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::output::{is_permanent, send_all};
+use super::output::{is_permanent, send_all, send_state, StateRecord};
 use super::restore;
 use super::{
     Dependency, Output, PartitionId, PartitionProcessor, ProcessError, Record, Stage,
-    StageSettings, Stalls, MAX_CHANGELOG_BYTES,
+    StageSettings, Stalls, StateChange, MAX_STATE_ENTRY_BYTES,
 };
 use crate::trace_context::BatchSpans;
 use crate::KafkaConfig;
@@ -324,36 +324,30 @@ async fn flush<S: Stage>(
 ) -> Result<(), Halt> {
     let stage = shared.stage.name();
     let changes = processor.take_changes();
-    let mut changelog = Vec::with_capacity(changes.len());
-    let mut changelog_partition = None;
+    let mut state = Vec::with_capacity(changes.len());
+    let mut state_topic = None;
     if let Some(codec) = shared.stage.changelog() {
-        let key = changelog_key(&id.0, id.1);
-        changelog_partition = Some(id.1 % shared.changelog_partitions);
-        let mut changes: std::collections::VecDeque<_> = changes.into();
-        while let Some(change) = changes.pop_front() {
-            let value = codec
-                .encode(&change)
-                .map_err(|e| Halt::Fatal(format!("encoding changelog: {e}")))?;
-            if value.len() > MAX_CHANGELOG_BYTES {
-                match S::Processor::split_change(change) {
-                    Ok((first, second)) => {
-                        changes.push_front(second);
-                        changes.push_front(first);
-                        continue;
-                    }
-                    Err(_) => {
+        state_topic = Some((codec.topic(), id.1 % shared.changelog_partitions));
+        let prefix = state_key_prefix(&id.0, id.1);
+        for change in changes {
+            let (key, value) = match change {
+                StateChange::Put { key, entry } => {
+                    let value = codec
+                        .encode(&entry)
+                        .map_err(|e| Halt::Fatal(format!("encoding state: {e}")))?;
+                    if value.len() > MAX_STATE_ENTRY_BYTES {
                         return Err(Halt::Fatal(format!(
-                            "a changelog entry of {} bytes, more than one Kafka message holds ({MAX_CHANGELOG_BYTES})",
+                            "state entry {key} of {} bytes, more than one Kafka message holds ({MAX_STATE_ENTRY_BYTES})",
                             value.len()
-                        )))
+                        )));
                     }
+                    (key, Some(value))
                 }
-            }
-            changelog.push(Output {
-                topic: Arc::from(codec.topic()),
-                key: key.as_bytes().to_vec(),
+                StateChange::Delete { key } => (key, None),
+            };
+            state.push(StateRecord {
+                key: format!("{prefix}{key}").into_bytes(),
                 value,
-                trace: None,
             });
         }
     }
@@ -362,11 +356,11 @@ async fn flush<S: Stage>(
         // Plain vectors, not iterator adapters: their closures' borrows would keep the
         // task's future from being `Send` for every lifetime.
         let records: Vec<(&Output, Option<i32>)> = outputs.iter().map(|o| (o, None)).collect();
-        let changes: Vec<(&Output, Option<i32>)> =
-            changelog.iter().map(|o| (o, changelog_partition)).collect();
-        let sent = match send_all(&shared.producer, records).await {
-            Ok(()) => send_all(&shared.producer, changes).await,
-            Err(e) => Err(e),
+        let sent = match (send_all(&shared.producer, records).await, state_topic) {
+            (Ok(()), Some((topic, partition))) if !state.is_empty() => {
+                send_state(&shared.producer, topic, partition, &state).await
+            }
+            (sent, _) => sent,
         };
         match sent {
             Ok(()) => break,
@@ -382,15 +376,17 @@ async fn flush<S: Stage>(
     retry.recovered();
     metrics::counter!("funnelhub_stage_written_total", "stage" => stage, "kind" => "output")
         .increment(outputs.len() as u64);
-    metrics::counter!("funnelhub_stage_written_total", "stage" => stage, "kind" => "changelog")
-        .increment(changelog.len() as u64);
+    metrics::counter!("funnelhub_stage_written_total", "stage" => stage, "kind" => "state")
+        .increment(state.len() as u64);
     outputs.clear();
     Ok(())
 }
 
-/// The key of a source partition's changelog records (`source_topic:source_partition`).
-pub(super) fn changelog_key(topic: &str, partition: i32) -> String {
-    format!("{topic}:{partition}")
+/// What the keys of a source partition's state records start with
+/// (`source_topic:source_partition/`; a topic name holds no `/`): several source
+/// partitions may share a partition of the state topic.
+pub(super) fn state_key_prefix(topic: &str, partition: i32) -> String {
+    format!("{topic}:{partition}/")
 }
 
 /// The waits between tries of one step of a partition: exponential, jittered per

@@ -1,8 +1,10 @@
 //! Where a partition's task starts: the processor it keeps from an earlier assignment if
 //! the partition resumes exactly where that processor stopped, else a processor rebuilt
-//! from the partition's changelog records (a stateless stage's processor is made at once).
+//! from the live entries of the partition's state (a stateless stage's processor is made
+//! at once).
 //! Blocking (a consumer of its own); run it off the async workers.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -67,7 +69,8 @@ pub(super) fn resume<S: Stage>(
     }))
 }
 
-/// Rebuild one source partition's state from the changelog; `None` if cancelled.
+/// Rebuild one source partition's state from the live entries of its state topic; `None`
+/// if cancelled.
 fn restore<S: Stage>(
     shared: &Shared<S>,
     consumer: &BaseConsumer,
@@ -80,52 +83,110 @@ fn restore<S: Stage>(
     let Some(codec) = shared.stage.changelog() else {
         return Ok(Some(processor));
     };
-    let changelog_partition = partition % shared.changelog_partitions;
-    let (low, high) = consumer.fetch_watermarks(codec.topic(), changelog_partition, ANSWER)?;
-    // Several source partitions may share a changelog partition; their records are told
-    // apart by key, before decoding.
-    let key = super::partition::changelog_key(topic, partition);
-    let mut applied = 0u64;
-    if high > low {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(codec.topic(), changelog_partition, Offset::Offset(low))?;
-        consumer.assign(&tpl)?;
-        let mut next = low;
-        while next < high {
-            if cancel.is_cancelled() {
-                return Ok(None);
-            }
-            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let message = message?;
-            next = message.offset() + 1;
-            let Some(bytes) = message.payload() else {
-                continue;
-            };
-            if message.key() != Some(key.as_bytes()) {
-                continue;
-            }
-            let change = shared
-                .runtime
-                .block_on(codec.decode(bytes))
-                .map_err(|e| Error::Registry(format!("changelog {}: {e}", codec.topic())))?;
-            processor.restore(change);
-            applied += 1;
-        }
+    let Some(table) = read_table(
+        consumer,
+        codec.topic(),
+        partition % shared.changelog_partitions,
+        &super::partition::state_key_prefix(topic, partition),
+        cancel,
+    )?
+    else {
+        return Ok(None);
+    };
+    let live = table.entries.len();
+    for (key, bytes) in table.entries {
+        let entry = shared
+            .runtime
+            .block_on(codec.decode(&bytes))
+            .map_err(|e| Error::Registry(format!("state {}: {e}", codec.topic())))?;
+        processor.restore(&key, entry);
     }
     let elapsed = started.elapsed();
-    metrics::histogram!("funnelhub_stage_restore_seconds", "stage" => shared.stage.name())
+    let stage = shared.stage.name();
+    metrics::histogram!("funnelhub_stage_restore_seconds", "stage" => stage)
         .record(elapsed.as_secs_f64());
+    metrics::counter!("funnelhub_stage_restore_bytes_total", "stage" => stage)
+        .increment(table.bytes_read);
     tracing::info!(
-        stage = shared.stage.name(),
+        stage,
         topic,
         partition,
-        changelog_records = applied,
+        live_entries = live,
+        records_read = table.records_read,
+        bytes_read = table.bytes_read,
         ms = elapsed.as_millis() as u64,
         "state restored"
     );
     Ok(Some(processor))
+}
+
+/// The live entries of one source partition, read from its state topic partition.
+#[derive(Debug, Default)]
+pub(super) struct Table {
+    /// (key without the partition's prefix, value), in the order they were last written.
+    pub entries: Vec<(String, Vec<u8>)>,
+    /// Records read (every source partition sharing the state partition, tombstones,
+    /// entries superseded but not compacted yet).
+    pub records_read: u64,
+    pub bytes_read: u64,
+}
+
+/// Read `state_topic`'s partition `partition` to its end as of now, keeping the last value
+/// of each key that starts with `prefix` and dropping keys whose last record is a
+/// tombstone; `None` if `cancel` fired first.
+pub(super) fn read_table(
+    consumer: &BaseConsumer,
+    state_topic: &str,
+    partition: i32,
+    prefix: &str,
+    cancel: &CancellationToken,
+) -> Result<Option<Table>, Error> {
+    let (low, high) = consumer.fetch_watermarks(state_topic, partition, ANSWER)?;
+    let mut table = Table::default();
+    if high <= low {
+        return Ok(Some(table));
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(state_topic, partition, Offset::Offset(low))?;
+    consumer.assign(&tpl)?;
+    // Key → (offset of its last record, value).
+    let mut live: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
+    let mut next = low;
+    while next < high {
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message?;
+        // Compaction leaves gaps in the offsets: the next is past this one.
+        next = message.offset() + 1;
+        table.records_read += 1;
+        table.bytes_read += (message.key_len() + message.payload_len()) as u64;
+        let Some(key) = message
+            .key()
+            .and_then(|k| k.strip_prefix(prefix.as_bytes()))
+            .and_then(|k| std::str::from_utf8(k).ok())
+        else {
+            continue;
+        };
+        match message.payload() {
+            Some(value) => {
+                live.insert(key.to_owned(), (message.offset(), value.to_vec()));
+            }
+            None => {
+                live.remove(key);
+            }
+        }
+    }
+    let mut entries: Vec<(String, (i64, Vec<u8>))> = live.into_iter().collect();
+    entries.sort_unstable_by_key(|(_, (offset, _))| *offset);
+    table.entries = entries
+        .into_iter()
+        .map(|(key, (_, value))| (key, value))
+        .collect();
+    Ok(Some(table))
 }
 
 impl<P: PartitionProcessor> std::fmt::Debug for Kept<P> {

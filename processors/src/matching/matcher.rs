@@ -23,26 +23,28 @@ use std::sync::Arc;
 
 use foldhash::HashMap;
 use funnelhub_kafka::dlq::DeadLetters;
-use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
+use funnelhub_kafka::stage::{
+    Output, PartitionProcessor, ProcessError, Record, Stage, StateChange,
+};
 use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::catalog::key;
 use funnelhub_schemas::common::EventType;
 use funnelhub_schemas::derived::{CapiDispatchRequest, DedupedEvent, MatchMethod, MatchResult};
 use funnelhub_schemas::events::{gateway_name, EdgeEvent, OrderEvent, TrackingHit};
 use funnelhub_schemas::ids::{deterministic_id, now_ms, order_event_id};
-use funnelhub_schemas::state::{MatchChangelog, MatchDecision};
+use funnelhub_schemas::state::{MatchDecision, MatchEntry, MatchFact, StreamTime};
 use funnelhub_schemas::StageId;
 use funnelhub_tenants::TenantDirectory;
 
 use super::dispatch;
 use super::rules::{self, Window};
-use super::visits::Visits;
+use super::visits::{hit_key, Visits};
 use crate::config::MatchConfig;
 use crate::dedupe::fatal;
 use crate::retention::{Sweep, Sweeper};
 
-/// Entries of each kind per changelog record (bounded message size).
-const CHANGELOG_CHUNK: usize = 500;
+/// The state key of the partition's stream time.
+const STREAM_TIME_KEY: &str = "stream-time";
 /// How long a partition goes without records before its processor is ticked.
 pub const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -80,7 +82,22 @@ pub struct MatchState {
     newest: i64,
     /// The watermark: records older than this are not expected any more.
     stream_time: i64,
-    changes: MatchChangelog,
+    /// The stream time the state topic holds.
+    stream_time_written: i64,
+    /// Changes not yet written to the state topic, in order (the visits keep theirs).
+    changes: Vec<StateChange<MatchEntry>>,
+}
+
+/// A conversion's key in the state: its waiting entry, then its decision.
+fn conversion_key(conversion_id: &str) -> String {
+    key(&["conversion", conversion_id])
+}
+
+fn put(key: String, entry: MatchFact) -> StateChange<MatchEntry> {
+    StateChange::Put {
+        key,
+        entry: MatchEntry { entry },
+    }
 }
 
 impl MatchState {
@@ -96,7 +113,8 @@ impl MatchState {
             decided: VecDeque::new(),
             newest: i64::MIN,
             stream_time: i64::MIN,
-            changes: empty_changes(),
+            stream_time_written: i64::MIN,
+            changes: Vec::new(),
         }
     }
 
@@ -119,8 +137,9 @@ impl MatchState {
     pub fn hit(&mut self, hit: TrackingHit, now: i64, out: &mut Vec<Emitted>) {
         self.read(hit.envelope.received_at, now, out);
         out.extend(dispatch::for_hit(&hit, &self.tenants).map(|d| Emitted::Dispatch(Box::new(d))));
+        let key = hit_key(&hit);
         if self.visits.add(hit.clone()) {
-            self.changes.hits.push(hit);
+            self.changes.push(put(key, MatchFact::TrackingHit(hit)));
         }
     }
 
@@ -140,8 +159,9 @@ impl MatchState {
             // Read after its deadline (a backlog): decide with what is known by then.
             self.decide(order, now, out);
         } else {
+            let key = conversion_key(id);
             self.wait(order.clone(), deadline, now);
-            self.changes.pending.push(order);
+            self.changes.push(put(key, MatchFact::OrderEvent(order)));
         }
     }
 
@@ -186,7 +206,6 @@ impl MatchState {
             return;
         }
         self.stream_time = time;
-        self.changes.stream_time = time;
         while let Some(entry) = self.pending.first_entry() {
             if entry.key().0 >= time {
                 break;
@@ -212,7 +231,11 @@ impl MatchState {
             .saturating_sub(config.decision_retention_ms());
         while self.decided.front().is_some_and(|(time, _)| *time < cutoff) {
             let (_, id) = self.decided.pop_front().expect("front exists");
-            self.decisions.remove(&id);
+            if self.decisions.remove(&id).is_some() {
+                self.changes.push(StateChange::Delete {
+                    key: conversion_key(&id),
+                });
+            }
         }
     }
 
@@ -296,7 +319,9 @@ impl MatchState {
         };
         emit(&decision, out);
         self.remember(decision.clone());
-        self.changes.decisions.push(decision);
+        let key = conversion_key(&decision.result.conversion_id);
+        self.changes
+            .push(put(key, MatchFact::MatchDecision(decision)));
     }
 
     /// A match result for `order` with its fixed fields set and no match.
@@ -341,12 +366,29 @@ impl MatchState {
                 || visit.hits().iter().any(|hit| sweep.purged(hit))
         });
         let pending = self.pending.len();
-        self.pending
-            .retain(|_, order| !sweep.drops(order, order.envelope.received_at));
+        let changes = &mut self.changes;
+        let mut forget = |id: &str| {
+            changes.push(StateChange::Delete {
+                key: conversion_key(id),
+            })
+        };
+        self.pending.retain(|(_, id), order| {
+            let keep = !sweep.drops(order, order.envelope.received_at);
+            if !keep {
+                forget(id);
+            }
+            keep
+        });
         let pending_ids = &mut self.pending_ids;
         pending_ids.retain(|id, w| self.pending.contains_key(&(w.deadline, id.clone())));
         let decisions = self.decisions.len();
-        self.decisions.retain(|_, d| !sweep.drops(d, d.record_time));
+        self.decisions.retain(|id, d| {
+            let keep = !sweep.drops(d, d.record_time);
+            if !keep {
+                forget(id);
+            }
+            keep
+        });
         tracing::debug!(
             visits,
             pending = pending - self.pending.len(),
@@ -355,64 +397,69 @@ impl MatchState {
         );
     }
 
-    /// Apply a changelog record read at restore (`now`: when, wall time).
-    pub fn restore(&mut self, change: MatchChangelog, now: i64) {
-        self.stream_time = self.stream_time.max(change.stream_time);
-        for hit in change.hits {
-            self.visits.add(hit);
-        }
-        for order in change.pending {
-            let id = &order.envelope.event_id;
-            if !self.decisions.contains_key(id) && !self.pending_ids.contains_key(id) {
-                let deadline = order.envelope.received_at + self.config.grace_ms();
-                self.wait(order, deadline, now);
+    /// Apply an entry read from the state topic at restore (`now`: when, wall time).
+    pub fn restore(&mut self, fact: MatchFact, now: i64) {
+        match fact {
+            MatchFact::TrackingHit(hit) => {
+                self.visits.add(hit);
             }
-        }
-        for decision in change.decisions {
-            let id = &decision.result.conversion_id;
-            if let Some(waiting) = self.pending_ids.remove(id) {
-                self.pending.remove(&(waiting.deadline, id.clone()));
+            MatchFact::OrderEvent(order) => {
+                let id = &order.envelope.event_id;
+                if !self.decisions.contains_key(id) && !self.pending_ids.contains_key(id) {
+                    let deadline = order.envelope.received_at + self.config.grace_ms();
+                    self.wait(order, deadline, now);
+                }
             }
-            self.remember(decision);
+            MatchFact::MatchDecision(decision) => {
+                let id = &decision.result.conversion_id;
+                if let Some(waiting) = self.pending_ids.remove(id) {
+                    self.pending.remove(&(waiting.deadline, id.clone()));
+                }
+                self.remember(decision);
+            }
+            MatchFact::StreamTime(StreamTime { stream_time }) => {
+                self.stream_time = self.stream_time.max(stream_time);
+                self.stream_time_written = self.stream_time;
+            }
         }
         self.expire();
     }
 
-    /// Changes since the last call, in changelog records of bounded size.
-    pub fn take_changes(&mut self, topic: &str, partition: i32) -> Vec<MatchChangelog> {
-        let mut changes = std::mem::replace(&mut self.changes, empty_changes());
-        let mut records = Vec::new();
-        while !(changes.hits.is_empty()
-            && changes.pending.is_empty()
-            && changes.decisions.is_empty())
-        {
-            records.push(MatchChangelog {
-                source_topic: topic.to_owned(),
-                source_partition: partition,
-                stream_time: self.stream_time,
-                hits: take(&mut changes.hits),
-                pending: take(&mut changes.pending),
-                decisions: take(&mut changes.decisions),
-            });
+    /// Changes since the last call, in order, then the stream time if it moved.
+    pub fn take_changes(&mut self) -> Vec<StateChange<MatchEntry>> {
+        let mut changes: Vec<_> = self
+            .visits
+            .take_gone()
+            .into_iter()
+            .map(|key| StateChange::Delete { key })
+            .collect();
+        changes.append(&mut self.changes);
+        if self.stream_time != self.stream_time_written {
+            self.stream_time_written = self.stream_time;
+            changes.push(put(
+                STREAM_TIME_KEY.to_owned(),
+                MatchFact::StreamTime(StreamTime {
+                    stream_time: self.stream_time,
+                }),
+            ));
         }
-        records
+        changes
     }
-}
 
-/// The first `CHANGELOG_CHUNK` entries of `v`, removed from it.
-fn take<T>(v: &mut Vec<T>) -> Vec<T> {
-    let rest = v.split_off(v.len().min(CHANGELOG_CHUNK));
-    std::mem::replace(v, rest)
-}
-
-fn empty_changes() -> MatchChangelog {
-    MatchChangelog {
-        source_topic: String::new(),
-        source_partition: 0,
-        stream_time: i64::MIN,
-        hits: Vec::new(),
-        pending: Vec::new(),
-        decisions: Vec::new(),
+    /// Every visit's hits, waiting conversion and decision, and the stream time, in a
+    /// fixed order (to compare states).
+    pub fn snapshot(&self) -> (Vec<String>, Vec<String>, Vec<MatchDecision>, i64) {
+        let mut hits: Vec<String> = self
+            .visits
+            .all()
+            .flat_map(|visit| visit.hits().iter().map(hit_key))
+            .collect();
+        hits.sort_unstable();
+        let mut pending: Vec<String> = self.pending_ids.keys().cloned().collect();
+        pending.sort_unstable();
+        let mut decisions: Vec<MatchDecision> = self.decisions.values().cloned().collect();
+        decisions.sort_unstable_by(|a, b| a.result.conversion_id.cmp(&b.result.conversion_id));
+        (hits, pending, decisions, self.stream_time)
     }
 }
 
@@ -435,7 +482,7 @@ pub struct MatchStage {
     pub(crate) results: TopicCodec<MatchResult>,
     pub(crate) requests: TopicCodec<CapiDispatchRequest>,
     pub(crate) dead_letters: Arc<DeadLetters>,
-    pub(crate) changelog: TopicCodec<MatchChangelog>,
+    pub(crate) changelog: TopicCodec<MatchEntry>,
     pub(crate) suppressions: Suppressions,
     pub(crate) tenants: TenantDirectory,
 }
@@ -451,7 +498,7 @@ impl Stage for MatchStage {
         vec![self.inputs.topic().to_owned()]
     }
 
-    fn changelog(&self) -> Option<&TopicCodec<MatchChangelog>> {
+    fn changelog(&self) -> Option<&TopicCodec<MatchEntry>> {
         Some(&self.changelog)
     }
 
@@ -571,14 +618,24 @@ fn take_trace(
 }
 
 impl PartitionProcessor for MatchProcessor {
-    type Changelog = MatchChangelog;
+    type State = MatchEntry;
 
-    fn restore(&mut self, mut change: MatchChangelog) {
+    fn restore(&mut self, key: &str, entry: MatchEntry) {
         let suppressions = &self.stage.suppressions;
-        change.hits.retain(|hit| !suppressions.covers(hit));
-        change.pending.retain(|order| !suppressions.covers(order));
-        change.decisions.retain(|d| !suppressions.covers(d));
-        self.state.restore(change, now_ms());
+        let purged = match &entry.entry {
+            MatchFact::TrackingHit(hit) => suppressions.covers(hit),
+            MatchFact::OrderEvent(order) => suppressions.covers(order),
+            MatchFact::MatchDecision(decision) => suppressions.covers(decision),
+            MatchFact::StreamTime(_) => false,
+        };
+        if purged {
+            // A purged person's entries leave the state topic too.
+            self.state.changes.push(StateChange::Delete {
+                key: key.to_owned(),
+            });
+            return;
+        }
+        self.state.restore(entry.entry, now_ms());
     }
 
     async fn process(
@@ -624,14 +681,8 @@ impl PartitionProcessor for MatchProcessor {
         Ok(())
     }
 
-    fn split_change(
-        change: MatchChangelog,
-    ) -> Result<(MatchChangelog, MatchChangelog), MatchChangelog> {
-        change.halves()
-    }
-
-    fn take_changes(&mut self) -> Vec<MatchChangelog> {
-        self.state.take_changes(&self.topic, self.partition)
+    fn take_changes(&mut self) -> Vec<StateChange<MatchEntry>> {
+        self.state.take_changes()
     }
 
     fn tick(&mut self, out: &mut Vec<Output>) -> Result<(), ProcessError> {
@@ -817,29 +868,56 @@ mod tests {
         assert_eq!(again, emitted, "identical records, decided_at included");
     }
 
+    /// A state topic after compaction: the last entry of each key not deleted, in the
+    /// order they were written.
+    #[derive(Default)]
+    struct Table(Vec<(String, MatchEntry)>);
+
+    impl Table {
+        fn write(&mut self, changes: Vec<StateChange<MatchEntry>>) {
+            for change in changes {
+                match change {
+                    StateChange::Put { key, entry } => {
+                        self.0.retain(|(k, _)| *k != key);
+                        self.0.push((key, entry));
+                    }
+                    StateChange::Delete { key } => self.0.retain(|(k, _)| *k != key),
+                }
+            }
+        }
+
+        fn restore(&self) -> MatchState {
+            let mut state = MatchState::new(config(), tenants());
+            for (_, entry) in &self.0 {
+                state.restore(entry.entry.clone(), NOW);
+            }
+            state
+        }
+    }
+
     #[test]
     fn restore_gives_the_same_decisions() {
         let mut original = MatchState::new(config(), tenants());
+        let mut table = Table::default();
         let mut out = Vec::new();
         original.hit(hit("s", "h", 0), NOW, &mut out);
         original.conversion(purchase("o-1", "s", MIN), NOW, &mut out);
-        let log = original.take_changes("t", 0);
-        let mut restored = MatchState::new(config(), tenants());
-        for change in log {
-            restored.restore(change, NOW);
-        }
+        table.write(original.take_changes());
+        let mut restored = table.restore();
         assert_eq!(restored.pending(), 1);
+        assert_eq!(restored.snapshot(), original.snapshot());
         let (mut a, mut b) = (Vec::new(), Vec::new());
         original.hit(hit("y", "z", 30 * MIN), NOW, &mut a);
         restored.hit(hit("y", "z", 30 * MIN), NOW, &mut b);
         assert_eq!(a, b);
         assert_eq!(results(&a)[0].method, MatchMethod::SessionId);
-        // And once decided, the decision itself is restored.
-        let mut again = MatchState::new(config(), tenants());
-        for change in original.take_changes("t", 0) {
-            again.restore(change, NOW);
-        }
+        // And once decided, the decision itself is restored, in place of the waiting
+        // conversion.
+        table.write(original.take_changes());
+        assert_eq!(table.0.len(), 4, "two hits, a decision, the stream time");
+        let mut again = table.restore();
         assert_eq!(again.pending(), 0);
+        assert_eq!(again.snapshot(), original.snapshot());
         let mut replay = Vec::new();
         again.conversion(purchase("o-1", "s", MIN), NOW, &mut replay);
         assert_eq!(results(&replay), results(&a));

@@ -10,10 +10,12 @@
 use std::sync::Arc;
 
 use funnelhub_kafka::dlq::DeadLetters;
-use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
+use funnelhub_kafka::stage::{
+    Output, PartitionProcessor, ProcessError, Record, Stage, StateChange,
+};
 use funnelhub_kafka::TopicCodec;
 use funnelhub_schemas::derived::DlqReason;
-use funnelhub_schemas::state::MatchChangelog;
+use funnelhub_schemas::state::MatchEntry;
 use funnelhub_schemas::StageId;
 
 use crate::dedupe::fatal;
@@ -37,7 +39,7 @@ impl Stage for RouteStage {
         vec![self.deduped.clone()]
     }
 
-    fn changelog(&self) -> Option<&TopicCodec<MatchChangelog>> {
+    fn changelog(&self) -> Option<&TopicCodec<MatchEntry>> {
         None
     }
 
@@ -56,9 +58,9 @@ pub fn tenant_of(key: &[u8]) -> &[u8] {
 }
 
 impl PartitionProcessor for RouteProcessor {
-    type Changelog = MatchChangelog;
+    type State = MatchEntry;
 
-    fn restore(&mut self, _change: MatchChangelog) {}
+    fn restore(&mut self, _key: &str, _entry: MatchEntry) {}
 
     async fn process(
         &mut self,
@@ -88,7 +90,7 @@ impl PartitionProcessor for RouteProcessor {
         Ok(())
     }
 
-    fn take_changes(&mut self) -> Vec<MatchChangelog> {
+    fn take_changes(&mut self) -> Vec<StateChange<MatchEntry>> {
         Vec::new()
     }
 }

@@ -17,6 +17,17 @@ use funnelhub_schemas::events::TrackingHit;
 /// Hits kept per visit (the earliest by record time; a visit is a landing session).
 const HITS_PER_VISIT: usize = 200;
 
+/// A hit's key in the matcher's state: unique per hit of a visit, as the visit orders them.
+pub fn hit_key(hit: &TrackingHit) -> String {
+    funnelhub_schemas::catalog::key(&[
+        "hit",
+        &hit.envelope.tenant_id,
+        &hit.session_id,
+        &hit.envelope.received_at.to_string(),
+        &hit.envelope.event_id,
+    ])
+}
+
 /// `tenant_id` and `session_id`, the identity of a visit.
 pub type VisitKey = (Arc<str>, Arc<str>);
 
@@ -107,8 +118,9 @@ impl Visit {
             .map_or(i64::MIN, |h| h.envelope.received_at)
     }
 
-    /// Add `hit`; false if it was already there (or beyond the per-visit limit).
-    fn add(&mut self, hit: TrackingHit) -> bool {
+    /// Add `hit`; false if it was already there (or beyond the per-visit limit). A hit
+    /// pushed past the limit by an earlier one is appended to `evicted`.
+    fn add(&mut self, hit: TrackingHit, evicted: &mut Vec<String>) -> bool {
         fn order(h: &TrackingHit) -> (i64, &str) {
             (h.envelope.received_at, h.envelope.event_id.as_str())
         }
@@ -119,7 +131,9 @@ impl Visit {
             Err(at) if at >= HITS_PER_VISIT => false,
             Err(at) => {
                 self.hits.insert(at, hit);
-                self.hits.truncate(HITS_PER_VISIT);
+                if self.hits.len() > HITS_PER_VISIT {
+                    evicted.extend(self.hits.drain(HITS_PER_VISIT..).map(|h| hit_key(&h)));
+                }
                 true
             }
         }
@@ -236,6 +250,8 @@ pub struct Visits {
     index: HashMap<(Signal, Arc<str>, Box<str>), HashSet<VisitKey>>,
     /// (last seen, visit) as last seen grew, for expiry (stale entries skipped).
     arrivals: VecDeque<(i64, VisitKey)>,
+    /// Keys ([`hit_key`]) of the hits that left since the last [`Visits::take_gone`].
+    gone: Vec<String>,
 }
 
 impl Visits {
@@ -266,12 +282,17 @@ impl Visits {
             hits: Vec::new(),
         });
         let before = visit.last_seen();
-        let added = visit.add(hit);
+        let added = visit.add(hit, &mut self.gone);
         let after = visit.last_seen();
         if after > before {
             self.arrivals.push_back((after, key));
         }
         added
+    }
+
+    /// Every visit, in no order.
+    pub fn all(&self) -> impl Iterator<Item = &Visit> {
+        self.visits.values()
     }
 
     /// The visit of a session.
@@ -324,11 +345,18 @@ impl Visits {
         keys.len()
     }
 
+    /// Keys ([`hit_key`]) of the hits that left (expired, forgotten, pushed past the
+    /// per-visit limit) since the last call.
+    pub fn take_gone(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.gone)
+    }
+
     /// Remove a visit and its index entries (its stale arrivals are skipped by expiry).
     fn remove(&mut self, key: &VisitKey) {
         let Some(visit) = self.visits.remove(key) else {
             return;
         };
+        self.gone.extend(visit.hits.iter().map(hit_key));
         for hit in &visit.hits {
             for (signal, value) in signals_of(hit) {
                 let entry = (signal, key.0.clone(), Box::from(value));
@@ -401,11 +429,17 @@ mod tests {
         let mut visits = Visits::default();
         let mut old = hit("old", "a", 10);
         old.client_ip = Some("203.0.113.9".into());
-        visits.add(old);
+        visits.add(old.clone());
         visits.add(hit("new", "b", 100));
         assert_eq!(visits.with(Signal::Ip, "acme", "203.0.113.9").count(), 1);
+        assert!(visits.take_gone().is_empty());
         visits.expire(50);
         assert_eq!(visits.len(), 1);
+        assert_eq!(
+            visits.take_gone(),
+            vec![hit_key(&old)],
+            "its hit leaves the state"
+        );
         assert_eq!(visits.with(Signal::Ip, "acme", "203.0.113.9").count(), 0);
         assert!(visits.session("acme", "new").is_some());
     }

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use clickhouse::{Client, RowOwned, RowWrite};
 use funnelhub_kafka::dlq::DeadLetters;
-use funnelhub_kafka::stage::{Dependency, Output, PartitionProcessor, ProcessError, Record, Stage};
+use funnelhub_kafka::stage::{
+    Dependency, Output, PartitionProcessor, ProcessError, Record, Stage, StateChange,
+};
 use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::derived::{
     CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelTransition, MatchResult,
@@ -112,9 +114,9 @@ pub struct ClickHousePartition {
 }
 
 impl PartitionProcessor for ClickHousePartition {
-    type Changelog = DlqRecord;
+    type State = DlqRecord;
 
-    fn restore(&mut self, _change: DlqRecord) {}
+    fn restore(&mut self, _key: &str, _entry: DlqRecord) {}
 
     async fn process(
         &mut self,
@@ -216,7 +218,7 @@ impl PartitionProcessor for ClickHousePartition {
         }
     }
 
-    fn take_changes(&mut self) -> Vec<DlqRecord> {
+    fn take_changes(&mut self) -> Vec<StateChange<DlqRecord>> {
         Vec::new()
     }
 }

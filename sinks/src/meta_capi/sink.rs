@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use funnelhub_kafka::dlq::DeadLetters;
-use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
+use funnelhub_kafka::stage::{
+    Output, PartitionProcessor, ProcessError, Record, Stage, StateChange,
+};
 use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::derived::{AttemptOutcome, CapiDispatchRequest, DispatchAttempt, DlqReason};
 use funnelhub_schemas::ids::{deterministic_id, now_ms};
@@ -103,9 +105,9 @@ fn count(tenant: &str, outcome: &'static str, n: usize) {
 }
 
 impl PartitionProcessor for CapiPartition {
-    type Changelog = DispatchAttempt;
+    type State = DispatchAttempt;
 
-    fn restore(&mut self, _change: DispatchAttempt) {}
+    fn restore(&mut self, _key: &str, _entry: DispatchAttempt) {}
 
     async fn process(
         &mut self,
@@ -176,7 +178,7 @@ impl PartitionProcessor for CapiPartition {
         Ok(())
     }
 
-    fn take_changes(&mut self) -> Vec<DispatchAttempt> {
+    fn take_changes(&mut self) -> Vec<StateChange<DispatchAttempt>> {
         Vec::new()
     }
 }
