@@ -271,6 +271,13 @@ pub struct DedupeProcessor {
     sweeper: Sweeper,
 }
 
+impl DedupeProcessor {
+    /// Its state.
+    pub fn state(&self) -> &DedupeState {
+        &self.state
+    }
+}
+
 impl PartitionProcessor for DedupeProcessor {
     type State = DedupeEntry;
 

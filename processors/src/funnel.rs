@@ -418,6 +418,13 @@ pub struct FunnelProcessor {
     sweeper: Sweeper,
 }
 
+impl FunnelProcessor {
+    /// Its state.
+    pub fn state(&self) -> &FunnelState {
+        &self.state
+    }
+}
+
 impl PartitionProcessor for FunnelProcessor {
     type State = Arc<FunnelSession>;
 

@@ -2,7 +2,7 @@
 //! out-of-order-safe funnel stages with ops tickets ([`funnel`]) and conversion matching
 //! with CAPI dispatch requests ([`matching`]). Each runs as a Kafka
 //! consumer group on [`funnelhub_kafka::stage`]: scale out by starting more processes,
-//! state follows the partitions through their changelog topics. See `docs/processors.md`.
+//! state follows the partitions through their state topics. See `docs/processors.md`.
 
 pub mod config;
 pub mod dedupe;
@@ -105,6 +105,77 @@ pub fn stage_groups(
         .collect()
 }
 
+/// The dedupe stage, its schemas registered (`control`: the suppressions and tenants it
+/// follows).
+pub async fn dedupe_stage(
+    registry: &SchemaRegistry,
+    catalog: &Catalog,
+    config: &ProcessConfig,
+    control: &ControlPlane,
+) -> Result<Arc<dedupe::DedupeStage>, funnelhub_kafka::Error> {
+    Ok(Arc::new(dedupe::DedupeStage {
+        window_ms: config.dedupe_window_ms(),
+        tracking: TopicCodec::register(registry, &catalog.name(Topic::RawTracking)).await?,
+        orders: TopicCodec::register(registry, &catalog.name(Topic::RawOrders)).await?,
+        onboarding: TopicCodec::register(registry, &catalog.name(Topic::RawOnboarding)).await?,
+        deduped: TopicCodec::register(registry, &catalog.name(Topic::Deduped)).await?,
+        dead_letters: dead_letters(registry, catalog, StageId::Dedupe).await?,
+        changelog: TopicCodec::register(registry, &catalog.name(Topic::DedupeState)).await?,
+        suppressions: control.suppressions.clone(),
+        tenants: control.tenants.clone(),
+    }))
+}
+
+/// The funnel stage, its schemas registered.
+pub async fn funnel_stage(
+    registry: &SchemaRegistry,
+    catalog: &Catalog,
+    config: &ProcessConfig,
+    control: &ControlPlane,
+) -> Result<Arc<funnel::FunnelStageProcessor>, funnelhub_kafka::Error> {
+    Ok(Arc::new(funnel::FunnelStageProcessor {
+        ttl_ms: config.session_ttl_ms(),
+        deduped: TopicCodec::register(registry, &catalog.name(Topic::Deduped)).await?,
+        transitions: TopicCodec::register(registry, &catalog.name(Topic::FunnelTransitions))
+            .await?,
+        tickets: TopicCodec::register(registry, &catalog.name(Topic::OpsTickets)).await?,
+        dead_letters: dead_letters(registry, catalog, StageId::Funnel).await?,
+        changelog: TopicCodec::register(registry, &catalog.name(Topic::FunnelState)).await?,
+        suppressions: control.suppressions.clone(),
+        tenants: control.tenants.clone(),
+    }))
+}
+
+/// The matcher stage, its schemas registered.
+pub async fn match_stage(
+    registry: &SchemaRegistry,
+    catalog: &Catalog,
+    config: &ProcessConfig,
+    control: &ControlPlane,
+) -> Result<Arc<matching::matcher::MatchStage>, funnelhub_kafka::Error> {
+    Ok(Arc::new(matching::matcher::MatchStage {
+        config: Arc::new(config.matching.clone()),
+        inputs: TopicCodec::register(registry, &catalog.name(Topic::MatchingInputs)).await?,
+        results: TopicCodec::register(registry, &catalog.name(Topic::MatchResults)).await?,
+        requests: TopicCodec::register(registry, &catalog.name(Topic::CapiRequests)).await?,
+        dead_letters: dead_letters(registry, catalog, StageId::Match).await?,
+        changelog: TopicCodec::register(registry, &catalog.name(Topic::MatchState)).await?,
+        suppressions: control.suppressions.clone(),
+        tenants: control.tenants.clone(),
+    }))
+}
+
+async fn dead_letters(
+    registry: &SchemaRegistry,
+    catalog: &Catalog,
+    stage: StageId,
+) -> Result<Arc<DeadLetters>, funnelhub_kafka::Error> {
+    Ok(Arc::new(DeadLetters::new(
+        stage.name(),
+        TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
+    )))
+}
+
 /// Create missing topics, register schemas and join the consumer groups. `control`: the
 /// suppression list every stage skips, and the tenants (the matcher's pixels), live.
 pub async fn start(
@@ -116,10 +187,9 @@ pub async fn start(
 ) -> Result<Processors, StartError> {
     config.validate().map_err(StartError::Config)?;
     ensure_topics(kafka, &catalog_requests(kafka)).await?;
-    let catalog = Catalog::new(&kafka.topic_prefix);
-    let catalog = &catalog;
-    // Read before any partition is restored or processed: nothing purged comes back.
-    let suppressions = control.suppressions.clone();
+    let catalog = &Catalog::new(&kafka.topic_prefix);
+    // Read before any partition is restored or processed: nothing purged comes back
+    // (`control` is read before this is called).
     let mut stages = Vec::new();
     let settings = |stage: StageId| StageSettings {
         group: group_of(config, stage.name()),
@@ -127,20 +197,7 @@ pub async fn start(
         ..StageSettings::default()
     };
     if matches!(which, Stages::All | Stages::Dedupe) {
-        let stage = Arc::new(dedupe::DedupeStage {
-            window_ms: config.dedupe_window_ms(),
-            tracking: TopicCodec::register(registry, &catalog.name(Topic::RawTracking)).await?,
-            orders: TopicCodec::register(registry, &catalog.name(Topic::RawOrders)).await?,
-            onboarding: TopicCodec::register(registry, &catalog.name(Topic::RawOnboarding)).await?,
-            deduped: TopicCodec::register(registry, &catalog.name(Topic::Deduped)).await?,
-            dead_letters: Arc::new(DeadLetters::new(
-                StageId::Dedupe.name(),
-                TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
-            )),
-            changelog: TopicCodec::register(registry, &catalog.name(Topic::DedupeState)).await?,
-            suppressions: suppressions.clone(),
-            tenants: control.tenants.clone(),
-        });
+        let stage = dedupe_stage(registry, catalog, config, control).await?;
         stages.push(stage::spawn_declared(
             kafka,
             StageId::Dedupe,
@@ -149,20 +206,7 @@ pub async fn start(
         )?);
     }
     if matches!(which, Stages::All | Stages::Funnel) {
-        let stage = Arc::new(funnel::FunnelStageProcessor {
-            ttl_ms: config.session_ttl_ms(),
-            deduped: TopicCodec::register(registry, &catalog.name(Topic::Deduped)).await?,
-            transitions: TopicCodec::register(registry, &catalog.name(Topic::FunnelTransitions))
-                .await?,
-            tickets: TopicCodec::register(registry, &catalog.name(Topic::OpsTickets)).await?,
-            dead_letters: Arc::new(DeadLetters::new(
-                StageId::Funnel.name(),
-                TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
-            )),
-            changelog: TopicCodec::register(registry, &catalog.name(Topic::FunnelState)).await?,
-            suppressions: suppressions.clone(),
-            tenants: control.tenants.clone(),
-        });
+        let stage = funnel_stage(registry, catalog, config, control).await?;
         stages.push(stage::spawn_declared(
             kafka,
             StageId::Funnel,
@@ -171,16 +215,10 @@ pub async fn start(
         )?);
     }
     if matches!(which, Stages::All | Stages::Match) {
-        let dead_letters = |stage| async move {
-            Ok::<_, funnelhub_kafka::Error>(Arc::new(DeadLetters::new(
-                stage,
-                TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
-            )))
-        };
         let route = Arc::new(matching::route::RouteStage {
             deduped: catalog.name(Topic::Deduped),
             inputs: Arc::from(catalog.name(Topic::MatchingInputs)),
-            dead_letters: dead_letters(StageId::MatchRoute.name()).await?,
+            dead_letters: dead_letters(registry, catalog, StageId::MatchRoute).await?,
         });
         // The router copies values: the inputs subject must know the schema too.
         TopicCodec::<funnelhub_schemas::derived::DedupedEvent>::register(
@@ -194,16 +232,7 @@ pub async fn start(
             route,
             settings(StageId::MatchRoute),
         )?);
-        let matcher = Arc::new(matching::matcher::MatchStage {
-            config: Arc::new(config.matching.clone()),
-            inputs: TopicCodec::register(registry, &catalog.name(Topic::MatchingInputs)).await?,
-            results: TopicCodec::register(registry, &catalog.name(Topic::MatchResults)).await?,
-            requests: TopicCodec::register(registry, &catalog.name(Topic::CapiRequests)).await?,
-            dead_letters: dead_letters(StageId::Match.name()).await?,
-            changelog: TopicCodec::register(registry, &catalog.name(Topic::MatchState)).await?,
-            suppressions,
-            tenants: control.tenants.clone(),
-        });
+        let matcher = match_stage(registry, catalog, config, control).await?;
         stages.push(stage::spawn_declared(
             kafka,
             StageId::Match,

@@ -55,6 +55,7 @@ use crate::dlq::DeadLetters;
 use crate::{Error, KafkaConfig, TopicCodec};
 
 pub use output::send_all;
+pub use restore::{restore_partition, Restored};
 
 /// One record read from a source partition.
 #[derive(Debug, Clone)]

@@ -328,17 +328,7 @@ pub(super) fn start<S: Stage>(
     let name = stage.name();
     let producer = client::producer(kafka, &format!("funnelhub-{name}"))?;
     let changelog_partitions = match stage.changelog() {
-        Some(changelog) => {
-            let metadata = producer
-                .client()
-                .fetch_metadata(Some(changelog.topic()), Duration::from_secs(30))?;
-            metadata
-                .topics()
-                .first()
-                .map(|t| t.partitions().len() as i32)
-                .filter(|n| *n > 0)
-                .ok_or_else(|| Error::Admin(format!("{} does not exist", changelog.topic())))?
-        }
+        Some(state) => super::restore::partitions_of(producer.client(), state.topic())?,
         None => 1,
     };
     let (done_tx, done_rx) = std_mpsc::channel();

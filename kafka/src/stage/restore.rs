@@ -5,6 +5,7 @@
 //! Blocking (a consumer of its own); run it off the async workers.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -118,6 +119,94 @@ fn restore<S: Stage>(
         "state restored"
     );
     Ok(Some(processor))
+}
+
+/// A source partition's state as its state topic holds it, and what reading it took.
+#[derive(Debug)]
+pub struct Restored<P> {
+    pub processor: P,
+    /// Entries applied (the live state).
+    pub live_entries: usize,
+    /// Records read, whatever their key or kind (see [`Table::records_read`]).
+    pub records_read: u64,
+    /// Bytes of keys and values read.
+    pub bytes_read: u64,
+    /// Reading and applying, together.
+    pub elapsed: Duration,
+}
+
+/// Rebuild the state of source partition `topic`/`partition` of `stage` from its state
+/// topic, as a new owner of the partition would, outside any group (for tools, tests and
+/// benchmarks; a running stage restores its partitions itself).
+pub async fn restore_partition<S: Stage>(
+    kafka: &crate::KafkaConfig,
+    stage: &Arc<S>,
+    topic: &str,
+    partition: i32,
+) -> Result<Restored<S::Processor>, Error> {
+    let started = Instant::now();
+    let mut processor = stage.processor(topic, partition);
+    let Some(codec) = stage.changelog() else {
+        return Ok(Restored {
+            processor,
+            live_entries: 0,
+            records_read: 0,
+            bytes_read: 0,
+            elapsed: started.elapsed(),
+        });
+    };
+    let (kafka, state_topic, prefix) = (
+        kafka.clone(),
+        codec.topic().to_owned(),
+        super::partition::state_key_prefix(topic, partition),
+    );
+    let table = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client::consumer_config(&kafka, "funnelhub-restore", &[])
+            .set("group.id", "funnelhub-restore")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "50")
+            .create()?;
+        let partitions = partitions_of(consumer.client(), &state_topic)?;
+        read_table(
+            &consumer,
+            &state_topic,
+            partition % partitions,
+            &prefix,
+            &CancellationToken::new(),
+        )
+    })
+    .await
+    .map_err(|e| Error::Admin(format!("restoring: {e}")))??
+    .expect("never cancelled");
+    let live_entries = table.entries.len();
+    for (key, bytes) in table.entries {
+        let entry = codec
+            .decode(&bytes)
+            .await
+            .map_err(|e| Error::Registry(format!("state {}: {e}", codec.topic())))?;
+        processor.restore(&key, entry);
+    }
+    Ok(Restored {
+        processor,
+        live_entries,
+        records_read: table.records_read,
+        bytes_read: table.bytes_read,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// How many partitions `topic` has.
+pub(super) fn partitions_of<C: rdkafka::client::ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+) -> Result<i32, Error> {
+    let metadata = client.fetch_metadata(Some(topic), ANSWER)?;
+    metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len() as i32)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::Admin(format!("{topic} does not exist")))
 }
 
 /// The live entries of one source partition, read from its state topic partition.

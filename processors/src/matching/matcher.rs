@@ -617,6 +617,13 @@ fn take_trace(
     traces.remove(&(tenant_id.to_owned(), id.to_owned()))
 }
 
+impl MatchProcessor {
+    /// Its state.
+    pub fn state(&self) -> &MatchState {
+        &self.state
+    }
+}
+
 impl PartitionProcessor for MatchProcessor {
     type State = MatchEntry;
 
