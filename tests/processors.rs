@@ -1,7 +1,8 @@
 //! `funnelhub process` killed with SIGKILL mid-stream, twice, then restarted, ends with
-//! exactly the distinct outputs of an uninterrupted run over the same records; so does a
-//! run whose broker is stopped and started again mid-stream, and a run where a second
-//! member joins the group mid-stream and leaves again on SIGTERM.
+//! exactly the distinct outputs of an uninterrupted run over the same records; so does one
+//! killed while it restores its partitions' state, a run whose broker is stopped and
+//! started again mid-stream, and a run where a second member joins the group mid-stream
+//! and leaves again on SIGTERM.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -91,7 +92,15 @@ async fn outputs(
 }
 
 fn spawn_process(kafka: &KafkaConfig, registry_url: &str, config_file: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_funnelhub"))
+    process_command(kafka, registry_url, config_file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("funnelhub process starts")
+}
+
+fn process_command(kafka: &KafkaConfig, registry_url: &str, config_file: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_funnelhub"));
+    command
         .args(["process", "--brokers", &kafka.brokers])
         .env("FUNNELHUB_CONFIG", config_file)
         .env("FUNNELHUB_KAFKA__TOPIC_PREFIX", &kafka.topic_prefix)
@@ -99,10 +108,8 @@ fn spawn_process(kafka: &KafkaConfig, registry_url: &str, config_file: &str) -> 
         .env("FUNNELHUB_PROCESS__LISTEN", "127.0.0.1:0")
         .env("FUNNELHUB_PROCESS__MAX_BATCH", "50")
         .env("FUNNELHUB_SCHEMA_REGISTRY__URL", registry_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("funnelhub process starts")
+        .stdout(Stdio::null());
+    command
 }
 
 /// Distinct values on `topic` so far (raw bytes; deduped values differ only by time).
@@ -266,6 +273,59 @@ async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
     child.wait().expect("reaped");
 
     assert_same_outputs(&after_kills, &whole);
+    let _ = std::fs::remove_file(&config_file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_processor_killed_while_restoring_ends_with_the_outputs_of_an_uninterrupted_run() {
+    let killed = kafka_config("process-restoring");
+    let Reference {
+        distinct_events,
+        whole,
+        server,
+        registry,
+    } = uninterrupted_run(&killed).await;
+
+    // Half the records through a first process, which leaves its state behind (SIGKILL).
+    let config_file = empty_config_file();
+    let deduped_topic = Catalog::new(&killed.topic_prefix).name(Topic::Deduped);
+    let mut first = spawn_process(&killed, &server.url(), &config_file);
+    progress(&killed, &deduped_topic, distinct_events / 2).await;
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+
+    // A second one is SIGKILLed as soon as it reports its first partition restored: the
+    // others are restoring or about to.
+    let mut restoring = process_command(&killed, &server.url(), &config_file)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("funnelhub process starts");
+    let log = restoring.stderr.take().expect("piped");
+    let restored = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(log)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("state restored"))
+    });
+    let restored = tokio::time::timeout(WAIT, restored)
+        .await
+        .expect("a partition restored in time")
+        .expect("read the log");
+    restoring.kill().expect("SIGKILL");
+    restoring.wait().expect("reaped");
+    assert!(
+        restored,
+        "the second process restored state before it was killed"
+    );
+
+    // A third one restores again and finishes.
+    let mut last = spawn_process(&killed, &server.url(), &config_file);
+    let after = outputs(&killed, &registry, whole.counts()).await;
+    last.kill().expect("stop");
+    last.wait().expect("reaped");
+    assert_same_outputs(&after, &whole);
     let _ = std::fs::remove_file(&config_file);
 }
 

@@ -18,6 +18,11 @@
 //!   transaction (its sends and its offsets, `send_offsets_to_transaction`), its output
 //!   counted by a `read_committed` reader. Prints
 //!   `records batch at_least_once_per_s transactional_per_s ratio`.
+//! - `bench_process restore <brokers> <entries>`: `entries` live state entries of one
+//!   source partition written to a fresh state topic (dedupe keys, then funnel sessions of
+//!   three timeline events), then (a) a raw read of those records (bytes only) and (b) the
+//!   partition's state rebuilt from them as a new owner does. Prints, per kind,
+//!   `kind entries bytes raw_s restore_s ratio`.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -49,6 +54,7 @@ async fn main() {
         Some("logic") => logic(arg(2).parse().expect("sessions")),
         Some("matching") => matching(arg(2).parse().expect("buyers")),
         Some("pipeline") => pipeline(&arg(2), arg(3).parse().expect("sessions")).await,
+        Some("restore") => restore(&arg(2), arg(3).parse().expect("entries")).await,
         Some("transactions") => {
             transactions(
                 &arg(2),
@@ -60,7 +66,8 @@ async fn main() {
         _ => {
             eprintln!(
                 "usage: bench_process logic <sessions> | matching <buyers> \
-                 | pipeline <brokers> <sessions> | transactions <brokers> <records> <batch>"
+                 | pipeline <brokers> <sessions> | transactions <brokers> <records> <batch> \
+                 | restore <brokers> <entries>"
             );
             std::process::exit(2);
         }
@@ -388,4 +395,146 @@ fn transactions_piped(
         "{records} {batch} {at_least_once:.0} {transactional:.0} {:.2}",
         transactional / at_least_once
     );
+}
+
+/// Write `entries` state entries for source partition 0 of `source` (made by `entry`),
+/// read them raw, then restore the partition; prints one line.
+async fn restore_kind<S: funnelhub_kafka::stage::Stage>(
+    kind: &str,
+    kafka: &KafkaConfig,
+    stage: &std::sync::Arc<S>,
+    source: &str,
+    entries: usize,
+    entry: impl Fn(
+        usize,
+    ) -> (
+        String,
+        <S::Processor as funnelhub_kafka::stage::PartitionProcessor>::State,
+    ),
+) {
+    use funnelhub_kafka::stage::{restore_partition, send_all, Output};
+    let codec = stage.changelog().expect("a stage with state");
+    let topic: std::sync::Arc<str> = std::sync::Arc::from(codec.topic());
+    let producer = client::producer(kafka, "bench-restore").expect("producer");
+    let mut bytes = 0;
+    for chunk in (0..entries).collect::<Vec<_>>().chunks(50_000) {
+        let mut outputs = Vec::with_capacity(chunk.len());
+        for i in chunk {
+            let (key, value) = entry(*i);
+            let value = codec.encode(&value).expect("encodes");
+            let key = format!("{source}:0/{key}").into_bytes();
+            bytes += key.len() + value.len();
+            outputs.push(Output {
+                topic: topic.clone(),
+                key,
+                value,
+                trace: None,
+            });
+        }
+        let outputs: Vec<(&Output, Option<i32>)> = outputs.iter().map(|o| (o, Some(0))).collect();
+        send_all(&producer, outputs).await.expect("written");
+    }
+    // Twice each, alternating, the best of each kept: the first read of fresh records
+    // pays for the broker's page cache and the client's start.
+    let (mut raw, mut restore) = (Duration::MAX, Duration::MAX);
+    for _ in 0..2 {
+        let (owned, topic) = (kafka.clone(), topic.to_string());
+        let read = tokio::task::spawn_blocking(move || raw_partition_read(&owned, &topic, entries))
+            .await
+            .expect("raw read");
+        raw = raw.min(read);
+        let restored = restore_partition(kafka, stage, source, 0)
+            .await
+            .expect("restored");
+        assert_eq!(restored.live_entries, entries);
+        restore = restore.min(restored.elapsed);
+    }
+    println!(
+        "{kind} {entries} {bytes} {:.2} {:.2} {:.2}",
+        raw.as_secs_f64(),
+        restore.as_secs_f64(),
+        raw.as_secs_f64() / restore.as_secs_f64()
+    );
+}
+
+async fn restore(brokers: &str, entries: usize) {
+    use funnelhub_schemas::state::{DedupeEntry, FunnelSession};
+    let kafka = KafkaConfig {
+        brokers: brokers.to_owned(),
+        topic_prefix: unique("bench-restore"),
+        ..KafkaConfig::default()
+    };
+    ensure_topics(&kafka, &catalog_requests(&kafka))
+        .await
+        .expect("topics");
+    let catalog = Catalog::new(&kafka.topic_prefix);
+    let (_server, registry) = funnelhub_registry::start_private(&kafka, &unique("_schemas-bench"))
+        .await
+        .expect("registry");
+    let config = ProcessConfig::default();
+    let control = Default::default();
+    let dedupe = funnelhub_processors::dedupe_stage(&registry, &catalog, &config, &control)
+        .await
+        .expect("dedupe");
+    let now = funnelhub_schemas::ids::now_ms();
+    restore_kind(
+        "dedupe",
+        &kafka,
+        &dedupe,
+        &catalog.name(Topic::RawTracking),
+        entries,
+        |i| {
+            let key = format!("acme:track:pageview:{i:012}");
+            let entry = DedupeEntry {
+                dedupe_key: key.clone(),
+                first_seen_offset: i as i64,
+                record_time: now,
+            };
+            (key, entry)
+        },
+    )
+    .await;
+    let funnel = funnelhub_processors::funnel_stage(&registry, &catalog, &config, &control)
+        .await
+        .expect("funnel");
+    let (_, sample) = funnelhub_schemas::testing::sample_state_entries();
+    restore_kind(
+        "funnel",
+        &kafka,
+        &funnel,
+        &catalog.name(Topic::Deduped),
+        entries,
+        |i| {
+            let mut session: FunnelSession = sample.clone();
+            session.subject_id = format!("session-{i:012}");
+            session.last_record_time = now;
+            session.timeline = [0, 1, 2].map(|_| sample.timeline[0].clone()).to_vec();
+            let key = funnelhub_schemas::catalog::key(&["acme", "onboarding", &session.subject_id]);
+            (key, std::sync::Arc::new(session))
+        },
+    )
+    .await;
+}
+
+/// The restore's baseline: partition 0 of `topic` read from its start to `records`
+/// records, bytes only, by a consumer set as a restore's is.
+fn raw_partition_read(kafka: &KafkaConfig, topic: &str, records: usize) -> Duration {
+    let consumer: BaseConsumer = funnelhub_kafka::stage::restore_consumer(kafka, "bench-raw")
+        .create()
+        .expect("consumer");
+    let started = Instant::now();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&tpl).expect("assign");
+    let (mut read, mut bytes) = (0, 0);
+    while read < records {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("read");
+            bytes += message.key_len() + message.payload_len();
+            read += 1;
+        }
+    }
+    assert!(bytes > 0);
+    started.elapsed()
 }

@@ -55,7 +55,7 @@ use crate::dlq::DeadLetters;
 use crate::{Error, KafkaConfig, TopicCodec};
 
 pub use output::send_all;
-pub use restore::{restore_partition, Restored};
+pub use restore::{restore_consumer, restore_partition, Restored};
 
 /// One record read from a source partition.
 #[derive(Debug, Clone)]

@@ -35,12 +35,8 @@ pub(super) fn resume<S: Stage>(
             next: None,
         })));
     }
-    let consumer: BaseConsumer = client::consumer_config(&shared.kafka, "funnelhub-restore", &[])
-        .set("group.id", &shared.settings.group)
-        .set("enable.auto.commit", "false")
-        // It reads to a known end and stops: a short fetch wait whatever the user's.
-        .set("fetch.wait.max.ms", "50")
-        .create()?;
+    let consumer: BaseConsumer =
+        restore_consumer(&shared.kafka, &shared.settings.group).create()?;
     let mut position = TopicPartitionList::new();
     position.add_partition(topic, partition);
     let committed = consumer
@@ -161,11 +157,7 @@ pub async fn restore_partition<S: Stage>(
         super::partition::state_key_prefix(topic, partition),
     );
     let table = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client::consumer_config(&kafka, "funnelhub-restore", &[])
-            .set("group.id", "funnelhub-restore")
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "50")
-            .create()?;
+        let consumer: BaseConsumer = restore_consumer(&kafka, "funnelhub-restore").create()?;
         let partitions = partitions_of(consumer.client(), &state_topic)?;
         read_table(
             &consumer,
@@ -193,6 +185,22 @@ pub async fn restore_partition<S: Stage>(
         bytes_read: table.bytes_read,
         elapsed: started.elapsed(),
     })
+}
+
+/// The settings of the consumer that reads a state partition (assigned, never
+/// committing; `group` only for reading the stage's committed offsets): it reads to a
+/// known end and stops, so a short fetch wait and large fetches whatever the user's.
+pub fn restore_consumer(kafka: &crate::KafkaConfig, group: &str) -> rdkafka::ClientConfig {
+    let mut config = client::consumer_config(
+        kafka,
+        "funnelhub-restore",
+        &[("max.partition.fetch.bytes", "8388608")],
+    );
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50");
+    config
 }
 
 /// How many partitions `topic` has.
