@@ -219,8 +219,19 @@ async fn uninterrupted_run(interrupted: &KafkaConfig) -> Reference {
 
 /// A config file with nothing in it: `funnelhub process` runs on defaults and environment.
 fn empty_config_file() -> String {
-    let path = std::env::temp_dir().join(format!("{}.toml", unique("empty")));
-    std::fs::write(&path, "").expect("config file");
+    config_file("")
+}
+
+/// A config file for processes that get SIGKILLed: a killed member leaves its group after
+/// 10 s without heartbeats (the broker's minimum is 6 s), not 45 s, so the next member
+/// gets the partitions sooner. The outcome is the same either way.
+fn killed_members_config_file() -> String {
+    config_file("[kafka.consumer_properties]\n\"session.timeout.ms\" = \"10000\"\n")
+}
+
+fn config_file(text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("{}.toml", unique("config")));
+    std::fs::write(&path, text).expect("config file");
     path.to_string_lossy().into_owned()
 }
 
@@ -259,7 +270,7 @@ async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
     } = uninterrupted_run(&killed).await;
 
     // The same records through `funnelhub process`, SIGKILLed twice mid-stream.
-    let config_file = empty_config_file();
+    let config_file = killed_members_config_file();
     let deduped_topic = Catalog::new(&killed.topic_prefix).name(Topic::Deduped);
     for kill_after in [distinct_events / 4, distinct_events / 2] {
         let mut child = spawn_process(&killed, &server.url(), &config_file);
@@ -287,7 +298,7 @@ async fn a_processor_killed_while_restoring_ends_with_the_outputs_of_an_uninterr
     } = uninterrupted_run(&killed).await;
 
     // Half the records through a first process, which leaves its state behind (SIGKILL).
-    let config_file = empty_config_file();
+    let config_file = killed_members_config_file();
     let deduped_topic = Catalog::new(&killed.topic_prefix).name(Topic::Deduped);
     let mut first = spawn_process(&killed, &server.url(), &config_file);
     progress(&killed, &deduped_topic, distinct_events / 2).await;

@@ -57,7 +57,7 @@ impl Stage for Relay {
         vec![self.input.clone()]
     }
 
-    fn changelog(&self) -> Option<&TopicCodec<DlqRecord>> {
+    fn state(&self) -> Option<&TopicCodec<DlqRecord>> {
         None
     }
 

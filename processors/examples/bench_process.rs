@@ -100,7 +100,7 @@ fn logic_round(events: &[EdgeEvent]) -> f64 {
             funnel.apply(event, time, &mut emitted);
         }
         if offset % 2000 == 1999 {
-            // What a flush does: hand the changes to the changelog writer.
+            // What a flush does: hand the changes to the state writer.
             dedupe.take_changes();
             funnel.take_changes();
             emitted.transitions.clear();
@@ -127,7 +127,7 @@ fn matching(buyers: usize) {
             EdgeEvent::OnboardingEvent(_) => {}
         }
         if i % 2000 == 1999 {
-            // What a flush does: hand the changes to the changelog writer.
+            // What a flush does: hand the changes to the state writer.
             state.take_changes();
             emitted.clear();
         }
@@ -413,7 +413,7 @@ async fn restore_kind<S: funnelhub_kafka::stage::Stage>(
     ),
 ) {
     use funnelhub_kafka::stage::{restore_partition, send_all, Output};
-    let codec = stage.changelog().expect("a stage with state");
+    let codec = stage.state().expect("a stage with state");
     let topic: std::sync::Arc<str> = std::sync::Arc::from(codec.topic());
     let producer = client::producer(kafka, "bench-restore").expect("producer");
     let mut bytes = 0;

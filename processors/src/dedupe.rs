@@ -206,7 +206,7 @@ pub struct DedupeStage {
     pub(crate) onboarding: TopicCodec<OnboardingEvent>,
     pub(crate) deduped: TopicCodec<DedupedEvent>,
     pub(crate) dead_letters: Arc<DeadLetters>,
-    pub(crate) changelog: TopicCodec<DedupeEntry>,
+    pub(crate) state: TopicCodec<DedupeEntry>,
     pub(crate) suppressions: Suppressions,
     /// Tenants' `retention_days` (live).
     pub(crate) tenants: TenantDirectory,
@@ -246,8 +246,8 @@ impl Stage for DedupeStage {
         ]
     }
 
-    fn changelog(&self) -> Option<&TopicCodec<DedupeEntry>> {
-        Some(&self.changelog)
+    fn state(&self) -> Option<&TopicCodec<DedupeEntry>> {
+        Some(&self.state)
     }
 
     fn processor(self: &Arc<Self>, topic: &str, partition: i32) -> DedupeProcessor {

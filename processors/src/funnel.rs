@@ -374,7 +374,7 @@ pub struct FunnelStageProcessor {
     pub(crate) transitions: TopicCodec<FunnelTransition>,
     pub(crate) tickets: TopicCodec<OpsTicket>,
     pub(crate) dead_letters: Arc<DeadLetters>,
-    pub(crate) changelog: TopicCodec<Arc<FunnelSession>>,
+    pub(crate) state: TopicCodec<Arc<FunnelSession>>,
     pub(crate) suppressions: Suppressions,
     /// Tenants' `retention_days` (live).
     pub(crate) tenants: TenantDirectory,
@@ -391,8 +391,8 @@ impl Stage for FunnelStageProcessor {
         vec![self.deduped.topic().to_owned()]
     }
 
-    fn changelog(&self) -> Option<&TopicCodec<Arc<FunnelSession>>> {
-        Some(&self.changelog)
+    fn state(&self) -> Option<&TopicCodec<Arc<FunnelSession>>> {
+        Some(&self.state)
     }
 
     fn processor(self: &Arc<Self>, topic: &str, partition: i32) -> FunnelProcessor {

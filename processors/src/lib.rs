@@ -120,7 +120,7 @@ pub async fn dedupe_stage(
         onboarding: TopicCodec::register(registry, &catalog.name(Topic::RawOnboarding)).await?,
         deduped: TopicCodec::register(registry, &catalog.name(Topic::Deduped)).await?,
         dead_letters: dead_letters(registry, catalog, StageId::Dedupe).await?,
-        changelog: TopicCodec::register(registry, &catalog.name(Topic::DedupeState)).await?,
+        state: TopicCodec::register(registry, &catalog.name(Topic::DedupeState)).await?,
         suppressions: control.suppressions.clone(),
         tenants: control.tenants.clone(),
     }))
@@ -140,7 +140,7 @@ pub async fn funnel_stage(
             .await?,
         tickets: TopicCodec::register(registry, &catalog.name(Topic::OpsTickets)).await?,
         dead_letters: dead_letters(registry, catalog, StageId::Funnel).await?,
-        changelog: TopicCodec::register(registry, &catalog.name(Topic::FunnelState)).await?,
+        state: TopicCodec::register(registry, &catalog.name(Topic::FunnelState)).await?,
         suppressions: control.suppressions.clone(),
         tenants: control.tenants.clone(),
     }))
@@ -159,7 +159,7 @@ pub async fn match_stage(
         results: TopicCodec::register(registry, &catalog.name(Topic::MatchResults)).await?,
         requests: TopicCodec::register(registry, &catalog.name(Topic::CapiRequests)).await?,
         dead_letters: dead_letters(registry, catalog, StageId::Match).await?,
-        changelog: TopicCodec::register(registry, &catalog.name(Topic::MatchState)).await?,
+        state: TopicCodec::register(registry, &catalog.name(Topic::MatchState)).await?,
         suppressions: control.suppressions.clone(),
         tenants: control.tenants.clone(),
     }))
@@ -188,8 +188,8 @@ pub async fn start(
     config.validate().map_err(StartError::Config)?;
     ensure_topics(kafka, &catalog_requests(kafka)).await?;
     let catalog = &Catalog::new(&kafka.topic_prefix);
-    // Read before any partition is restored or processed: nothing purged comes back
-    // (`control` is read before this is called).
+    // `control`'s suppressions are read before any partition is restored or processed
+    // (the caller read the control topics): nothing purged comes back.
     let mut stages = Vec::new();
     let settings = |stage: StageId| StageSettings {
         group: group_of(config, stage.name()),

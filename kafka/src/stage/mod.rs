@@ -212,7 +212,7 @@ pub trait Stage: Send + Sync + 'static {
 
     /// The state topic's codec; `None` for a stateless stage (nothing is restored or
     /// written, and its processors' `State` type is never used).
-    fn changelog(&self) -> Option<&TopicCodec<<Self::Processor as PartitionProcessor>::State>>;
+    fn state(&self) -> Option<&TopicCodec<<Self::Processor as PartitionProcessor>::State>>;
 
     /// How long a partition may go without records before its processor is ticked.
     fn tick_interval(&self) -> Option<Duration> {

@@ -35,7 +35,7 @@ pub(super) struct Shared<S: Stage> {
     pub settings: StageSettings,
     pub runtime: Handle,
     pub producer: FutureProducer,
-    pub changelog_partitions: i32,
+    pub state_partitions: i32,
     /// (topic, partition, last offset) of each batch written.
     pub done: std_mpsc::Sender<(Arc<str>, i32, i64)>,
     pub stalls: Stalls,
@@ -326,8 +326,8 @@ async fn flush<S: Stage>(
     let changes = processor.take_changes();
     let mut state = Vec::with_capacity(changes.len());
     let mut state_topic = None;
-    if let Some(codec) = shared.stage.changelog() {
-        state_topic = Some((codec.topic(), id.1 % shared.changelog_partitions));
+    if let Some(codec) = shared.stage.state() {
+        state_topic = Some((codec.topic(), id.1 % shared.state_partitions));
         let prefix = state_key_prefix(&id.0, id.1);
         for change in changes {
             let (key, value) = match change {

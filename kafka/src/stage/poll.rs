@@ -327,7 +327,7 @@ pub(super) fn start<S: Stage>(
 ) -> Result<std::thread::JoinHandle<Result<(), String>>, Error> {
     let name = stage.name();
     let producer = client::producer(kafka, &format!("funnelhub-{name}"))?;
-    let changelog_partitions = match stage.changelog() {
+    let state_partitions = match stage.state() {
         Some(state) => super::restore::partitions_of(producer.client(), state.topic())?,
         None => 1,
     };
@@ -339,7 +339,7 @@ pub(super) fn start<S: Stage>(
             settings: settings.clone(),
             runtime: Handle::current(),
             producer,
-            changelog_partitions,
+            state_partitions,
             done: done_tx,
             stalls,
         }),

@@ -28,7 +28,7 @@ pub(super) fn resume<S: Stage>(
     cancel: &CancellationToken,
 ) -> Result<Option<Kept<S::Processor>>, Error> {
     let (topic, partition) = (&*id.0, id.1);
-    if shared.stage.changelog().is_none() {
+    if shared.stage.state().is_none() {
         // No state: any processor will do, no position to check.
         return Ok(Some(kept.unwrap_or_else(|| Kept {
             processor: shared.stage.processor(topic, partition),
@@ -77,13 +77,13 @@ fn restore<S: Stage>(
 ) -> Result<Option<S::Processor>, Error> {
     let started = Instant::now();
     let mut processor = shared.stage.processor(topic, partition);
-    let Some(codec) = shared.stage.changelog() else {
+    let Some(codec) = shared.stage.state() else {
         return Ok(Some(processor));
     };
     let Some(table) = read_table(
         consumer,
         codec.topic(),
-        partition % shared.changelog_partitions,
+        partition % shared.state_partitions,
         &super::partition::state_key_prefix(topic, partition),
         cancel,
     )?
@@ -142,7 +142,7 @@ pub async fn restore_partition<S: Stage>(
 ) -> Result<Restored<S::Processor>, Error> {
     let started = Instant::now();
     let mut processor = stage.processor(topic, partition);
-    let Some(codec) = stage.changelog() else {
+    let Some(codec) = stage.state() else {
         return Ok(Restored {
             processor,
             live_entries: 0,

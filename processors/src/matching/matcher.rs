@@ -357,9 +357,9 @@ impl MatchState {
 
     /// Forget every visit, waiting conversion and decision `sweep` drops (tied to a purged
     /// person, or older than a tenant's shorter retention): none is matched, emitted or
-    /// re-emitted again. The changelog is not rewritten: restore skips purged entries
-    /// (the list is read before any partition is restored) and the first sweep after it
-    /// drops the old ones.
+    /// re-emitted again, and each leaves the state topic (a tombstone). A restore deletes
+    /// purged entries it reads the same way (the list is read before any partition is
+    /// restored), and the first sweep after it drops the old ones.
     pub fn forget(&mut self, sweep: &Sweep<'_>) {
         let visits = self.visits.forget(|visit| {
             sweep.too_old(&visit.key.0, visit.last_seen())
@@ -482,7 +482,7 @@ pub struct MatchStage {
     pub(crate) results: TopicCodec<MatchResult>,
     pub(crate) requests: TopicCodec<CapiDispatchRequest>,
     pub(crate) dead_letters: Arc<DeadLetters>,
-    pub(crate) changelog: TopicCodec<MatchEntry>,
+    pub(crate) state: TopicCodec<MatchEntry>,
     pub(crate) suppressions: Suppressions,
     pub(crate) tenants: TenantDirectory,
 }
@@ -498,8 +498,8 @@ impl Stage for MatchStage {
         vec![self.inputs.topic().to_owned()]
     }
 
-    fn changelog(&self) -> Option<&TopicCodec<MatchEntry>> {
-        Some(&self.changelog)
+    fn state(&self) -> Option<&TopicCodec<MatchEntry>> {
+        Some(&self.state)
     }
 
     fn tick_interval(&self) -> Option<std::time::Duration> {

@@ -39,7 +39,7 @@ impl Stage for RouteStage {
         vec![self.deduped.clone()]
     }
 
-    fn changelog(&self) -> Option<&TopicCodec<MatchEntry>> {
+    fn state(&self) -> Option<&TopicCodec<MatchEntry>> {
         None
     }
 

@@ -86,7 +86,7 @@ impl Stage for ClickHouseSink {
         self.topics.keys().cloned().collect()
     }
 
-    fn changelog(&self) -> Option<&TopicCodec<DlqRecord>> {
+    fn state(&self) -> Option<&TopicCodec<DlqRecord>> {
         None
     }
 

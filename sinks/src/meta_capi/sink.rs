@@ -75,7 +75,7 @@ impl Stage for CapiSink {
         vec![self.requests.topic().to_owned()]
     }
 
-    fn changelog(&self) -> Option<&TopicCodec<DispatchAttempt>> {
+    fn state(&self) -> Option<&TopicCodec<DispatchAttempt>> {
         None
     }
 
