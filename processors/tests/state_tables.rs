@@ -3,9 +3,10 @@
 //! reads fewer records and rebuilds exactly the state it rebuilt before.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use funnelhub_kafka::stage::restore_partition;
+use funnelhub_kafka::stage::{restore_partition, Stage};
 use funnelhub_kafka::KafkaConfig;
 use funnelhub_processors::testing::RawWriter;
 use funnelhub_processors::{dedupe_stage, funnel_stage, match_stage};
@@ -109,8 +110,28 @@ fn source_partitions(harness: &Harness, stage: StageId) -> Vec<(String, i32)> {
         .collect()
 }
 
-/// What each stage's partitions restore now: their states, compared as text, and the
-/// records read.
+/// What each of `stage`'s source partitions restores now (shown by `show`), and the
+/// records it read.
+async fn restore_stage<S: Stage>(
+    harness: &Harness,
+    stage: Arc<S>,
+    id: StageId,
+    show: impl Fn(&S::Processor) -> String,
+) -> (Vec<String>, u64) {
+    let mut states = Vec::new();
+    let mut read = 0;
+    for (topic, partition) in source_partitions(harness, id) {
+        let restored = restore_partition(&harness.kafka, &stage, &topic, partition)
+            .await
+            .expect("restored");
+        read += restored.records_read;
+        states.push(format!("{topic}:{partition} {}", show(&restored.processor)));
+    }
+    (states, read)
+}
+
+/// What every stateful stage's partitions restore now: their states, compared as text,
+/// and the records read.
 async fn restore_all(harness: &Harness) -> (Vec<String>, u64) {
     let (registry, catalog, config, control) = (
         &harness.registry,
@@ -118,48 +139,41 @@ async fn restore_all(harness: &Harness) -> (Vec<String>, u64) {
         &harness.config,
         &harness.control,
     );
-    let mut states = Vec::new();
-    let mut read = 0;
-    let dedupe = dedupe_stage(registry, catalog, config, control)
-        .await
-        .expect("dedupe");
-    for (topic, partition) in source_partitions(harness, StageId::Dedupe) {
-        let restored = restore_partition(&harness.kafka, &dedupe, &topic, partition)
-            .await
-            .expect("restored");
-        read += restored.records_read;
-        states.push(format!(
-            "{topic}:{partition} {:?}",
-            restored.processor.state().entries()
-        ));
-    }
-    let funnel = funnel_stage(registry, catalog, config, control)
-        .await
-        .expect("funnel");
-    for (topic, partition) in source_partitions(harness, StageId::Funnel) {
-        let restored = restore_partition(&harness.kafka, &funnel, &topic, partition)
-            .await
-            .expect("restored");
-        read += restored.records_read;
-        states.push(format!(
-            "{topic}:{partition} {:?}",
-            restored.processor.state().sessions()
-        ));
-    }
-    let matcher = match_stage(registry, catalog, config, control)
-        .await
-        .expect("match");
-    for (topic, partition) in source_partitions(harness, StageId::Match) {
-        let restored = restore_partition(&harness.kafka, &matcher, &topic, partition)
-            .await
-            .expect("restored");
-        read += restored.records_read;
-        states.push(format!(
-            "{topic}:{partition} {:?}",
-            restored.processor.state().snapshot()
-        ));
-    }
-    (states, read)
+    let stages = [
+        restore_stage(
+            harness,
+            dedupe_stage(registry, catalog, config, control)
+                .await
+                .expect("dedupe"),
+            StageId::Dedupe,
+            |p| format!("{:?}", p.state().entries()),
+        )
+        .await,
+        restore_stage(
+            harness,
+            funnel_stage(registry, catalog, config, control)
+                .await
+                .expect("funnel"),
+            StageId::Funnel,
+            |p| format!("{:?}", p.state().sessions()),
+        )
+        .await,
+        restore_stage(
+            harness,
+            match_stage(registry, catalog, config, control)
+                .await
+                .expect("match"),
+            StageId::Match,
+            |p| format!("{:?}", p.state().snapshot()),
+        )
+        .await,
+    ];
+    stages
+        .into_iter()
+        .fold((Vec::new(), 0), |(mut states, read), (more, more_read)| {
+            states.extend(more);
+            (states, read + more_read)
+        })
 }
 
 /// Make the broker compact `topic` now: segments that roll at once, any dirty ratio,
