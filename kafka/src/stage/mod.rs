@@ -28,6 +28,9 @@
 //!   stalled ([`RunningStage::stalled`], `funnelhub_stage_stalled_partitions`). Outputs
 //!   and state writes are acknowledged within the producer's delivery timeout, and
 //!   written again if it passes.
+//!   A record the downstream rejects ([`ProcessError::Rejected`]), or whose outputs the
+//!   broker refuses for good (larger than a message), goes to the stage's dead letters
+//!   and the partition moves on.
 //! - [`restore`]: a partition's state is rebuilt from the live entries of its state topic
 //!   (a table by state key, compacted by Kafka, tombstones for what left the state): what
 //!   a restore reads grows with the state, not with the history. A processor kept from a

@@ -65,6 +65,8 @@ enum Halt {
     Abandoned,
     /// The downstream refused the data for good.
     Rejected(String),
+    /// The broker refused an output for good (too large for one message, invalid).
+    Refused(String),
     Fatal(String),
 }
 
@@ -88,6 +90,9 @@ pub(super) async fn run<S: Stage>(
     let max_batch = shared.settings.max_batch;
     let mut batch = Vec::with_capacity(max_batch);
     let mut outputs = Vec::new();
+    // State records encoded but not acknowledged yet (their outputs were refused): written
+    // with the next flush, before anything newer.
+    let mut unwritten = Vec::new();
     loop {
         batch.clear();
         outputs.clear();
@@ -97,7 +102,7 @@ pub(super) async fn run<S: Stage>(
             received = receive(&mut records, tick) => received,
         };
         let first = match received {
-            None => return Ok(Ended::Clean(Kept { processor, next })),
+            None => return Ok(clean(processor, next, &unwritten)),
             Some(Received::Idle) => {
                 match processor.tick(&mut outputs) {
                     Ok(()) => {}
@@ -105,9 +110,21 @@ pub(super) async fn run<S: Stage>(
                     // Time will tick again.
                     Err(ProcessError::Unavailable { .. } | ProcessError::Rejected(_)) => continue,
                 }
-                match flush(&shared, &id, &mut processor, &mut outputs, &cancel).await {
+                let flushed = flush(
+                    &shared,
+                    &id,
+                    &mut processor,
+                    &mut outputs,
+                    &mut unwritten,
+                    &cancel,
+                )
+                .await;
+                match flushed {
                     Ok(()) => continue,
-                    Err(Halt::Fatal(reason) | Halt::Rejected(reason)) => return Err(reason),
+                    // No record to blame: what time made due cannot be written.
+                    Err(Halt::Fatal(reason) | Halt::Rejected(reason) | Halt::Refused(reason)) => {
+                        return Err(reason)
+                    }
                     Err(Halt::Stopped | Halt::Abandoned) => return Ok(Ended::Abandoned),
                 }
             }
@@ -131,79 +148,133 @@ pub(super) async fn run<S: Stage>(
             }
         }
         let started = Instant::now();
-        match write_batch(&shared, &id, &mut processor, &batch, &mut outputs, &cancel).await {
+        let written = write_batch(
+            &shared,
+            &id,
+            &mut processor,
+            &batch,
+            &mut outputs,
+            &mut unwritten,
+            &cancel,
+        )
+        .await;
+        match written {
             Ok(last) => next = Some(last + 1),
             // A failed process left the state as it was: still consistent with `next`.
-            Err(Halt::Stopped) => return Ok(Ended::Clean(Kept { processor, next })),
+            Err(Halt::Stopped) => return Ok(clean(processor, next, &unwritten)),
             Err(Halt::Abandoned) => return Ok(Ended::Abandoned),
-            Err(Halt::Fatal(reason) | Halt::Rejected(reason)) => return Err(reason),
+            Err(Halt::Fatal(reason) | Halt::Rejected(reason) | Halt::Refused(reason)) => {
+                return Err(reason)
+            }
         }
         metrics::histogram!("funnelhub_stage_batch_seconds", "stage" => stage)
             .record(started.elapsed().as_secs_f64());
     }
 }
 
+/// How a task ends at a batch boundary: clean, unless state changes of its processor are
+/// not written (the next owner restores from what is, and re-reads from the offset).
+fn clean<P>(processor: P, next: Option<i64>, unwritten: &[StateRecord]) -> Ended<P> {
+    if unwritten.is_empty() {
+        Ended::Clean(Kept { processor, next })
+    } else {
+        Ended::Abandoned
+    }
+}
+
 /// Process `batch` and write what it caused; the offset of the last record done.
 ///
-/// A batch the processor reports [`ProcessError::Rejected`] is processed again one record
-/// at a time, and a record rejected on its own is dead-lettered: the rest of the partition
-/// moves on, and nothing is dropped silently.
+/// A batch the processor reports [`ProcessError::Rejected`], or whose outputs the broker
+/// refuses for good (one too large for a message), is processed again one record at a
+/// time, and a record rejected or refused on its own is dead-lettered: the rest of the
+/// partition moves on, and nothing is dropped silently. When outputs were refused, the
+/// processor had taken the batch in: it is rebuilt from the state topic first (its state
+/// as before the batch; the batch's state changes are dropped), so the records' outputs
+/// are made again as the first time, and some written before the refusal may be written
+/// twice (same ids).
 async fn write_batch<S: Stage>(
-    shared: &Shared<S>,
+    shared: &Arc<Shared<S>>,
     id: &PartitionId,
     processor: &mut S::Processor,
     batch: &[Record],
     outputs: &mut Vec<Output>,
+    unwritten: &mut Vec<StateRecord>,
     cancel: &CancellationToken,
 ) -> Result<i64, Halt> {
     let spans = BatchSpans::start(shared.stage.name(), batch);
     let written = async {
-        match process(shared, id, processor, batch, outputs, cancel).await {
+        let reason = match process(shared, id, processor, batch, outputs, cancel).await {
             Ok(()) => {
                 spans.carry(outputs);
-                flush(shared, id, processor, outputs, cancel).await?;
-                Ok(done(shared, id, batch))
+                match flush(shared, id, processor, outputs, unwritten, cancel).await {
+                    Ok(()) => return Ok(done(shared, id, batch)),
+                    Err(Halt::Refused(reason)) => {
+                        // Back to the state before the batch.
+                        unwritten.clear();
+                        outputs.clear();
+                        *processor = match start(shared, id, None, cancel).await {
+                            Ok(Some(rebuilt)) => rebuilt.processor,
+                            Ok(None) => return Err(Halt::Abandoned),
+                            Err(e) => return Err(Halt::Fatal(e)),
+                        };
+                        reason
+                    }
+                    Err(other) => return Err(other),
+                }
             }
-            Err(Halt::Rejected(reason)) => {
-                tracing::warn!(
-                    stage = shared.stage.name(),
-                    topic = %id.0,
-                    partition = id.1,
-                    records = batch.len(),
-                    "batch rejected, processing it one record at a time: {reason}"
-                );
-                let mut last = None;
-                for record in batch {
-                    let single = std::slice::from_ref(record);
-                    match process(shared, id, processor, single, outputs, cancel).await {
-                        Ok(()) => spans.carry(outputs),
-                        Err(Halt::Rejected(reason)) => {
-                            outputs.clear();
-                            outputs.push(dead_letter(shared, record, reason)?);
-                        }
-                        // Records of this batch are done already: the state moved past
-                        // the position the task started the batch at.
-                        Err(Halt::Stopped) if last.is_some() => return Err(Halt::Abandoned),
+            Err(Halt::Rejected(reason)) => reason,
+            Err(other) => return Err(other),
+        };
+        tracing::warn!(
+            stage = shared.stage.name(),
+            topic = %id.0,
+            partition = id.1,
+            records = batch.len(),
+            "batch refused, processing it one record at a time: {reason}"
+        );
+        let mut last = None;
+        for record in batch {
+            let single = std::slice::from_ref(record);
+            let refused = match process(shared, id, processor, single, outputs, cancel).await {
+                Ok(()) => {
+                    spans.carry(outputs);
+                    match flush(shared, id, processor, outputs, unwritten, cancel).await {
+                        Ok(()) => None,
+                        Err(Halt::Refused(reason)) => Some(reason),
                         Err(other) => return Err(other),
                     }
-                    flush(shared, id, processor, outputs, cancel).await?;
-                    last = Some(done(shared, id, single));
                 }
-                Ok(last.expect("a batch has a record"))
+                Err(Halt::Rejected(reason)) => Some(reason),
+                // The state moved past the position the task started the batch at.
+                Err(Halt::Stopped) if last.is_some() => return Err(Halt::Abandoned),
+                Err(other) => return Err(other),
+            };
+            if let Some(reason) = refused {
+                outputs.clear();
+                outputs.push(dead_letter(shared, record, reason)?);
+                match flush(shared, id, processor, outputs, unwritten, cancel).await {
+                    Ok(()) => {}
+                    Err(Halt::Refused(reason)) => {
+                        return Err(Halt::Fatal(format!("the dead letter refused: {reason}")))
+                    }
+                    Err(other) => return Err(other),
+                }
             }
-            Err(other) => Err(other),
+            last = Some(done(shared, id, single));
         }
+        Ok(last.expect("a batch has a record"))
     }
     .await;
     spans.end(match &written {
         Ok(_) => None,
         Err(Halt::Stopped | Halt::Abandoned) => Some("stopped"),
-        Err(Halt::Fatal(reason) | Halt::Rejected(reason)) => Some(reason),
+        Err(Halt::Fatal(reason) | Halt::Rejected(reason) | Halt::Refused(reason)) => Some(reason),
     });
     written
 }
 
-/// The dead letter of a record the downstream rejected on its own.
+/// The dead letter of a record the downstream rejected, or whose outputs the broker
+/// refused, on its own.
 fn dead_letter<S: Stage>(
     shared: &Shared<S>,
     record: &Record,
@@ -313,18 +384,20 @@ async fn process<S: Stage>(
     }
 }
 
-/// Write `outputs`, then the processor's state changes, each step acknowledged; written
-/// again (same records, same ids) while the broker does not acknowledge them.
+/// Write `outputs`, then the processor's state changes (after any left `unwritten` by an
+/// earlier refusal), each step acknowledged; written again (same records, same ids) while
+/// the broker does not acknowledge them. Outputs the broker refuses for good end it with
+/// [`Halt::Refused`], the state changes kept in `unwritten`.
 async fn flush<S: Stage>(
     shared: &Shared<S>,
     id: &PartitionId,
     processor: &mut S::Processor,
     outputs: &mut Vec<Output>,
+    unwritten: &mut Vec<StateRecord>,
     cancel: &CancellationToken,
 ) -> Result<(), Halt> {
     let stage = shared.stage.name();
     let changes = processor.take_changes();
-    let mut state = Vec::with_capacity(changes.len());
     let mut state_topic = None;
     if let Some(codec) = shared.stage.state() {
         state_topic = Some((codec.topic(), id.1 % shared.state_partitions));
@@ -345,7 +418,7 @@ async fn flush<S: Stage>(
                 }
                 StateChange::Delete { key } => (key, None),
             };
-            state.push(StateRecord {
+            unwritten.push(StateRecord {
                 key: format!("{prefix}{key}").into_bytes(),
                 value,
             });
@@ -356,15 +429,26 @@ async fn flush<S: Stage>(
         // Plain vectors, not iterator adapters: their closures' borrows would keep the
         // task's future from being `Send` for every lifetime.
         let records: Vec<(&Output, Option<i32>)> = outputs.iter().map(|o| (o, None)).collect();
-        let sent = match (send_all(&shared.producer, records).await, state_topic) {
-            (Ok(()), Some((topic, partition))) if !state.is_empty() => {
-                send_state(&shared.producer, topic, partition, &state).await
+        let sent = match send_all(&shared.producer, records).await {
+            Err(e) if is_permanent(&e) => {
+                retry.recovered();
+                return Err(Halt::Refused(format!("writing an output: {e}")));
             }
-            (sent, _) => sent,
+            Err(e) => Err(e),
+            Ok(()) => match state_topic {
+                Some((topic, partition)) if !unwritten.is_empty() => {
+                    match send_state(&shared.producer, topic, partition, unwritten).await {
+                        Err(e) if is_permanent(&e) => {
+                            return Err(Halt::Fatal(format!("writing state: {e}")))
+                        }
+                        sent => sent,
+                    }
+                }
+                _ => Ok(()),
+            },
         };
         match sent {
             Ok(()) => break,
-            Err(e) if is_permanent(&e) => return Err(Halt::Fatal(format!("writing: {e}"))),
             Err(e) => {
                 let reason = format!("writing: {e}");
                 if !retry.wait(Dependency::Broker, &reason, cancel).await {
@@ -377,8 +461,9 @@ async fn flush<S: Stage>(
     metrics::counter!("funnelhub_stage_written_total", "stage" => stage, "kind" => "output")
         .increment(outputs.len() as u64);
     metrics::counter!("funnelhub_stage_written_total", "stage" => stage, "kind" => "state")
-        .increment(state.len() as u64);
+        .increment(unwritten.len() as u64);
     outputs.clear();
+    unwritten.clear();
     Ok(())
 }
 
