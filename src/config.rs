@@ -95,7 +95,13 @@ impl Config {
     /// Refuse processor windows longer than the default retention: a tenant's own
     /// `retention_days` caps the processors' state (`processors::retention`), the default
     /// must not be exceeded by the windows themselves.
+    /// Refuse a tenant secret that is empty or short too (`tenants[<id>].<setting>`).
     fn checked(self) -> anyhow::Result<Config> {
+        for tenant in &self.tenants {
+            tenant
+                .check_secrets()
+                .map_err(|e| anyhow::anyhow!("tenants[{}].{e}", tenant.id))?;
+        }
         let keep_hours = u64::from(self.clickhouse.retention_days) * 24;
         let process = &self.process;
         for (field, hours) in [
@@ -200,6 +206,22 @@ mod tests {
             assert!(config.kafka.consumer_properties.is_empty());
             assert_eq!(config.clickhouse.linger_ms, 250);
             assert_eq!(config.tenants.len(), 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_empty_tenant_secret_is_refused_naming_the_tenant_and_setting() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "funnelhub.toml",
+                "[[tenants]]\nid = \"acme\"\nonboard_secret = \"\"\n",
+            )?;
+            let err = load(None, &FlagOverrides::default()).expect_err("an empty secret");
+            assert!(
+                err.to_string().contains("tenants[acme].onboard_secret"),
+                "{err}"
+            );
             Ok(())
         });
     }

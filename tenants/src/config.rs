@@ -18,6 +18,12 @@ impl Secret {
         self.0.expose_secret()
     }
 
+    /// Whether it may authenticate anything: at least [`MIN_SECRET_CHARS`] characters. A
+    /// shorter one (stored before that was checked) authenticates nothing.
+    pub fn is_usable(&self) -> bool {
+        check_secret("", self.expose()).is_ok()
+    }
+
     /// `****abcd`: enough to tell two secrets apart, never enough to use one.
     pub fn masked(&self) -> String {
         let s = self.expose();
@@ -60,6 +66,27 @@ impl Eq for Secret {}
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.masked())
+    }
+}
+
+/// Fewest characters a secret may have: an empty secret would let an empty header pass
+/// (or be a public HMAC key), a short one is guessed.
+pub const MIN_SECRET_CHARS: usize = 8;
+
+/// A secret setting refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: a secret needs at least {MIN_SECRET_CHARS} characters (empty or shorter ones are refused)")]
+pub struct WeakSecret {
+    /// The setting, as written in the configuration (`hotmart_hottok`).
+    pub field: &'static str,
+}
+
+/// Refuse `secret` for `field` if it is too short.
+pub fn check_secret(field: &'static str, secret: &str) -> Result<(), WeakSecret> {
+    if secret.trim().chars().count() < MIN_SECRET_CHARS {
+        Err(WeakSecret { field })
+    } else {
+        Ok(())
     }
 }
 
@@ -140,6 +167,48 @@ impl TenantConfig {
     }
 }
 
+impl TenantConfig {
+    /// Refuse a secret that is empty or shorter than [`MIN_SECRET_CHARS`], naming its
+    /// setting: every way in (the configuration file, `funnelhub tenants`, guided setup)
+    /// checks this before a tenant is used or stored.
+    pub fn check_secrets(&self) -> Result<(), WeakSecret> {
+        for field in SECRET_SETTINGS {
+            self.check_secret_setting(field)?;
+        }
+        Ok(())
+    }
+
+    /// [`TenantConfig::check_secrets`] of one setting (no setting of that name: `Ok`).
+    pub fn check_secret_setting(&self, field: &str) -> Result<(), WeakSecret> {
+        let Some(field) = SECRET_SETTINGS.iter().copied().find(|f| *f == field) else {
+            return Ok(());
+        };
+        let secrets: Vec<&Secret> = match field {
+            "hotmart_hottok" => self.hotmart_hottok.iter().collect(),
+            "kiwify_token" => self.kiwify_token.iter().collect(),
+            "onboard_secret" => self.onboard_secret.iter().collect(),
+            "meta_access_token" => self.meta_access_token.iter().collect(),
+            "stripe_signing_secrets" => self.stripe_signing_secrets.iter().collect(),
+            "api_keys" => self.api_keys.iter().collect(),
+            _ => Vec::new(),
+        };
+        for secret in secrets {
+            check_secret(field, secret.expose())?;
+        }
+        Ok(())
+    }
+}
+
+/// The settings that hold secrets.
+pub const SECRET_SETTINGS: [&str; 6] = [
+    "hotmart_hottok",
+    "kiwify_token",
+    "onboard_secret",
+    "meta_access_token",
+    "stripe_signing_secrets",
+    "api_keys",
+];
+
 /// The settings `funnelhub tenants set` takes, as `key=value`.
 pub const SETTABLE: [&str; 13] = [
     "allowed_origins",
@@ -212,13 +281,40 @@ impl TenantConfig {
                 ))
             }
         }
-        Ok(())
+        self.check_secret_setting(key).map_err(|e| e.to_string())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_or_short_secrets_are_refused_naming_the_setting() {
+        let mut tenant = TenantConfig::new("acme");
+        for key in [
+            "hotmart_hottok",
+            "kiwify_token",
+            "onboard_secret",
+            "meta_access_token",
+            "stripe_signing_secrets",
+            "api_keys",
+        ] {
+            let refused = tenant.set(key, "x7q2k").expect_err("a 5-character secret");
+            assert!(refused.starts_with(key), "{refused}");
+            assert!(!refused.contains("x7q2k"), "never echoed: {refused}");
+            tenant = TenantConfig::new("acme");
+            tenant.set(key, "long-enough-secret").expect("accepted");
+        }
+        let empty: TenantConfig =
+            serde_json::from_str(r#"{"id":"a","onboard_secret":""}"#).expect("parses");
+        assert_eq!(
+            empty.check_secrets(),
+            Err(WeakSecret {
+                field: "onboard_secret"
+            })
+        );
+    }
 
     #[test]
     fn secrets_never_print() {
@@ -235,7 +331,7 @@ mod tests {
             assert!(text.contains("****mnop"), "{text}");
         }
         let mut set = TenantConfig::new("acme");
-        set.set("stripe_signing_secrets", "whsec_a, whsec_b")
+        set.set("stripe_signing_secrets", "whsec_aaaa, whsec_bbbb")
             .expect("list");
         set.set("retention_days", "30").expect("days");
         assert_eq!(set.stripe_signing_secrets.len(), 2);

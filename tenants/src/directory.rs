@@ -145,7 +145,7 @@ impl TenantDirectory {
         use subtle::ConstantTimeEq;
         let mut found = None;
         for tenant in self.snapshot().values() {
-            for candidate in &tenant.api_keys {
+            for candidate in tenant.api_keys.iter().filter(|k| k.is_usable()) {
                 if bool::from(candidate.expose().as_bytes().ct_eq(key.as_bytes())) {
                     found = Some(tenant.clone());
                 }

@@ -695,6 +695,12 @@ async fn autoconfigure_inner(
         }
         applied.push("allowed_origins");
     }
+    // Validation refuses weak secrets already; nothing weak is stored whatever the path.
+    for field in &applied {
+        if let Err(weak) = tenant.check_secret_setting(field) {
+            return Err(ApiError::field(weak.field, weak.to_string()));
+        }
+    }
     session.rollback = Some(
         record::seal_tenant(&before, &session.session_id, &api.keys)
             .map_err(|e| ApiError::Internal(format!("sealing the rollback copy: {e}")))?,

@@ -233,6 +233,17 @@ impl Tools {
         };
         // A webhook secret cannot be checked remotely: only its shape.
         match (&input.gateway[..], input.webhook_secret.as_deref()) {
+            (_, Some(secret))
+                if outcome.ok && funnelhub_tenants::check_secret("webhook_secret", secret).is_err() =>
+            {
+                outcome.failed(
+                    format!(
+                        "webhook_secret is empty or shorter than {} characters",
+                        funnelhub_tenants::MIN_SECRET_CHARS
+                    ),
+                    "copy the whole webhook secret (token) from the gateway's webhook settings",
+                )
+            }
             ("stripe", Some(secret)) if outcome.ok && !secret.starts_with("whsec_") => outcome
                 .failed(
                     "webhook_secret is not a Stripe endpoint signing secret (whsec_…)",

@@ -35,7 +35,10 @@ pub fn handle(
     let signature = query
         .get("signature")
         .ok_or(ApiError::Unauthorized("missing signature"))?;
-    if !hex_mac_matches::<Hmac<Sha1>>(token.expose().as_bytes(), &[body], signature) {
+    // An empty token would be a public HMAC key.
+    if !token.is_usable()
+        || !hex_mac_matches::<Hmac<Sha1>>(token.expose().as_bytes(), &[body], signature)
+    {
         return Err(ApiError::Unauthorized("signature does not match"));
     }
     let event: Value = parse_json(body)?;
@@ -137,6 +140,18 @@ mod tests {
 
     fn sign(token: &str, body: &str) -> String {
         super::sign(token, body.as_bytes())
+    }
+
+    #[test]
+    fn an_empty_token_is_no_key() {
+        // Anyone can compute HMAC-SHA1 with an empty key.
+        let mut tenant = TenantConfig::new("acme");
+        tenant.kiwify_token = Some(Secret::from(""));
+        let query = QueryParams::parse(Some(&format!("tenant=acme&signature={}", sign("", PAID))));
+        assert!(matches!(
+            handle(&tenant, &query, PAID.as_bytes()),
+            Err(ApiError::Unauthorized(_))
+        ));
     }
 
     #[test]

@@ -133,12 +133,10 @@ impl OrderDraft {
     }
 }
 
-/// Constant-time comparison of a presented secret with the configured one.
+/// Constant-time comparison of a presented secret with the configured one; never true for
+/// a configured secret too short to be one (an empty one would match an empty header).
 pub fn secret_matches(presented: &str, expected: &Secret) -> bool {
-    presented
-        .as_bytes()
-        .ct_eq(expected.expose().as_bytes())
-        .into()
+    expected.is_usable() && bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes()))
 }
 
 /// Constant-time check of a hex MAC of `message` keyed with `key`.
@@ -219,7 +217,17 @@ mod tests {
         assert!(!hex_mac_matches::<HmacSha256>(b"key", &[b"a.c"], &good));
         assert!(!hex_mac_matches::<HmacSha256>(b"other", &[b"a.b"], &good));
         assert!(!hex_mac_matches::<HmacSha256>(b"key", &[b"a.b"], "zz"));
-        assert!(secret_matches("s3cret", &Secret::from("s3cret")));
-        assert!(!secret_matches("s3cre", &Secret::from("s3cret")));
+        assert!(secret_matches(
+            "s3cret-s3cret",
+            &Secret::from("s3cret-s3cret")
+        ));
+        assert!(!secret_matches(
+            "s3cret-s3cre",
+            &Secret::from("s3cret-s3cret")
+        ));
+        assert!(
+            !secret_matches("", &Secret::from("")),
+            "an empty secret authenticates nothing"
+        );
     }
 }

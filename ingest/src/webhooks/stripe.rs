@@ -25,15 +25,22 @@ use hmac::Hmac;
 use serde_json::Value;
 use sha2::Sha256;
 
-use super::{
-    hex_mac_matches, number_at, required_at, str_at, string_at, utm_from, OrderDraft, Outcome,
-};
+use super::{number_at, required_at, str_at, string_at, utm_from, OrderDraft, Outcome};
 use crate::config::{Secret, TenantConfig};
 use crate::error::ApiError;
 use crate::request::parse_json;
 use crate::validate::split_name;
 
-/// Check `Stripe-Signature` against the tenant's signing secrets.
+/// Longest `Stripe-Signature` header read: Stripe sends a timestamp and one signature per
+/// active secret (two while a secret rolls), well under this.
+pub const MAX_SIGNATURE_HEADER_BYTES: usize = 1024;
+/// Most `v1` signatures a header may carry.
+pub const MAX_SIGNATURES: usize = 8;
+
+/// Check `Stripe-Signature` against the tenant's signing secrets. The expected signature
+/// is computed once per secret (one HMAC over the body each), then compared in constant
+/// time with each `v1` of the header: what a request costs does not grow with what it
+/// sends.
 pub fn verify(
     header: Option<&str>,
     body: &[u8],
@@ -41,7 +48,14 @@ pub fn verify(
     now_secs: i64,
     tolerance_secs: i64,
 ) -> Result<(), ApiError> {
+    use hmac::digest::KeyInit;
+    use hmac::Mac;
+    use subtle::ConstantTimeEq;
+
     let header = header.ok_or(ApiError::Unauthorized("missing Stripe-Signature header"))?;
+    if header.len() > MAX_SIGNATURE_HEADER_BYTES {
+        return Err(ApiError::Unauthorized("Stripe-Signature header too long"));
+    }
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for item in header.split(',') {
@@ -51,20 +65,41 @@ pub fn verify(
             _ => {}
         }
     }
+    if signatures.len() > MAX_SIGNATURES {
+        return Err(ApiError::Unauthorized(
+            "Stripe-Signature carries too many signatures",
+        ));
+    }
     let timestamp =
         timestamp.ok_or(ApiError::Unauthorized("Stripe-Signature without timestamp"))?;
     let t: i64 = timestamp
         .parse()
         .map_err(|_| ApiError::Unauthorized("Stripe-Signature timestamp is not a number"))?;
-    let matches = secrets.iter().any(|secret| {
-        signatures.iter().any(|sig| {
-            hex_mac_matches::<Hmac<Sha256>>(
-                secret.expose().as_bytes(),
-                &[timestamp.as_bytes(), b".", body],
-                sig,
-            )
+    // Signatures that can be one: 32 bytes in hex.
+    let presented: Vec<[u8; 32]> = signatures
+        .iter()
+        .filter_map(|sig| {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(sig.trim(), &mut bytes).ok()?;
+            Some(bytes)
         })
-    });
+        .collect();
+    let mut matches = false;
+    if !presented.is_empty() {
+        for secret in secrets.iter().filter(|s| s.is_usable()) {
+            let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.expose().as_bytes())
+            else {
+                continue;
+            };
+            mac.update(timestamp.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            let expected = mac.finalize().into_bytes();
+            for signature in &presented {
+                matches |= bool::from(signature.ct_eq(expected.as_slice()));
+            }
+        }
+    }
     if !matches {
         return Err(ApiError::Unauthorized("Stripe-Signature does not match"));
     }
@@ -230,6 +265,30 @@ mod tests {
         let rotated = format!("{},v1=deadbeef", sign("whsec_new", now, body));
         let both = [Secret::from("whsec_old"), Secret::from("whsec_new")];
         assert!(verify(Some(&rotated), body.as_bytes(), &both, now, 300).is_ok());
+    }
+
+    #[test]
+    fn a_header_of_many_signatures_is_refused_before_any_is_checked() {
+        let secrets = [Secret::from("whsec_test_secret")];
+        let body = vec![b'x'; 250_000];
+        let now = 1_790_000_000;
+        let good = super::sign("whsec_test_secret", now, &body);
+        // Many empty entries: each used to cost one HMAC over the whole body.
+        let flood = format!("t={now}{}", ",v1=".repeat(10_000));
+        let refused = verify(Some(&flood), &body, &secrets, now, 300);
+        assert!(
+            matches!(refused, Err(ApiError::Unauthorized(check)) if check.contains("too long")),
+            "{refused:?}"
+        );
+        let nine = format!("{good}{}", ",v1=00".repeat(MAX_SIGNATURES));
+        let refused = verify(Some(&nine), &body, &secrets, now, 300);
+        assert!(
+            matches!(refused, Err(ApiError::Unauthorized(check)) if check.contains("too many")),
+            "{refused:?}"
+        );
+        // Up to the limit, a good one among others still matches.
+        let eight = format!("{good}{}", ",v1=00".repeat(MAX_SIGNATURES - 1));
+        assert!(verify(Some(&eight), &body, &secrets, now, 300).is_ok());
     }
 
     #[test]
