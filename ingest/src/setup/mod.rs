@@ -631,7 +631,7 @@ async fn autoconfigure(
 }
 
 /// Store the validated settings into the tenant (created if new); keep the tenant as it was
-/// (sealed) for `rollback`.
+/// (sealed) for `rollback`, stored with the session before the tenant is written.
 async fn autoconfigure_inner(
     s: &EdgeState,
     id: &str,
@@ -701,10 +701,21 @@ async fn autoconfigure_inner(
             return Err(ApiError::field(weak.field, weak.to_string()));
         }
     }
-    session.rollback = Some(
-        record::seal_tenant(&before, &session.session_id, &api.keys)
-            .map_err(|e| ApiError::Internal(format!("sealing the rollback copy: {e}")))?,
-    );
+    // The copy to roll back to is stored (acknowledged) before the tenant changes: a
+    // failure in between leaves a session that still holds it, and a retry keeps that first
+    // copy instead of taking the changed tenant for "before".
+    if session.rollback.is_none() {
+        session.rollback = Some(
+            record::seal_tenant(&before, &session.session_id, &api.keys)
+                .map_err(|e| ApiError::Internal(format!("sealing the rollback copy: {e}")))?,
+        );
+        session.updated_at = now_ms();
+        session.revision += 1;
+        api.sessions
+            .put(session.clone())
+            .await
+            .map_err(|e| unavailable(s, e.0))?;
+    }
     let revision = api
         .store
         .put(
