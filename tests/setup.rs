@@ -260,10 +260,11 @@ meta_graph_url = "{meta}"
 hotmart_auth_url = "{gw}"
 kiwify_api_url = "{gw}"
 stripe_api_url = "{gw}"
-probe_allow_private = true
+probe_private_hosts = ["{landing}"]
 "#,
         meta = meta.url(),
         gw = gateways.url(),
+        landing = site.trim_start_matches("http://"),
     );
     let setup = setup_with(&meta.url(), &extra);
     let pipeline = up(&setup);
@@ -392,6 +393,26 @@ probe_allow_private = true
         .expect("reason")
         .contains("Hotmart"));
     assert!(handoff["action_log"].as_str().expect("query").contains(&id));
+
+    // A private address not listed in `probe_private_hosts` (the edge's own port, as
+    // ClickHouse's or a cloud metadata service's would be): refused before any request.
+    let edge_host = setup.edge.trim_start_matches("http://").to_owned();
+    for address in [
+        format!("http://{edge_host}/healthz"),
+        "http://[::ffff:127.0.0.1]:8123/?query=SELECT%201".to_owned(),
+    ] {
+        let probe = client
+            .act(&id, "probe_landing_url", json!({"url": address}))
+            .await;
+        assert_eq!(probe["status"], "failed", "{address}: {probe}");
+        assert!(
+            probe["reason"]
+                .as_str()
+                .expect("reason")
+                .contains("not a public address"),
+            "{address}: {probe}"
+        );
+    }
 
     // The landing URL: another host, a timeout, no snippet, then a same-host redirect to
     // the page with the snippet.
@@ -565,11 +586,11 @@ probe_allow_private = true
         ))
         .await
         .unwrap_or_default();
-        rows.len() == 13
+        rows.len() == 15
     })
     .await;
     let failed_rows = rows.iter().filter(|r| r["status"] == "failed").count();
-    assert_eq!(failed_rows, 7, "{rows:?}");
+    assert_eq!(failed_rows, 9, "{rows:?}");
     assert!(
         rows.iter().any(|r| r["tool"] == "autoconfigure")
             && rows.iter().any(|r| r["tool"] == "rollback")

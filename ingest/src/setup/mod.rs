@@ -54,9 +54,11 @@ pub struct SetupConfig {
     pub kiwify_api_url: String,
     /// Stripe's API (`/v1/account`).
     pub stripe_api_url: String,
-    /// Let `probe_landing_url` fetch private and loopback addresses (local demos, tests);
-    /// off in production, so the probe cannot reach the edge's own network.
-    pub probe_allow_private: bool,
+    /// `host:port` pairs `probe_landing_url` may open although they resolve to a private
+    /// or loopback address (a local demo's landing page, tests). Every other address that
+    /// is not public is refused, so the probe is no way into the edge's own network. Empty
+    /// in production.
+    pub probe_private_hosts: Vec<String>,
 }
 
 impl Default for SetupConfig {
@@ -70,7 +72,7 @@ impl Default for SetupConfig {
             hotmart_auth_url: "https://api-sec-vlc.hotmart.com".into(),
             kiwify_api_url: "https://public-api.kiwify.com".into(),
             stripe_api_url: "https://api.stripe.com".into(),
-            probe_allow_private: false,
+            probe_private_hosts: Vec::new(),
         }
     }
 }

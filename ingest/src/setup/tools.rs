@@ -3,7 +3,7 @@
 //! technical reason, what the user should do, latency, and input/output with every secret
 //! masked. Nothing here logs or returns a secret in clear.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -421,13 +421,17 @@ impl Tools {
         let mut current = url;
         let mut hops = Vec::new();
         for _ in 0..=5 {
-            if let Err(reason) = self.public_host(&current).await {
-                return outcome.failed(
-                    reason,
-                    "give the page's public URL (https://…), as a visitor's browser opens it",
-                );
-            }
-            let response = match self.http.get(current.clone()).send().await {
+            // Resolved once, checked, and that address is the one connected to (a second
+            // lookup could answer otherwise).
+            let client =
+                match self.pinned_client(&current).await {
+                    Ok(client) => client,
+                    Err(reason) => return outcome.failed(
+                        reason,
+                        "give the page's public URL (https://…), as a visitor's browser opens it",
+                    ),
+                };
+            let response = match client.get(current.clone()).send().await {
                 Ok(response) => response,
                 Err(e) if e.is_timeout() => {
                     let ms = started.elapsed().as_millis();
@@ -473,7 +477,7 @@ impl Tools {
                 current = next;
                 continue;
             }
-            let body = response.text().await.unwrap_or_default();
+            let body = read_capped(response, MAX_PROBE_BODY_BYTES).await;
             let latency = started.elapsed().as_millis() as i64;
             let snippet = has_snippet(&body, tenant_id);
             let output = json!({
@@ -503,37 +507,117 @@ impl Tools {
             .failed("more than 5 redirects", "fix the redirect loop")
     }
 
-    /// Refuse private, loopback and link-local addresses unless allowed (the probe must not
-    /// become a way into the edge's own network).
-    async fn public_host(&self, url: &url::Url) -> Result<(), String> {
-        if self.config.probe_allow_private {
-            return Ok(());
-        }
+    /// A client that connects to `url`'s host at one address checked public (or one of a
+    /// `host:port` listed in `probe_private_hosts`), whatever DNS answers later.
+    async fn pinned_client(&self, url: &url::Url) -> Result<reqwest::Client, String> {
         let host = url.host_str().unwrap_or_default();
         let port = url.port_or_known_default().unwrap_or(443);
-        let addresses = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-        for address in addresses {
-            let ip = address.ip();
-            let private = match ip {
-                IpAddr::V4(v4) => {
-                    v4.is_private()
-                        || v4.is_loopback()
-                        || v4.is_link_local()
-                        || v4.is_unspecified()
-                        || v4.is_broadcast()
-                }
-                IpAddr::V6(v6) => {
-                    v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00
-                }
-            };
-            if private {
-                return Err(format!("{host} is a private address ({ip}): refused"));
+        let allowed_private = self
+            .config
+            .probe_private_hosts
+            .iter()
+            .any(|h| *h == format!("{host}:{port}"));
+        let addresses: Vec<SocketAddr> = match url.host() {
+            Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
+            Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
+            Some(url::Host::Domain(domain)) => tokio::net::lookup_host((domain, port))
+                .await
+                .map_err(|e| format!("cannot resolve {domain}: {e}"))?
+                .collect(),
+            None => return Err("the URL has no host".into()),
+        };
+        if let Some(private) = addresses.iter().find(|a| !is_public(a.ip())) {
+            if !allowed_private {
+                return Err(format!(
+                    "{host} is not a public address ({}): refused",
+                    private.ip()
+                ));
             }
         }
-        Ok(())
+        let address = *addresses
+            .first()
+            .ok_or_else(|| format!("{host} has no address"))?;
+        let mut client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(self.config.tool_timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("funnelhub-setup/1");
+        if let Some(url::Host::Domain(domain)) = url.host() {
+            client = client.resolve(domain, address);
+        }
+        client.build().map_err(|e| e.to_string())
     }
+}
+
+/// Most bytes of a landing page the probe reads (the snippet is looked for in them).
+const MAX_PROBE_BODY_BYTES: usize = 1 << 20;
+
+/// The body of `response` as text, its first `limit` bytes at most.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= limit {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// Whether `ip` is a public unicast address: not private, loopback, link-local, shared
+/// (carrier-grade NAT), documentation, benchmarking, multicast, reserved or unspecified,
+/// including IPv4 addresses written as IPv6 (mapped, compatible, NAT64, 6to4).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        // Shared address space (RFC 6598), IETF protocol assignments, benchmarking,
+        // reserved (240/4).
+        || (a == 100 && (64..128).contains(&b))
+        || (a == 192 && b == 0 && c == 0)
+        || (a == 198 && (b == 18 || b == 19))
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let segments = ip.segments();
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return is_public_v4(v4);
+    }
+    match segments {
+        // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::/96): the IPv4 address inside.
+        [0, 0, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 0, 0, 0, 0, _, _] => {
+            let [_, _, _, _, _, _, hi, lo] = segments;
+            return !ip.is_unspecified()
+                && !ip.is_loopback()
+                && is_public_v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)));
+        }
+        // 6to4 (2002::/16): the IPv4 address after the prefix.
+        [0x2002, hi, lo, ..] => {
+            return is_public_v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)))
+        }
+        _ => {}
+    }
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        // Unique local fc00::/7, link-local fe80::/10, documentation 2001:db8::/32.
+        || (segments[0] & 0xfe00) == 0xfc00
+        || (segments[0] & 0xffc0) == 0xfe80
+        || (segments[0] == 0x2001 && segments[1] == 0x0db8))
 }
 
 /// The output so far, the reason and the recommendation of a failed call.
@@ -572,6 +656,45 @@ pub fn has_snippet(page: &str, tenant_id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_public_unicast_addresses_are_public() {
+        for refused in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "240.0.0.1",
+            "198.18.0.1",
+            "::1",
+            "::",
+            "::ffff:169.254.169.254",
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "2002:a9fe:a9fe::1",
+            "fe80::1",
+            "fd00::1",
+            "ff02::1",
+            "2001:db8::1",
+        ] {
+            let ip: IpAddr = refused.parse().expect("an address");
+            assert!(!is_public(ip), "{refused} is not public");
+        }
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            let ip: IpAddr = public.parse().expect("an address");
+            assert!(is_public(ip), "{public} is public");
+        }
+    }
 
     #[test]
     fn inputs_are_checked_and_masked() {
