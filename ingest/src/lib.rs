@@ -333,10 +333,15 @@ async fn onboard(
             let query = QueryParams::parse(query.as_deref());
             let tenant = s.tenants.resolve(&query)?;
             let body = request::body(body, s.config.max_body_bytes)?;
-            let event = webhooks::onboard::handle(&tenant, &headers, &body, now_ms())?;
+            let webhooks::onboard::Accepted { event, dropped } =
+                webhooks::onboard::handle(&tenant, &headers, &body, now_ms())?;
             let event_id = event.envelope.event_id.clone();
             s.producer.send(&EdgeEvent::OnboardingEvent(event)).await?;
-            Ok(accepted(&event_id))
+            let mut answer = json!({"status": "accepted", "event_id": event_id});
+            if !dropped.is_empty() {
+                answer["dropped_attributes"] = json!(dropped);
+            }
+            Ok(Json(answer).into_response())
         }
         .await,
     )

@@ -7,9 +7,11 @@
 //! (default: now). The event id follows the seeds' dedupe rule: one event per
 //! (event, session_id, domain), so portal retries collapse.
 //!
-//! `data` becomes string `attributes`. Personal data never passes through: keys naming an
-//! email or phone are hashed into the identity; keys naming documents, names, passwords,
-//! tokens or secrets are dropped.
+//! `data` becomes string `attributes`, from an allow-list of keys and kinds ([`ATTRIBUTES`]):
+//! personal data never passes through. A key naming an email or a phone (`email`,
+//! `admin_email`, `telefone`, `celular`...) with a text value is hashed into the identity;
+//! every other key, a value of the wrong kind and any nested object or list is dropped, and
+//! the answer names what was dropped.
 
 use std::collections::BTreeMap;
 
@@ -38,13 +40,74 @@ struct Payload {
     timestamp: Option<Value>,
 }
 
+/// What an onboarding attribute holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributeKind {
+    /// A short label: at most 64 letters, digits, spaces and `-_.:`, at most 6 digits (no
+    /// phone or document number fits).
+    Label,
+    /// A whole number, 0 to 1,000,000,000.
+    Count,
+    /// `true` or `false`.
+    Flag,
+}
+
+/// The attributes an onboarding event may carry (the portal's milestones: plan and sizes
+/// at account creation, DNS records applied, the infrastructure's result, a failure's
+/// code).
+pub const ATTRIBUTES: [(&str, AttributeKind); 12] = [
+    ("plan", AttributeKind::Label),
+    ("mailboxes", AttributeKind::Count),
+    ("users", AttributeKind::Count),
+    ("quota_gb", AttributeKind::Count),
+    ("records", AttributeKind::Count),
+    ("dns_provider", AttributeKind::Label),
+    ("provider", AttributeKind::Label),
+    ("region", AttributeKind::Label),
+    ("step", AttributeKind::Label),
+    ("success", AttributeKind::Flag),
+    ("infra_status", AttributeKind::Label),
+    ("error_code", AttributeKind::Label),
+];
+
+/// Parts of a key that name an email address or a phone number (hashed into the identity).
+const EMAIL_KEYS: [&str; 2] = ["email", "e-mail"];
+const PHONE_KEYS: [&str; 5] = ["phone", "telefone", "celular", "mobile", "whatsapp"];
+
+/// The attribute's text if `value` is of `kind`.
+fn attribute(kind: AttributeKind, value: &Value) -> Option<String> {
+    match (kind, value) {
+        (AttributeKind::Label, Value::String(s)) => {
+            let s = s.trim();
+            let allowed = |c: char| c.is_alphanumeric() || " -_.:".contains(c);
+            let digits = s.chars().filter(char::is_ascii_digit).count();
+            (!s.is_empty() && s.chars().count() <= 64 && s.chars().all(allowed) && digits <= 6)
+                .then(|| s.to_owned())
+        }
+        (AttributeKind::Count, Value::Number(n)) => n
+            .as_u64()
+            .filter(|n| *n <= 1_000_000_000)
+            .map(|n| n.to_string()),
+        (AttributeKind::Flag, Value::Bool(b)) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// An accepted onboarding webhook: its event, and the `data` keys it did not keep.
+#[derive(Debug)]
+pub struct Accepted {
+    pub event: OnboardingEvent,
+    /// Keys of `data` dropped (not on the allow-list, or not of their kind), sorted.
+    pub dropped: Vec<String>,
+}
+
 /// Verify the secret, then build the event.
 pub fn handle(
     tenant: &TenantConfig,
     headers: &HeaderMap,
     body: &[u8],
     received_at: i64,
-) -> Result<OnboardingEvent, ApiError> {
+) -> Result<Accepted, ApiError> {
     let expected = tenant
         .onboard_secret
         .as_ref()
@@ -77,11 +140,7 @@ fn timestamp_ms(value: Option<Value>, received_at: i64) -> Result<i64, ApiError>
     }
 }
 
-fn build(
-    tenant: &TenantConfig,
-    payload: Payload,
-    received_at: i64,
-) -> Result<OnboardingEvent, ApiError> {
+fn build(tenant: &TenantConfig, payload: Payload, received_at: i64) -> Result<Accepted, ApiError> {
     let event = text("event", payload.event, 64)?.ok_or_else(|| ApiError::missing("event"))?;
     let event_type = EventType::from_wire(&event)
         .filter(|t| t.is_onboarding())
@@ -95,29 +154,33 @@ fn build(
 
     let mut raw = RawIdentity::default();
     let mut attributes = BTreeMap::new();
+    let mut dropped = Vec::new();
     for (key, value) in payload.data.unwrap_or_default() {
-        let lower = key.to_ascii_lowercase();
-        let text = match value {
-            Value::String(s) => s,
-            Value::Null => continue,
-            other => other.to_string(),
-        };
-        if lower.contains("email") {
-            raw.email.get_or_insert(text);
-        } else if lower.contains("phone") || lower.contains("mobile") {
-            raw.phone.get_or_insert(text);
-        } else if [
-            "password", "secret", "token", "cpf", "cnpj", "document", "name",
-        ]
-        .iter()
-        .any(|sensitive| lower.contains(sensitive))
-        {
-            continue;
-        } else {
-            attributes.insert(key, text.chars().take(1024).collect());
+        let lower = key.to_lowercase();
+        let names = |parts: &[&str]| parts.iter().any(|part| lower.contains(part));
+        match (&value, ATTRIBUTES.iter().find(|(name, _)| *name == lower)) {
+            (Value::Null, _) => {}
+            (Value::String(text), _) if names(&EMAIL_KEYS) => {
+                raw.email.get_or_insert(text.clone());
+            }
+            (Value::String(text), _) if names(&PHONE_KEYS) => {
+                raw.phone.get_or_insert(text.clone());
+            }
+            (value, Some((name, kind))) => match attribute(*kind, value) {
+                Some(text) => {
+                    attributes.insert((*name).to_owned(), text);
+                }
+                None => dropped.push(key),
+            },
+            (_, None) => dropped.push(key),
         }
     }
-    Ok(OnboardingEvent {
+    dropped.sort();
+    if !dropped.is_empty() {
+        metrics::counter!("funnelhub_onboard_attributes_dropped_total")
+            .increment(dropped.len() as u64);
+    }
+    let event = OnboardingEvent {
         envelope: Envelope {
             event_id: deterministic_id("onboarding", &[&tenant.id, &event, &session_id, &domain]),
             tenant_id: tenant.id.clone(),
@@ -135,7 +198,8 @@ fn build(
         session_id,
         domain,
         attributes,
-    })
+    };
+    Ok(Accepted { event, dropped })
 }
 
 #[cfg(test)]
@@ -160,7 +224,9 @@ mod tests {
         let body = br#"{"event":"account.created","domain":"Cliente.com.br","session_id":"onb-1",
             "data":{"admin_email":"admin@cliente.com.br","plan":"pro","mailboxes":5,"admin_name":"Ana","cpf":"123"},
             "timestamp":"2026-11-20T10:00:00Z"}"#;
-        let event = handle(&tenant(), &headers("ligbox-ops-secret"), body, 0).expect("valid");
+        let accepted = handle(&tenant(), &headers("ligbox-ops-secret"), body, 0).expect("valid");
+        assert_eq!(accepted.dropped, ["admin_name", "cpf"]);
+        let event = accepted.event;
         assert_eq!(event.envelope.event_type, EventType::AccountCreated);
         assert_eq!(event.domain, "cliente.com.br");
         assert_eq!(event.envelope.occurred_at, 1_795_168_800_000);
@@ -180,7 +246,37 @@ mod tests {
         );
         // A retry of the same milestone has the same id.
         let again = handle(&tenant(), &headers("ligbox-ops-secret"), body, 99).expect("valid");
-        assert_eq!(event.envelope.event_id, again.envelope.event_id);
+        assert_eq!(event.envelope.event_id, again.event.envelope.event_id);
+    }
+
+    #[test]
+    fn only_listed_attributes_of_their_kind_pass_and_the_rest_is_named() {
+        let body = br#"{"event":"account.created","domain":"a.com","session_id":"s",
+            "data":{"telefone":"+5511987654321","senha":"hunter2","nome":"Ana Souza",
+                    "contato":{"email":"ana@a.com"},"e-mail":"ana@a.com","plan":"pro",
+                    "step":"+5511987654321","mailboxes":"5","success":true,
+                    "error_code":"dns_timeout"}}"#;
+        let accepted = handle(&tenant(), &headers("ligbox-ops-secret"), body, 0).expect("valid");
+        let event = &accepted.event;
+        assert_eq!(
+            accepted.dropped,
+            ["contato", "mailboxes", "nome", "senha", "step"],
+            "not listed, nested, or not of their kind"
+        );
+        assert_eq!(
+            event.attributes,
+            BTreeMap::from([
+                ("error_code".to_string(), "dns_timeout".to_string()),
+                ("plan".to_string(), "pro".to_string()),
+                ("success".to_string(), "true".to_string()),
+            ])
+        );
+        let identity = &event.envelope.identity;
+        assert!(identity.email_hash.is_some() && identity.phone_hash.is_some());
+        let stored = format!("{event:?}");
+        for raw in ["5511987654321", "hunter2", "Ana", "ana@a.com"] {
+            assert!(!stored.contains(raw), "{raw} in {stored}");
+        }
     }
 
     #[test]
@@ -196,7 +292,7 @@ mod tests {
         ));
         let field = |body: &[u8]| match handle(&tenant(), &headers("ligbox-ops-secret"), body, 0) {
             Err(ApiError::InvalidField { field, .. }) => field,
-            other => panic!("{:?}", other.map(|e| e.envelope.event_id)),
+            other => panic!("{:?}", other.map(|a| a.event.envelope.event_id)),
         };
         assert_eq!(
             field(br#"{"event":"purchase","domain":"a.com","session_id":"s"}"#),
