@@ -12,10 +12,14 @@ pub use funnelhub_tenants::{Secret, TenantConfig};
 pub struct EdgeConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Header holding the client IP, set by a trusted reverse proxy (`x-forwarded-for`:
-    /// first address; `x-real-ip`...). Unset: the TCP peer address. Only set it behind a
-    /// proxy that overwrites the header, or clients can forge their IP.
+    /// Header holding the client IP, set by the reverse proxies in `trusted_proxies`
+    /// (`x-forwarded-for`, `x-real-ip`...). Unset: the TCP peer address.
     pub client_ip_header: Option<String>,
+    /// Addresses of the reverse proxies in front of the edge (CIDR: `10.0.0.0/8`,
+    /// `192.168.1.7/32`). The header is read only on a connection from one of them, from
+    /// the right: the client is the right-most address that is not a trusted proxy (what a
+    /// client writes itself is on the left, never believed). Empty: the header is ignored.
+    pub trusted_proxies: Vec<String>,
     /// Largest accepted request body; larger → 413.
     pub max_body_bytes: usize,
     /// How long a request may wait for the broker's acknowledgement before 503.
@@ -33,6 +37,7 @@ impl Default for EdgeConfig {
         EdgeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             client_ip_header: None,
+            trusted_proxies: Vec::new(),
             max_body_bytes: 256 * 1024,
             produce_timeout_ms: 5_000,
             retry_after_secs: 5,

@@ -50,7 +50,7 @@ pub use error::ApiError;
 use funnelhub_schemas::ids::now_ms;
 pub use funnelhub_tenants::TenantDirectory;
 use producer::EdgeProducer;
-use request::{client_ip, parse_json, require_json_or_text, QueryParams, Tenants};
+use request::{parse_json, require_json_or_text, QueryParams, Tenants};
 use webhooks::Outcome;
 
 /// What the handlers share.
@@ -65,6 +65,8 @@ pub struct EdgeState {
     pub read: Option<read::ReadApi>,
     /// The setup API (`None`: its routes answer 503; it needs `FUNNELHUB_TENANT_KEYS`).
     pub setup: Option<setup::SetupApi>,
+    /// How a tracking hit's client IP is found.
+    pub client_ip: request::ClientIpRule,
 }
 
 /// Why the edge could not start.
@@ -76,6 +78,9 @@ pub enum StartError {
     /// The setup API could not start (keys, control topic).
     #[error("setup API: {0}")]
     Setup(String),
+    /// A setting is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The listen address is taken or not ours.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -102,8 +107,12 @@ pub async fn start(
         config.retry_after_secs,
     )
     .await?;
+    let client_ip =
+        request::ClientIpRule::new(config.client_ip_header.as_deref(), &config.trusted_proxies)
+            .map_err(StartError::Config)?;
     let setup = start_setup(config, &tenants, kafka, &schema_registry).await?;
     let state = Arc::new(EdgeState {
+        client_ip,
         config: config.clone(),
         tenants: Tenants::live(tenants),
         producer,
@@ -248,11 +257,7 @@ async fn track(
             require_json_or_text(&headers)?;
             let body = request::body(body, s.config.max_body_bytes)?;
             let ctx = tracking::RequestContext {
-                client_ip: client_ip(
-                    &headers,
-                    s.config.client_ip_header.as_deref(),
-                    peer.map(|p| p.0 .0),
-                ),
+                client_ip: s.client_ip.client_ip(&headers, peer.map(|p| p.0 .0)),
                 user_agent: headers
                     .get(header::USER_AGENT)
                     .and_then(|v| v.to_str().ok())

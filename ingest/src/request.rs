@@ -114,20 +114,56 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// The client's IP: from the trusted proxy header when configured, else the TCP peer.
-pub fn client_ip(
-    headers: &HeaderMap,
-    header_name: Option<&str>,
-    peer: Option<SocketAddr>,
-) -> Option<String> {
-    let from_header = header_name.and_then(|name| {
-        let value = headers.get(name)?.to_str().ok()?;
-        // X-Forwarded-For: client, proxy1, proxy2
-        value.split(',').next()?.trim().parse::<IpAddr>().ok()
-    });
-    from_header
-        .or(peer.map(|p| p.ip()))
-        .map(|ip| ip.to_string())
+/// How the client's IP is found: the TCP peer, or behind trusted reverse proxies the
+/// right-most address of their header that is not one of them.
+#[derive(Debug, Clone, Default)]
+pub struct ClientIpRule {
+    header: Option<String>,
+    proxies: Vec<ipnet::IpNet>,
+}
+
+impl ClientIpRule {
+    /// From `[edge] client_ip_header` and `trusted_proxies`; an error names the entry that
+    /// is not an address or a CIDR block.
+    pub fn new(header: Option<&str>, proxies: &[String]) -> Result<Self, String> {
+        let proxies = proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("edge.trusted_proxies: {p:?} is not an address or CIDR"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ClientIpRule {
+            header: header.map(str::to_ascii_lowercase),
+            proxies,
+        })
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.proxies.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The client's IP for a request from `peer` with `headers`.
+    pub fn client_ip(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+        let peer = peer.map(|p| p.ip());
+        let from_header = match (&self.header, peer) {
+            (Some(name), Some(peer)) if self.trusted(peer) => headers
+                .get_all(name.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(|v| v.trim().parse::<IpAddr>())
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                // Proxies append; past an entry that is not an address nothing is known.
+                .map_while(Result::ok)
+                .find(|ip| !self.trusted(*ip)),
+            _ => None,
+        };
+        from_header.or(peer).map(|ip| ip.to_string())
+    }
 }
 
 #[cfg(test)]
@@ -156,22 +192,36 @@ mod tests {
     }
 
     #[test]
-    fn client_ip_prefers_the_trusted_header() {
+    fn the_client_is_the_right_most_address_no_trusted_proxy_wrote() {
+        let rule =
+            ClientIpRule::new(Some("X-Forwarded-For"), &["10.0.0.0/8".into()]).expect("valid");
+        let proxy = Some(SocketAddr::from(([10, 0, 0, 1], 5000)));
         let mut headers = HeaderMap::new();
+        // The client wrote a forged address; its proxy appended the real one.
         headers.insert(
             "x-forwarded-for",
-            "203.0.113.9, 10.0.0.1".parse().expect("value"),
+            "1.2.3.4, 203.0.113.9, 10.0.0.7".parse().expect("value"),
         );
-        let peer = Some(SocketAddr::from(([10, 0, 0, 1], 5000)));
         assert_eq!(
-            client_ip(&headers, Some("x-forwarded-for"), peer).as_deref(),
+            rule.client_ip(&headers, proxy).as_deref(),
             Some("203.0.113.9")
         );
-        assert_eq!(client_ip(&headers, None, peer).as_deref(), Some("10.0.0.1"));
-        headers.insert("x-forwarded-for", "garbage".parse().expect("value"));
+        // Straight from the internet, the header is not believed.
+        let direct = Some(SocketAddr::from(([198, 51, 100, 4], 5000)));
         assert_eq!(
-            client_ip(&headers, Some("x-forwarded-for"), peer).as_deref(),
+            rule.client_ip(&headers, direct).as_deref(),
+            Some("198.51.100.4")
+        );
+        // No trusted proxies configured: the header is ignored.
+        let untrusting = ClientIpRule::new(Some("x-forwarded-for"), &[]).expect("valid");
+        assert_eq!(
+            untrusting.client_ip(&headers, proxy).as_deref(),
             Some("10.0.0.1")
         );
+        headers.insert("x-forwarded-for", "garbage".parse().expect("value"));
+        assert_eq!(rule.client_ip(&headers, proxy).as_deref(), Some("10.0.0.1"));
+        assert!(ClientIpRule::new(None, &["not-an-ip".into()])
+            .expect_err("refused")
+            .contains("not-an-ip"));
     }
 }

@@ -83,6 +83,7 @@ impl Edge {
             prometheus: Some(funnelhub_runtime::prometheus()),
             read: None,
             setup: None,
+            client_ip: Default::default(),
         });
         Edge {
             app: app(state),

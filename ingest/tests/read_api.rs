@@ -144,6 +144,7 @@ async fn edge(kafka: &KafkaConfig, registry_url: &str, clickhouse: &ClickHouseCo
         .await
         .expect("producer");
     app(Arc::new(EdgeState {
+        client_ip: Default::default(),
         tenants: Tenants::new([tenant("acme", "key-acme"), tenant("beta", "key-beta")]),
         producer,
         registry_url: registry_url.into(),
