@@ -38,8 +38,8 @@ pub enum ApiError {
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
     /// The broker did not acknowledge in time, or ClickHouse is away (503 + Retry-After):
-    /// retry later.
-    #[error("temporarily unavailable, retry later: {reason}")]
+    /// retry later. `reason` goes to the log only: the answer says what the caller can do.
+    #[error("temporarily unavailable, retry later")]
     Unavailable {
         reason: String,
         retry_after_secs: u32,
@@ -120,5 +120,29 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unavailable_answer_carries_no_internal_detail() {
+        let error = ApiError::Unavailable {
+            reason: "kafka: broker 10.0.0.3:9092 timed out".into(),
+            retry_after_secs: 5,
+        };
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("retry later"), "{text}");
+        assert!(
+            !text.contains("10.0.0.3") && !text.contains("kafka"),
+            "{text}"
+        );
     }
 }

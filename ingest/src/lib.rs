@@ -295,7 +295,7 @@ async fn gateway_webhook(
         route,
         async {
             let query = QueryParams::parse(query.as_deref());
-            let tenant = s.tenants.resolve(&query)?;
+            let tenant = s.tenants.resolve_for_webhook(&query)?;
             let body = request::body(body, s.config.max_body_bytes)?;
             let received_at = now_ms();
             let outcome = match gateway {
@@ -336,7 +336,7 @@ async fn onboard(
         "webhook.onboard",
         async {
             let query = QueryParams::parse(query.as_deref());
-            let tenant = s.tenants.resolve(&query)?;
+            let tenant = s.tenants.resolve_for_webhook(&query)?;
             let body = request::body(body, s.config.max_body_bytes)?;
             let webhooks::onboard::Accepted { event, dropped } =
                 webhooks::onboard::handle(&tenant, &headers, &body, now_ms())?;
@@ -372,11 +372,18 @@ async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
         .and_then(reqwest::Response::error_for_status)
         .map(|_| ())
         .map_err(|e| e.to_string());
-    let status = |r: &Result<(), String>| {
-        r.as_ref()
-            .map_or_else(|e| format!("unavailable: {e}"), |_| "ok".into())
+    // The answer says what is down; why (addresses, client errors) goes to the log.
+    let status = |what: &str, r: &Result<(), String>| match r {
+        Ok(()) => "ok",
+        Err(e) => {
+            tracing::warn!(dependency = what, "not ready: {e}");
+            "unavailable"
+        }
     };
-    let body = json!({"broker": status(&broker), "registry": status(&registry)});
+    let body = json!({
+        "broker": status("broker", &broker),
+        "registry": status("registry", &registry),
+    });
     let code = if broker.is_ok() && registry.is_ok() {
         StatusCode::OK
     } else {

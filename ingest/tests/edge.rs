@@ -440,6 +440,51 @@ async fn hotmart_and_kiwify_check_their_secrets() {
 }
 
 #[tokio::test]
+async fn a_webhook_for_an_unknown_tenant_is_answered_as_a_wrong_signature() {
+    let edge = Edge::start("edge-enumerate").await;
+    let now = funnelhub_schemas::ids::now_ms() / 1000;
+    let body = r#"{"id":"evt_1","type":"charge.refunded"}"#;
+    let forged =
+        funnelhub_ingest::webhooks::stripe::sign("whsec_guessed_secret", now, body.as_bytes());
+    let onboard = json!({"event": "dns.applied", "domain": "a.com", "session_id": "s"}).to_string();
+    for (route, headers, body) in [
+        (
+            "stripe",
+            vec![("stripe-signature", forged.as_str())],
+            body.to_owned(),
+        ),
+        ("stripe", vec![], body.to_owned()),
+        (
+            "hotmart",
+            vec![("x-hotmart-hottok", "guessed-hottok")],
+            "{}".to_owned(),
+        ),
+        ("kiwify", vec![], "{}".to_owned()),
+        (
+            "onboard",
+            vec![("x-webhook-secret", "guessed-secret")],
+            onboard,
+        ),
+    ] {
+        let query = if route == "kiwify" {
+            "&signature=00"
+        } else {
+            ""
+        };
+        let answer = |tenant: &str| {
+            let uri = format!("/api/v1/webhooks/{route}?tenant={tenant}{query}");
+            let (headers, body) = (headers.clone(), body.clone());
+            let edge = &edge;
+            async move { edge.post(&uri, &headers, body).await }
+        };
+        let known = answer("acme").await;
+        let unknown = answer("nobody-here").await;
+        assert_eq!(known.0, StatusCode::UNAUTHORIZED, "{route}: {}", known.1);
+        assert_eq!(unknown, known, "{route}: the same answer, tenant or not");
+    }
+}
+
+#[tokio::test]
 async fn onboarding_webhook_checks_the_secret_and_the_event() {
     let edge = Edge::start("edge-onboard").await;
     let body = |event: &str| {
