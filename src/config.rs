@@ -102,6 +102,9 @@ impl Config {
                 .check_secrets()
                 .map_err(|e| anyhow::anyhow!("tenants[{}].{e}", tenant.id))?;
         }
+        for key in &self.edge.setup.admin_keys {
+            funnelhub_tenants::check_secret("edge.setup.admin_keys", key.expose())?;
+        }
         let keep_hours = u64::from(self.clickhouse.retention_days) * 24;
         let process = &self.process;
         for (field, hours) in [

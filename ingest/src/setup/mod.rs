@@ -150,9 +150,14 @@ fn authorize(
         .ok_or(ApiError::Unauthorized(
             "setup key (Authorization: Bearer <key>)",
         ))?;
-    let admin = api.config.admin_keys.iter().fold(false, |found, k| {
-        found | bool::from(k.expose().as_bytes().ct_eq(key.as_bytes()))
-    });
+    let admin = api
+        .config
+        .admin_keys
+        .iter()
+        .filter(|k| k.is_usable())
+        .fold(false, |found, k| {
+            found | bool::from(k.expose().as_bytes().ct_eq(key.as_bytes()))
+        });
     let own = state
         .tenants
         .by_api_key(key)
