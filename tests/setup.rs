@@ -688,6 +688,21 @@ probe_private_hosts = ["{landing}"]
         assert!(!text.contains(secret), "{secret} listed");
     }
 
+    // A tenant holds at most 20 open sessions (the one above is rolled back: not open).
+    let mut created = 0;
+    let refused = loop {
+        let (status, body) = client
+            .post(sessions, json!({"tenant_id": "cli-bounded"}))
+            .await;
+        match status {
+            201 => created += 1,
+            other => break (other, body),
+        }
+        assert!(created <= 20, "more than 20 open sessions");
+    };
+    assert_eq!(created, 20);
+    assert_eq!(refused.0, 409, "{}", refused.1);
+
     stop(pipeline);
 
     // No secret anywhere.

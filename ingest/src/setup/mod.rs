@@ -177,7 +177,7 @@ fn session_of(
     id: &str,
 ) -> Result<SetupSession, ApiError> {
     // Unknown and forbidden look alike to a caller without an admin key.
-    let session = api.sessions.get(id);
+    let session = api.sessions.get(id, now_ms());
     match session {
         Some(session) => {
             authorize(state, api, headers, &session.tenant_id)?;
@@ -230,7 +230,15 @@ async fn create_inner(
         return Err(ApiError::field("tenant_id", "1-64 letters, digits, - or _"));
     }
     authorize(s, api, headers, &tenant_id)?;
-    let session = sessions::new_session(format!("setup-{}", uuid_v4()), tenant_id, now_ms());
+    let now = now_ms();
+    if api.sessions.open_sessions(&tenant_id, now) >= sessions::MAX_OPEN_SESSIONS_PER_TENANT {
+        return Err(ApiError::Conflict(format!(
+            "{} setup sessions of this tenant are open: finish one (autoconfigure or rollback) \
+             or let it expire (7 days untouched)",
+            sessions::MAX_OPEN_SESSIONS_PER_TENANT
+        )));
+    }
+    let session = sessions::new_session(format!("setup-{}", uuid_v4()), tenant_id, now);
     api.sessions
         .put(session.clone())
         .await
@@ -407,7 +415,7 @@ async fn run_tools(
 ) -> Result<(SetupSession, Vec<(Outcome, String)>), ApiError> {
     let tenant = api
         .sessions
-        .get(session_id)
+        .get(session_id, now_ms())
         .map(|s| s.tenant_id)
         .unwrap_or_default();
     let outcomes =
@@ -415,7 +423,7 @@ async fn run_tools(
     let _writing = api.writing.lock().await;
     let mut session = api
         .sessions
-        .get(session_id)
+        .get(session_id, now_ms())
         .ok_or_else(|| ApiError::NotFound(session_id.into()))?;
     let mut validated = open_inputs(api, &session)?;
     let now = now_ms();
@@ -588,7 +596,10 @@ async fn locked<'a>(
     let api = api(s)?;
     let session = session_of(s, api, headers, id)?;
     let guard = api.writing.lock().await;
-    let session = api.sessions.get(&session.session_id).unwrap_or(session);
+    let session = api
+        .sessions
+        .get(&session.session_id, now_ms())
+        .unwrap_or(session);
     Ok((api, guard, session))
 }
 

@@ -2,6 +2,11 @@
 //! it, so any edge answers status and streams changes), and one record per action on
 //! `setup.actions` (stored by the ClickHouse sink in `setup_action_logs`). Writes wait for
 //! the broker's acknowledgement; the writer applies its own write at once.
+//!
+//! Bounded: a session untouched for [`SESSION_TTL_MS`] is gone (answered as unknown,
+//! dropped from memory, and deleted from the topic by [`Sessions::sweep`]), and a tenant
+//! holds at most [`MAX_OPEN_SESSIONS_PER_TENANT`] sessions not yet configured or rolled
+//! back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -25,6 +30,21 @@ pub mod state {
     pub const NEEDS_HUMAN: &str = "needs_human";
     pub const CONFIGURED: &str = "configured";
     pub const ROLLED_BACK: &str = "rolled_back";
+}
+
+/// How long a session lives after its last change.
+pub const SESSION_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// Sessions a tenant may have open (neither configured nor rolled back) at once.
+pub const MAX_OPEN_SESSIONS_PER_TENANT: usize = 20;
+
+/// Whether `session` has been untouched for [`SESSION_TTL_MS`] at `now`.
+pub fn expired(session: &SetupSession, now: i64) -> bool {
+    session.updated_at < now.saturating_sub(SESSION_TTL_MS)
+}
+
+/// Whether `session` is still open (neither configured nor rolled back).
+pub fn open(session: &SetupSession) -> bool {
+    ![state::CONFIGURED, state::ROLLED_BACK].contains(&session.state.as_str())
 }
 
 /// Every session this edge knows, followed live.
@@ -87,29 +107,72 @@ impl Sessions {
             kafka,
             TopicCodec::<SetupSession>::register(registry, sessions.topic()).await?,
             "setup-sessions",
-            move |_key, value| {
-                if let Some(session) = value {
-                    applied.apply(session);
+            move |key, value| match value {
+                Some(session) => applied.apply(session),
+                // A tombstone: the session expired.
+                None => {
+                    applied.map.write().expect("sessions lock").remove(key);
                 }
             },
         )
         .await?;
+        let producer = AckedProducer::new(kafka, "funnelhub-setup", deadline)?;
+        // Hourly, while these sessions are in use.
+        let (weak, sweeper, topic) = (
+            Arc::downgrade(&shared),
+            producer.clone(),
+            sessions.topic().to_owned(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                let now = funnelhub_schemas::ids::now_ms();
+                match sweep(&shared, &sweeper, &topic, now).await {
+                    Ok(0) => {}
+                    Ok(gone) => tracing::info!(gone, "expired setup sessions deleted"),
+                    Err(e) => tracing::warn!("sweeping setup sessions: {e}"),
+                }
+            }
+        });
         Ok(Sessions {
             shared,
-            producer: AckedProducer::new(kafka, "funnelhub-setup", deadline)?,
+            producer,
             sessions: Arc::new(sessions),
             actions: Arc::new(actions),
             _follower: follower,
         })
     }
 
-    pub fn get(&self, id: &str) -> Option<SetupSession> {
+    /// The session `id`, unless unknown or expired at `now`.
+    pub fn get(&self, id: &str, now: i64) -> Option<SetupSession> {
         self.shared
             .map
             .read()
             .expect("sessions lock")
             .get(id)
+            .filter(|s| !expired(s, now))
             .cloned()
+    }
+
+    /// Sessions of `tenant_id` open (and not expired) at `now`.
+    pub fn open_sessions(&self, tenant_id: &str, now: i64) -> usize {
+        self.shared
+            .map
+            .read()
+            .expect("sessions lock")
+            .values()
+            .filter(|s| s.tenant_id == tenant_id && open(s) && !expired(s, now))
+            .count()
+    }
+
+    /// Delete the sessions expired at `now` from the topic (tombstones, acknowledged; every
+    /// edge following it drops them) and from memory; how many. Any edge may run it: a
+    /// tombstone written twice is harmless.
+    pub async fn sweep(&self, now: i64) -> Result<usize, WriteError> {
+        sweep(&self.shared, &self.producer, self.sessions.topic(), now).await
     }
 
     /// Every later change of any session.
@@ -151,6 +214,33 @@ impl Sessions {
             .map_err(|e| WriteError(format!("action log not stored: {e}")))?;
         Ok(())
     }
+}
+
+/// How often each edge deletes expired sessions.
+const SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
+
+async fn sweep(
+    shared: &Shared,
+    producer: &AckedProducer,
+    topic: &str,
+    now: i64,
+) -> Result<usize, WriteError> {
+    let gone: Vec<String> = shared
+        .map
+        .read()
+        .expect("sessions lock")
+        .values()
+        .filter(|s| expired(s, now))
+        .map(|s| s.session_id.clone())
+        .collect();
+    for id in &gone {
+        producer
+            .send(topic, id.as_bytes(), None)
+            .await
+            .map_err(|e| WriteError(format!("expired session not deleted: {e}")))?;
+        shared.map.write().expect("sessions lock").remove(id);
+    }
+    Ok(gone.len())
 }
 
 /// A new session of `tenant_id`.
@@ -313,6 +403,21 @@ mod tests {
             output: json!({"http_status": if ok { 200 } else { 400 }}),
             latency_ms: 5,
         }
+    }
+
+    #[test]
+    fn a_session_expires_a_week_after_its_last_change_and_closes_when_configured() {
+        let now = 1_800_000_000_000;
+        let mut session = new_session("s".into(), "acme".into(), now);
+        assert!(open(&session) && !expired(&session, now + SESSION_TTL_MS));
+        assert!(expired(&session, now + SESSION_TTL_MS + 1));
+        session.updated_at = now + SESSION_TTL_MS;
+        assert!(
+            !expired(&session, now + SESSION_TTL_MS + 1),
+            "a change renews it"
+        );
+        session.state = state::CONFIGURED.into();
+        assert!(!open(&session));
     }
 
     #[test]
