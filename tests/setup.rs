@@ -289,6 +289,19 @@ probe_private_hosts = ["{landing}"]
         )
         .await;
     assert_eq!(status, 401, "a tenant's key reaches only its own sessions");
+    let (status, body) = client
+        .call(
+            "POST",
+            sessions,
+            Some("acme-read-key"),
+            Some(json!({"tenant_id": "acme"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("forbidden")),
+        "a read key cannot run setup, which can replace the pixel and secrets: {body}"
+    );
     let (status, body) = client.post(sessions, json!({})).await;
     assert_eq!(
         (status, body["field"].as_str()),

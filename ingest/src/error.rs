@@ -21,6 +21,10 @@ pub enum ApiError {
     /// Authenticity check failed (401). The reason names the check, never the secret.
     #[error("request authenticity check failed: {0}")]
     Unauthorized(&'static str),
+    /// Authenticated, but the key's scope does not allow this (403). The reason names the
+    /// scope needed.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// No such endpoint (404).
     #[error("no such endpoint: {0}")]
     NotFound(String),
@@ -69,6 +73,7 @@ impl ApiError {
             ApiError::InvalidField { .. } | ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::UnknownTenant | ApiError::UnknownGateway(_) => {
                 StatusCode::NOT_FOUND
             }
@@ -86,6 +91,7 @@ impl ApiError {
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownTenant => "unknown_tenant",
             ApiError::UnknownGateway(_) => "unknown_gateway",

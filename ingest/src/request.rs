@@ -57,7 +57,10 @@ impl Tenants {
     }
 
     /// The tenant owning API key `key` (compared in constant time with every key).
-    pub fn by_api_key(&self, key: &str) -> Option<Arc<TenantConfig>> {
+    pub fn by_api_key(
+        &self,
+        key: &str,
+    ) -> Option<(Arc<TenantConfig>, funnelhub_tenants::KeyScope)> {
         self.0.by_api_key(key)
     }
 

@@ -104,9 +104,11 @@ fn workload(tenant: &str, sessions: usize) -> (Vec<EdgeEvent>, Truth) {
     (events, truth)
 }
 
+/// A tenant whose key `key` has scope admin, and `<key>-read` scope read.
 fn tenant(id: &str, key: &str) -> TenantConfig {
     let mut tenant = TenantConfig::new(id);
-    tenant.api_keys = vec![Secret::from(key)];
+    tenant.admin_api_keys = vec![Secret::from(key)];
+    tenant.api_keys = vec![Secret::from(format!("{key}-read").as_str())];
     tenant
 }
 
@@ -369,6 +371,12 @@ async fn the_read_api_answers_from_clickhouse_what_the_pipeline_computed() {
     // Replay: the stored dispatch request is written again to capi.requests.
     let topic = Catalog::new(&kafka.topic_prefix).name(Topic::CapiRequests);
     let deadline = tokio::time::Instant::now() + WAIT;
+    let (status, body) = call(&app, "POST", "/api/v1/replay/acme-1", Some("key-acme-read")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden")),
+        "a read key does not replay: {body}"
+    );
     let replayed = loop {
         let (status, body) = call(&app, "POST", "/api/v1/replay/acme-1", Some("key-acme")).await;
         if status == StatusCode::ACCEPTED {

@@ -131,10 +131,17 @@ pub struct TenantConfig {
     /// Events Manager test code sent with every event (to watch them in Test events).
     #[serde(default)]
     pub meta_test_event_code: Option<String>,
-    /// Keys of the read API (`Authorization: Bearer <key>`); a key reads only its
+    /// API keys of scope `read` (`Authorization: Bearer <key>`): the read API, only this
     /// tenant's data. Several while rotating.
     #[serde(default)]
     pub api_keys: Vec<Secret>,
+    /// API keys of scope `setup`: `read`, and guided setup of this tenant, which can
+    /// replace its Meta pixel and token, add webhook secrets and CORS origins.
+    #[serde(default)]
+    pub setup_api_keys: Vec<Secret>,
+    /// API keys of scope `admin`: `setup`, replays to Meta and privacy purges.
+    #[serde(default)]
+    pub admin_api_keys: Vec<Secret>,
     /// Days the tenant's rows are kept in ClickHouse (default `[clickhouse]
     /// retention_days`, 180).
     #[serde(default)]
@@ -162,6 +169,8 @@ impl TenantConfig {
             meta_access_token: None,
             meta_test_event_code: None,
             api_keys: Vec::new(),
+            setup_api_keys: Vec::new(),
+            admin_api_keys: Vec::new(),
             retention_days: None,
         }
     }
@@ -190,6 +199,8 @@ impl TenantConfig {
             "meta_access_token" => self.meta_access_token.iter().collect(),
             "stripe_signing_secrets" => self.stripe_signing_secrets.iter().collect(),
             "api_keys" => self.api_keys.iter().collect(),
+            "setup_api_keys" => self.setup_api_keys.iter().collect(),
+            "admin_api_keys" => self.admin_api_keys.iter().collect(),
             _ => Vec::new(),
         };
         for secret in secrets {
@@ -199,8 +210,53 @@ impl TenantConfig {
     }
 }
 
+/// What an API key may do; each scope includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyScope {
+    /// The read API.
+    Read,
+    /// Guided setup of the key's tenant.
+    Setup,
+    /// Replays to Meta and privacy purges.
+    Admin,
+}
+
+impl KeyScope {
+    /// Its name (`read`, `setup`, `admin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::Read => "read",
+            KeyScope::Setup => "setup",
+            KeyScope::Admin => "admin",
+        }
+    }
+}
+
+impl TenantConfig {
+    /// The scope of API key `key` for this tenant (the widest of the lists holding it),
+    /// compared in constant time with every usable key; `None` if it is none of them.
+    pub fn scope_of(&self, key: &str) -> Option<KeyScope> {
+        use subtle::ConstantTimeEq;
+        let mut scope = None;
+        for (keys, of) in [
+            (&self.api_keys, KeyScope::Read),
+            (&self.setup_api_keys, KeyScope::Setup),
+            (&self.admin_api_keys, KeyScope::Admin),
+        ] {
+            for candidate in keys.iter().filter(|k| k.is_usable()) {
+                if bool::from(candidate.expose().as_bytes().ct_eq(key.as_bytes())) {
+                    scope = scope.max(Some(of));
+                }
+            }
+        }
+        scope
+    }
+}
+
 /// The settings that hold secrets.
-pub const SECRET_SETTINGS: [&str; 6] = [
+pub const SECRET_SETTINGS: [&str; 8] = [
+    "setup_api_keys",
+    "admin_api_keys",
     "hotmart_hottok",
     "kiwify_token",
     "onboard_secret",
@@ -210,7 +266,9 @@ pub const SECRET_SETTINGS: [&str; 6] = [
 ];
 
 /// The settings `funnelhub tenants set` takes, as `key=value`.
-pub const SETTABLE: [&str; 13] = [
+pub const SETTABLE: [&str; 15] = [
+    "setup_api_keys",
+    "admin_api_keys",
     "allowed_origins",
     "consent_ads_default",
     "consent_analytics_default",
@@ -274,6 +332,12 @@ impl TenantConfig {
             "onboard_secret" => self.onboard_secret = secret(),
             "meta_access_token" => self.meta_access_token = secret(),
             "api_keys" => self.api_keys = list().iter().map(|s| Secret::from(s.as_str())).collect(),
+            "setup_api_keys" => {
+                self.setup_api_keys = list().iter().map(|s| Secret::from(s.as_str())).collect()
+            }
+            "admin_api_keys" => {
+                self.admin_api_keys = list().iter().map(|s| Secret::from(s.as_str())).collect()
+            }
             other => {
                 return Err(format!(
                     "unknown setting {other:?}; one of {}",
@@ -314,6 +378,24 @@ mod tests {
                 field: "onboard_secret"
             })
         );
+    }
+
+    #[test]
+    fn a_key_has_the_widest_scope_of_the_lists_holding_it() {
+        let mut tenant = TenantConfig::new("acme");
+        tenant
+            .set("api_keys", "reader-key-1, shared-key-1")
+            .expect("read");
+        tenant.set("setup_api_keys", "setup-key-1").expect("setup");
+        tenant
+            .set("admin_api_keys", "admin-key-1, shared-key-1")
+            .expect("admin");
+        assert_eq!(tenant.scope_of("reader-key-1"), Some(KeyScope::Read));
+        assert_eq!(tenant.scope_of("setup-key-1"), Some(KeyScope::Setup));
+        assert_eq!(tenant.scope_of("shared-key-1"), Some(KeyScope::Admin));
+        assert_eq!(tenant.scope_of("admin-key-"), None);
+        assert_eq!(tenant.scope_of(""), None);
+        assert!(KeyScope::Admin > KeyScope::Setup && KeyScope::Setup > KeyScope::Read);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use funnelhub_schemas::control::TenantRecord;
 use funnelhub_schemas::{Catalog, Topic};
 use tokio::sync::watch;
 
-use crate::config::TenantConfig;
+use crate::config::{KeyScope, TenantConfig};
 use crate::record;
 use crate::sealing::Keyring;
 
@@ -140,15 +140,13 @@ impl TenantDirectory {
         self.shared.seeds.contains_key(id) && self.record(id).is_none()
     }
 
-    /// The tenant owning API key `key` (compared in constant time with every key).
-    pub fn by_api_key(&self, key: &str) -> Option<Arc<TenantConfig>> {
-        use subtle::ConstantTimeEq;
+    /// The tenant owning API key `key`, and the key's scope (compared in constant time
+    /// with every key of every tenant).
+    pub fn by_api_key(&self, key: &str) -> Option<(Arc<TenantConfig>, KeyScope)> {
         let mut found = None;
         for tenant in self.snapshot().values() {
-            for candidate in tenant.api_keys.iter().filter(|k| k.is_usable()) {
-                if bool::from(candidate.expose().as_bytes().ct_eq(key.as_bytes())) {
-                    found = Some(tenant.clone());
-                }
+            if let Some(scope) = tenant.scope_of(key) {
+                found = Some((tenant.clone(), scope));
             }
         }
         found

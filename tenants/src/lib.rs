@@ -17,7 +17,7 @@ pub mod record;
 pub mod sealing;
 pub mod store;
 
-pub use config::{check_secret, Secret, TenantConfig, WeakSecret, MIN_SECRET_CHARS};
+pub use config::{check_secret, KeyScope, Secret, TenantConfig, WeakSecret, MIN_SECRET_CHARS};
 pub use control::ControlPlane;
 pub use directory::TenantDirectory;
 pub use sealing::{Keyring, SealError};

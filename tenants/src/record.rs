@@ -16,6 +16,8 @@ struct Secrets {
     onboard_secret: Option<String>,
     meta_access_token: Option<String>,
     api_keys: Vec<String>,
+    setup_api_keys: Vec<String>,
+    admin_api_keys: Vec<String>,
 }
 
 fn expose(secret: &Option<Secret>) -> Option<String> {
@@ -44,6 +46,8 @@ pub fn to_record(
         onboard_secret: expose(&tenant.onboard_secret),
         meta_access_token: expose(&tenant.meta_access_token),
         api_keys: exposed(&tenant.api_keys),
+        setup_api_keys: exposed(&tenant.setup_api_keys),
+        admin_api_keys: exposed(&tenant.admin_api_keys),
     };
     let plaintext = serde_json::to_vec(&secrets).expect("strings serialize");
     Ok(TenantRecord {
@@ -82,6 +86,8 @@ pub fn from_record(record: &TenantRecord, keys: &Keyring) -> Result<TenantConfig
         meta_access_token: secret(secrets.meta_access_token),
         meta_test_event_code: record.meta_test_event_code.clone(),
         api_keys: to_secrets(secrets.api_keys),
+        setup_api_keys: to_secrets(secrets.setup_api_keys),
+        admin_api_keys: to_secrets(secrets.admin_api_keys),
         retention_days: record.retention_days.and_then(|d| u32::try_from(d).ok()),
     })
 }

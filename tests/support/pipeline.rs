@@ -46,7 +46,8 @@ stripe_signing_secrets = ["whsec_acme"]
 onboard_secret = "acme-onboard"
 meta_pixel_id = "111000111"
 meta_access_token = "token-acme"
-api_keys = ["acme-api-key"]
+api_keys = ["acme-read-key"]
+admin_api_keys = ["acme-api-key"]
 
 [[tenants]]
 id = "loja"

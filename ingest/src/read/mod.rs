@@ -128,10 +128,24 @@ pub fn routes() -> Router<Arc<EdgeState>> {
 #[derive(Debug)]
 pub struct Reader {
     pub tenant: Arc<TenantConfig>,
+    /// What the caller's key may do.
+    pub scope: funnelhub_tenants::KeyScope,
     state: Arc<EdgeState>,
 }
 
 impl Reader {
+    /// Refuse (403) a caller whose key's scope is narrower than `needed`.
+    pub fn require(&self, needed: funnelhub_tenants::KeyScope) -> Result<(), ApiError> {
+        if self.scope >= needed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(match needed {
+                funnelhub_tenants::KeyScope::Admin => "this needs an API key of scope admin",
+                _ => "this needs an API key of scope setup",
+            }))
+        }
+    }
+
     fn api(&self) -> &ReadApi {
         self.state.read.as_ref().expect("checked when extracted")
     }
@@ -162,7 +176,7 @@ impl FromRequestParts<Arc<EdgeState>> for Reader {
             .ok_or(ApiError::Unauthorized(
                 "api key (Authorization: Bearer <key>)",
             ))?;
-        let tenant = state
+        let (tenant, scope) = state
             .tenants
             .by_api_key(key.trim())
             .ok_or(ApiError::Unauthorized("api key"))?;
@@ -174,6 +188,7 @@ impl FromRequestParts<Arc<EdgeState>> for Reader {
         }
         Ok(Reader {
             tenant,
+            scope,
             state: state.clone(),
         })
     }

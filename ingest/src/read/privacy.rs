@@ -29,6 +29,7 @@ impl std::fmt::Debug for PurgeBody {
 }
 
 pub async fn purge_route(reader: Reader, body: Bytes) -> Result<Json<Receipt>, ApiError> {
+    reader.require(funnelhub_tenants::KeyScope::Admin)?;
     let body: PurgeBody = parse_json(&body)?;
     let given: Vec<(IdentifierKind, String)> = [
         (IdentifierKind::Email, body.email),

@@ -32,6 +32,7 @@ struct Stored {
 }
 
 pub async fn replay(reader: Reader, Path(event_id): Path<String>) -> Result<Response, ApiError> {
+    reader.require(funnelhub_tenants::KeyScope::Admin)?;
     let (tenant, api) = (&reader.tenant, reader.api());
     let q = api
         .query(

@@ -158,14 +158,20 @@ fn authorize(
         .fold(false, |found, k| {
             found | bool::from(k.expose().as_bytes().ct_eq(key.as_bytes()))
         });
-    let own = state
-        .tenants
-        .by_api_key(key)
-        .is_some_and(|t| t.id == tenant_id);
-    if admin || own {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized("setup key"))
+    match state.tenants.by_api_key(key) {
+        _ if admin => Ok(()),
+        Some((tenant, scope)) if tenant.id == tenant_id => {
+            if scope >= funnelhub_tenants::KeyScope::Setup {
+                Ok(())
+            } else {
+                // Setup can replace the tenant's pixel, token and webhook secrets: a key
+                // that reads dashboards must not.
+                Err(ApiError::Forbidden(
+                    "setup needs an API key of scope setup or admin",
+                ))
+            }
+        }
+        _ => Err(ApiError::Unauthorized("setup key")),
     }
 }
 
