@@ -356,14 +356,7 @@ mod tests {
     #[test]
     fn empty_or_short_secrets_are_refused_naming_the_setting() {
         let mut tenant = TenantConfig::new("acme");
-        for key in [
-            "hotmart_hottok",
-            "kiwify_token",
-            "onboard_secret",
-            "meta_access_token",
-            "stripe_signing_secrets",
-            "api_keys",
-        ] {
+        for key in SECRET_SETTINGS {
             let refused = tenant.set(key, "x7q2k").expect_err("a 5-character secret");
             assert!(refused.starts_with(key), "{refused}");
             assert!(!refused.contains("x7q2k"), "never echoed: {refused}");
