@@ -24,6 +24,10 @@ pub struct EdgeConfig {
     pub max_body_bytes: usize,
     /// How long a request may wait for the broker's acknowledgement before 503.
     pub produce_timeout_ms: u64,
+    /// How long a request may take to arrive and be answered, its body included (a body
+    /// sent slowly or never finished gets 408 then); a stream's body (setup's SSE) is not
+    /// counted once its answer started.
+    pub request_timeout_ms: u64,
     /// `Retry-After` seconds sent with 503.
     pub retry_after_secs: u32,
     /// Stripe: reject signatures whose timestamp is older than this (Stripe's default).
@@ -40,6 +44,7 @@ impl Default for EdgeConfig {
             trusted_proxies: Vec::new(),
             max_body_bytes: 256 * 1024,
             produce_timeout_ms: 5_000,
+            request_timeout_ms: 30_000,
             retry_after_secs: 5,
             stripe_tolerance_secs: 300,
             setup: crate::setup::SetupConfig::default(),

@@ -204,7 +204,35 @@ pub fn app(state: Arc<EdgeState>) -> Router {
             ApiError::NotFound(uri.path().chars().take(128).collect()).into_response()
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_deadline,
+        ))
         .with_state(state)
+}
+
+/// Answer 408 to a request not received and answered within `edge.request_timeout_ms`: a
+/// body sent slowly or never finished holds nothing longer than that.
+async fn request_deadline(
+    State(s): State<Arc<EdgeState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let deadline = Duration::from_millis(s.config.request_timeout_ms);
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::rejected("request", "request_timeout");
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                Json(json!({
+                    "error": "request_timeout",
+                    "message": format!("the request was not received and answered within {} ms", s.config.request_timeout_ms),
+                })),
+            )
+                .into_response()
+        }
+    }
 }
 
 type Body = Result<Bytes, BytesRejection>;

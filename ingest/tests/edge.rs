@@ -570,6 +570,34 @@ type RejectionCase = (
 );
 
 #[tokio::test]
+async fn a_body_that_never_finishes_gets_408_within_the_request_timeout() {
+    let name = "edge-slow-body";
+    let config = EdgeConfig {
+        request_timeout_ms: 300,
+        ..EdgeConfig::default()
+    };
+    let edge = Edge::start_on(kafka_config(name), kafka_config(name), config).await;
+    // A first chunk, then nothing: the client stalls mid-body (slow loris).
+    use futures::StreamExt as _;
+    let chunks = futures::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from_static(
+        b"{\"session_id\":",
+    ))])
+    .chain(futures::stream::pending());
+    let chunks = futures::StreamExt::boxed(chunks);
+    let request = Request::post("/api/v1/track/click?tenant=acme")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(chunks))
+        .expect("request");
+    let started = std::time::Instant::now();
+    let (status, body, _) = tokio::time::timeout(Duration::from_secs(10), edge.send(request))
+        .await
+        .expect("answered, not held");
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+    assert_eq!(body["error"], "request_timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
 async fn every_rejection_has_its_status_and_names_the_problem_and_stores_nothing() {
     let edge = Edge::start("edge-reject").await;
     let cases: Vec<RejectionCase> = vec![
