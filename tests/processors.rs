@@ -112,6 +112,12 @@ fn process_command(kafka: &KafkaConfig, registry_url: &str, config_file: &str) -
     command
 }
 
+/// SIGKILL `child` and reap it.
+fn sigkill(mut child: Child) {
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+}
+
 /// Distinct values on `topic` so far (raw bytes; deduped values differ only by time).
 async fn progress(kafka: &KafkaConfig, topic: &str, at_least: usize) {
     read_until(kafka, topic, WAIT, |records| records.len() >= at_least).await;
@@ -273,15 +279,13 @@ async fn a_killed_processor_ends_with_the_outputs_of_an_uninterrupted_run() {
     let config_file = killed_members_config_file();
     let deduped_topic = Catalog::new(&killed.topic_prefix).name(Topic::Deduped);
     for kill_after in [distinct_events / 4, distinct_events / 2] {
-        let mut child = spawn_process(&killed, &server.url(), &config_file);
+        let child = spawn_process(&killed, &server.url(), &config_file);
         progress(&killed, &deduped_topic, kill_after).await;
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
+        sigkill(child);
     }
-    let mut child = spawn_process(&killed, &server.url(), &config_file);
+    let child = spawn_process(&killed, &server.url(), &config_file);
     let after_kills = outputs(&killed, &registry, whole.counts()).await;
-    child.kill().expect("stop");
-    child.wait().expect("reaped");
+    sigkill(child);
 
     assert_same_outputs(&after_kills, &whole);
     let _ = std::fs::remove_file(&config_file);
@@ -300,10 +304,9 @@ async fn a_processor_killed_while_restoring_ends_with_the_outputs_of_an_uninterr
     // Half the records through a first process, which leaves its state behind (SIGKILL).
     let config_file = killed_members_config_file();
     let deduped_topic = Catalog::new(&killed.topic_prefix).name(Topic::Deduped);
-    let mut first = spawn_process(&killed, &server.url(), &config_file);
+    let first = spawn_process(&killed, &server.url(), &config_file);
     progress(&killed, &deduped_topic, distinct_events / 2).await;
-    first.kill().expect("SIGKILL");
-    first.wait().expect("reaped");
+    sigkill(first);
 
     // A second one is SIGKILLed as soon as it reports its first partition restored: the
     // others are restoring or about to.
@@ -324,18 +327,16 @@ async fn a_processor_killed_while_restoring_ends_with_the_outputs_of_an_uninterr
         .await
         .expect("a partition restored in time")
         .expect("read the log");
-    restoring.kill().expect("SIGKILL");
-    restoring.wait().expect("reaped");
+    sigkill(restoring);
     assert!(
         restored,
         "the second process restored state before it was killed"
     );
 
     // A third one restores again and finishes.
-    let mut last = spawn_process(&killed, &server.url(), &config_file);
+    let last = spawn_process(&killed, &server.url(), &config_file);
     let after = outputs(&killed, &registry, whole.counts()).await;
-    last.kill().expect("stop");
-    last.wait().expect("reaped");
+    sigkill(last);
     assert_same_outputs(&after, &whole);
     let _ = std::fs::remove_file(&config_file);
 }
@@ -370,8 +371,7 @@ async fn a_broker_restart_mid_stream_ends_with_the_outputs_of_an_uninterrupted_r
         child.try_wait().expect("status").is_none(),
         "funnelhub process survived the broker restart"
     );
-    child.kill().expect("stop");
-    child.wait().expect("reaped");
+    sigkill(child);
     assert_same_outputs(&after_restart, &whole);
     let _ = std::fs::remove_file(&config_file);
 }
@@ -410,8 +410,7 @@ async fn a_member_joining_and_leaving_mid_stream_ends_with_the_outputs_of_an_uni
         first.try_wait().expect("status").is_none(),
         "the first member kept running"
     );
-    first.kill().expect("stop");
-    first.wait().expect("reaped");
+    sigkill(first);
     assert_same_outputs(&after, &whole);
     let _ = std::fs::remove_file(&config_file);
 }

@@ -164,6 +164,30 @@ impl Bench {
         Catalog::new(&self.kafka.topic_prefix).name(Topic::Dlq)
     }
 
+    /// The first `count` dead letters, decoded.
+    async fn dead_letters(&self, count: usize) -> Vec<DlqRecord> {
+        let codec: TopicCodec<DlqRecord> = TopicCodec::register(&self.registry, &self.dlq())
+            .await
+            .expect("codec");
+        let mut letters = Vec::new();
+        for (_, value) in
+            read_records(&self.kafka, &self.dlq(), count, Duration::from_secs(30)).await
+        {
+            letters.push(codec.decode(&value).await.expect("a dead letter"));
+        }
+        letters
+    }
+
+    /// Ten values for partition 0, `p0-<i>` but those `special` names (`poison`...).
+    fn values(special: &[(usize, &str)]) -> Vec<String> {
+        (0..10)
+            .map(|i| match special.iter().find(|(at, _)| *at == i) {
+                Some((_, kind)) => format!("{kind}-{i}"),
+                None => format!("p0-{i}"),
+            })
+            .collect()
+    }
+
     async fn member(&self, downstream: &Arc<Downstream>, settings: StageSettings) -> RunningStage {
         let relay = Relay {
             input: self.input.clone(),
@@ -383,12 +407,7 @@ async fn a_partition_that_cannot_keep_up_holds_no_other_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rejected_record_is_dead_lettered_and_the_rest_of_its_partition_flows() {
     let bench = Bench::new("stage-poison").await;
-    let values: Vec<String> = (0..10)
-        .map(|i| match i {
-            3 | 7 => format!("poison-{i}"),
-            i => format!("p0-{i}"),
-        })
-        .collect();
+    let values = Bench::values(&[(3, "poison"), (7, "poison")]);
     bench.write_values(0, values).await;
     let member = bench
         .member(&Arc::new(Downstream::default()), StageSettings::default())
@@ -401,13 +420,7 @@ async fn a_rejected_record_is_dead_lettered_and_the_rest_of_its_partition_flows(
         .map(|i| format!("p0-{i}"))
         .collect();
     assert_eq!(relayed, healthy, "every other record, in order");
-    let codec: TopicCodec<DlqRecord> = TopicCodec::register(&bench.registry, &bench.dlq())
-        .await
-        .expect("codec");
-    let mut letters = Vec::new();
-    for (_, value) in read_records(&bench.kafka, &bench.dlq(), 2, Duration::from_secs(30)).await {
-        letters.push(codec.decode(&value).await.expect("a dead letter"));
-    }
+    let mut letters = bench.dead_letters(2).await;
     letters.sort_by_key(|l| l.source.as_ref().map(|s| s.offset));
     let offsets: Vec<i64> = letters
         .iter()
@@ -433,12 +446,7 @@ async fn a_rejected_record_is_dead_lettered_and_the_rest_of_its_partition_flows(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_output_too_large_for_kafka_is_dead_lettered_and_the_rest_of_its_partition_flows() {
     let bench = Bench::new("stage-oversized").await;
-    let values: Vec<String> = (0..10)
-        .map(|i| match i {
-            4 => format!("inflate-{i}"),
-            i => format!("p0-{i}"),
-        })
-        .collect();
+    let values = Bench::values(&[(4, "inflate")]);
     bench.write_values(0, values).await;
     let member = bench
         .member(&Arc::new(Downstream::default()), StageSettings::default())
@@ -461,11 +469,7 @@ async fn an_output_too_large_for_kafka_is_dead_lettered_and_the_rest_of_its_part
         .map(|i| format!("p0-{i}"))
         .collect();
     assert_eq!(distinct, healthy, "every other record, in order");
-    let codec: TopicCodec<DlqRecord> = TopicCodec::register(&bench.registry, &bench.dlq())
-        .await
-        .expect("codec");
-    let letters = read_records(&bench.kafka, &bench.dlq(), 1, Duration::from_secs(30)).await;
-    let letter = codec.decode(&letters[0].1).await.expect("a dead letter");
+    let letter = bench.dead_letters(1).await.remove(0);
     assert_eq!(letter.source.as_ref().map(|s| s.offset), Some(4));
     assert_eq!(letter.reason, DlqReason::PermanentDeliveryFailure);
     assert!(
