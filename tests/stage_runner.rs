@@ -12,7 +12,7 @@ use funnelhub_kafka::admin::{ensure_topics, TopicRequest};
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{
     self, Dependency, Output, PartitionProcessor, ProcessError, Record, RunningStage, Stage,
-    StageSettings, StateChange,
+    StageSettings,
 };
 use funnelhub_kafka::testing::{read_records, read_until, unique};
 use funnelhub_kafka::{client, KafkaConfig, SchemaRegistry, TopicCodec};
@@ -83,8 +83,6 @@ struct RelayPartition {
 impl PartitionProcessor for RelayPartition {
     type State = DlqRecord;
 
-    fn restore(&mut self, _key: &str, _entry: DlqRecord) {}
-
     async fn process(
         &mut self,
         batch: &[Record],
@@ -119,10 +117,6 @@ impl PartitionProcessor for RelayPartition {
             }
         }));
         Ok(())
-    }
-
-    fn take_changes(&mut self) -> Vec<StateChange<DlqRecord>> {
-        Vec::new()
     }
 }
 

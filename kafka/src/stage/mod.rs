@@ -180,8 +180,9 @@ pub trait PartitionProcessor: Send + 'static {
     /// Apply one live entry of this source partition's state, read at restore: the last
     /// entry of each key not deleted since, in the order they were written. Changes the
     /// restore itself causes (an entry already expired, a purged person's) are taken with
-    /// the next batch's.
-    fn restore(&mut self, key: &str, entry: Self::State);
+    /// the next batch's. A stateless processor (its stage's [`Stage::state`] is `None`)
+    /// keeps this default, never called.
+    fn restore(&mut self, _key: &str, _entry: Self::State) {}
 
     /// Process `batch` (one partition, offset order), appending outputs to `out`.
     fn process<'a>(
@@ -192,8 +193,11 @@ pub trait PartitionProcessor: Send + 'static {
 
     /// State changes since the last call, in the order they happened, to be written once
     /// the outputs are acknowledged. Each entry must encode to at most
-    /// [`MAX_STATE_ENTRY_BYTES`] (processors bound what one entry holds).
-    fn take_changes(&mut self) -> Vec<StateChange<Self::State>>;
+    /// [`MAX_STATE_ENTRY_BYTES`] (processors bound what one entry holds). A stateless
+    /// processor keeps this default: no changes.
+    fn take_changes(&mut self) -> Vec<StateChange<Self::State>> {
+        Vec::new()
+    }
 
     /// Called every [`Stage::tick_interval`] while no record arrives: emit what time alone
     /// makes due (a decision after its grace period). Outputs and changes are written like

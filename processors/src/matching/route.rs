@@ -10,9 +10,7 @@
 use std::sync::Arc;
 
 use funnelhub_kafka::dlq::DeadLetters;
-use funnelhub_kafka::stage::{
-    Output, PartitionProcessor, ProcessError, Record, Stage, StateChange,
-};
+use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
 use funnelhub_kafka::TopicCodec;
 use funnelhub_schemas::derived::DlqReason;
 use funnelhub_schemas::state::MatchEntry;
@@ -60,8 +58,6 @@ pub fn tenant_of(key: &[u8]) -> &[u8] {
 impl PartitionProcessor for RouteProcessor {
     type State = MatchEntry;
 
-    fn restore(&mut self, _key: &str, _entry: MatchEntry) {}
-
     async fn process(
         &mut self,
         batch: &[Record],
@@ -88,10 +84,6 @@ impl PartitionProcessor for RouteProcessor {
             }
         }
         Ok(())
-    }
-
-    fn take_changes(&mut self) -> Vec<StateChange<MatchEntry>> {
-        Vec::new()
     }
 }
 

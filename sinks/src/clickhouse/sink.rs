@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 
 use clickhouse::{Client, RowOwned, RowWrite};
 use funnelhub_kafka::dlq::DeadLetters;
-use funnelhub_kafka::stage::{
-    Dependency, Output, PartitionProcessor, ProcessError, Record, Stage, StateChange,
-};
+use funnelhub_kafka::stage::{Dependency, Output, PartitionProcessor, ProcessError, Record, Stage};
 use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::derived::{
     CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelTransition, MatchResult,
@@ -115,8 +113,6 @@ pub struct ClickHousePartition {
 
 impl PartitionProcessor for ClickHousePartition {
     type State = DlqRecord;
-
-    fn restore(&mut self, _key: &str, _entry: DlqRecord) {}
 
     async fn process(
         &mut self,
@@ -216,10 +212,6 @@ impl PartitionProcessor for ClickHousePartition {
             }
             other => Err(ProcessError::Fatal(format!("no table for {other:?}"))),
         }
-    }
-
-    fn take_changes(&mut self) -> Vec<StateChange<DlqRecord>> {
-        Vec::new()
     }
 }
 

@@ -25,9 +25,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use funnelhub_kafka::dlq::DeadLetters;
-use funnelhub_kafka::stage::{
-    Output, PartitionProcessor, ProcessError, Record, Stage, StateChange,
-};
+use funnelhub_kafka::stage::{Output, PartitionProcessor, ProcessError, Record, Stage};
 use funnelhub_kafka::{Suppressions, TopicCodec};
 use funnelhub_schemas::derived::{AttemptOutcome, CapiDispatchRequest, DispatchAttempt, DlqReason};
 use funnelhub_schemas::ids::{deterministic_id, now_ms};
@@ -107,8 +105,6 @@ fn count(tenant: &str, outcome: &'static str, n: usize) {
 impl PartitionProcessor for CapiPartition {
     type State = DispatchAttempt;
 
-    fn restore(&mut self, _key: &str, _entry: DispatchAttempt) {}
-
     async fn process(
         &mut self,
         batch: &[Record],
@@ -176,10 +172,6 @@ impl PartitionProcessor for CapiPartition {
             out.extend(delivered?);
         }
         Ok(())
-    }
-
-    fn take_changes(&mut self) -> Vec<StateChange<DispatchAttempt>> {
-        Vec::new()
     }
 }
 
