@@ -21,7 +21,7 @@ impl Secret {
     /// Whether it may authenticate anything: at least [`MIN_SECRET_CHARS`] characters. A
     /// shorter one (stored before that was checked) authenticates nothing.
     pub fn is_usable(&self) -> bool {
-        check_secret("", self.expose()).is_ok()
+        long_enough(self.expose())
     }
 
     /// `****abcd`: enough to tell two secrets apart, never enough to use one.
@@ -83,11 +83,15 @@ pub struct WeakSecret {
 
 /// Refuse `secret` for `field` if it is too short.
 pub fn check_secret(field: &'static str, secret: &str) -> Result<(), WeakSecret> {
-    if secret.trim().chars().count() < MIN_SECRET_CHARS {
-        Err(WeakSecret { field })
-    } else {
+    if long_enough(secret) {
         Ok(())
+    } else {
+        Err(WeakSecret { field })
     }
+}
+
+fn long_enough(secret: &str) -> bool {
+    secret.trim().chars().count() >= MIN_SECRET_CHARS
 }
 
 /// One tenant: a business whose landing pages, gateways and portal send to funnelhub.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 
 use super::partition::{Kept, Shared};
@@ -75,46 +76,33 @@ fn restore<S: Stage>(
     partition: i32,
     cancel: &CancellationToken,
 ) -> Result<Option<S::Processor>, Error> {
-    let started = Instant::now();
-    let mut processor = shared.stage.processor(topic, partition);
-    let Some(codec) = shared.stage.state() else {
-        return Ok(Some(processor));
-    };
-    let Some(table) = read_table(
+    let Some(restored) = rebuild(
+        &shared.stage,
+        &shared.runtime,
         consumer,
-        codec.topic(),
-        partition % shared.state_partitions,
-        &super::partition::state_key_prefix(topic, partition),
+        shared.state_partitions,
+        (topic, partition),
         cancel,
     )?
     else {
         return Ok(None);
     };
-    let live = table.entries.len();
-    for (key, bytes) in table.entries {
-        let entry = shared
-            .runtime
-            .block_on(codec.decode(&bytes))
-            .map_err(|e| Error::Registry(format!("state {}: {e}", codec.topic())))?;
-        processor.restore(&key, entry);
-    }
-    let elapsed = started.elapsed();
     let stage = shared.stage.name();
     metrics::histogram!("funnelhub_stage_restore_seconds", "stage" => stage)
-        .record(elapsed.as_secs_f64());
+        .record(restored.elapsed.as_secs_f64());
     metrics::counter!("funnelhub_stage_restore_bytes_total", "stage" => stage)
-        .increment(table.bytes_read);
+        .increment(restored.bytes_read);
     tracing::info!(
         stage,
         topic,
         partition,
-        live_entries = live,
-        records_read = table.records_read,
-        bytes_read = table.bytes_read,
-        ms = elapsed.as_millis() as u64,
+        live_entries = restored.live_entries,
+        records_read = restored.records_read,
+        bytes_read = restored.bytes_read,
+        ms = restored.elapsed.as_millis() as u64,
         "state restored"
     );
-    Ok(Some(processor))
+    Ok(Some(restored.processor))
 }
 
 /// A source partition's state as its state topic holds it, and what reading it took.
@@ -131,6 +119,54 @@ pub struct Restored<P> {
     pub elapsed: Duration,
 }
 
+/// Read the state partition of source partition `(topic, partition)` with `consumer` and
+/// apply its live entries to a new processor, decoding on `runtime`; `None` if cancelled.
+/// Blocking.
+fn rebuild<S: Stage>(
+    stage: &Arc<S>,
+    runtime: &Handle,
+    consumer: &BaseConsumer,
+    state_partitions: i32,
+    (topic, partition): (&str, i32),
+    cancel: &CancellationToken,
+) -> Result<Option<Restored<S::Processor>>, Error> {
+    let started = Instant::now();
+    let mut processor = stage.processor(topic, partition);
+    let Some(codec) = stage.state() else {
+        return Ok(Some(Restored {
+            processor,
+            live_entries: 0,
+            records_read: 0,
+            bytes_read: 0,
+            elapsed: started.elapsed(),
+        }));
+    };
+    let Some(table) = read_table(
+        consumer,
+        codec.topic(),
+        partition % state_partitions,
+        &super::partition::state_key_prefix(topic, partition),
+        cancel,
+    )?
+    else {
+        return Ok(None);
+    };
+    let live_entries = table.entries.len();
+    for (key, bytes) in table.entries {
+        let entry = runtime
+            .block_on(codec.decode(&bytes))
+            .map_err(|e| Error::Registry(format!("state {}: {e}", codec.topic())))?;
+        processor.restore(&key, entry);
+    }
+    Ok(Some(Restored {
+        processor,
+        live_entries,
+        records_read: table.records_read,
+        bytes_read: table.bytes_read,
+        elapsed: started.elapsed(),
+    }))
+}
+
 /// Rebuild the state of source partition `topic`/`partition` of `stage` from its state
 /// topic, as a new owner of the partition would, outside any group (for tools, tests and
 /// benchmarks; a running stage restores its partitions itself).
@@ -140,51 +176,25 @@ pub async fn restore_partition<S: Stage>(
     topic: &str,
     partition: i32,
 ) -> Result<Restored<S::Processor>, Error> {
-    let started = Instant::now();
-    let mut processor = stage.processor(topic, partition);
-    let Some(codec) = stage.state() else {
-        return Ok(Restored {
-            processor,
-            live_entries: 0,
-            records_read: 0,
-            bytes_read: 0,
-            elapsed: started.elapsed(),
-        });
-    };
-    let (kafka, state_topic, prefix) = (
+    let (kafka, stage, topic, runtime) = (
         kafka.clone(),
-        codec.topic().to_owned(),
-        super::partition::state_key_prefix(topic, partition),
+        stage.clone(),
+        topic.to_owned(),
+        Handle::current(),
     );
-    let table = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = restore_consumer(&kafka, "funnelhub-restore").create()?;
-        let partitions = partitions_of(consumer.client(), &state_topic)?;
-        read_table(
-            &consumer,
-            &state_topic,
-            partition % partitions,
-            &prefix,
-            &CancellationToken::new(),
-        )
+        let state_partitions = match stage.state() {
+            Some(codec) => partitions_of(consumer.client(), codec.topic())?,
+            None => 1,
+        };
+        let cancel = CancellationToken::new();
+        let at = (topic.as_str(), partition);
+        rebuild(&stage, &runtime, &consumer, state_partitions, at, &cancel)
     })
     .await
-    .map_err(|e| Error::Admin(format!("restoring: {e}")))??
-    .expect("never cancelled");
-    let live_entries = table.entries.len();
-    for (key, bytes) in table.entries {
-        let entry = codec
-            .decode(&bytes)
-            .await
-            .map_err(|e| Error::Registry(format!("state {}: {e}", codec.topic())))?;
-        processor.restore(&key, entry);
-    }
-    Ok(Restored {
-        processor,
-        live_entries,
-        records_read: table.records_read,
-        bytes_read: table.bytes_read,
-        elapsed: started.elapsed(),
-    })
+    .map_err(|e| Error::Admin(format!("restoring: {e}")))?
+    .map(|restored| restored.expect("never cancelled"))
 }
 
 /// The settings of the consumer that reads a state partition (assigned, never
