@@ -90,9 +90,6 @@ pub(super) async fn run<S: Stage>(
     let max_batch = shared.settings.max_batch;
     let mut batch = Vec::with_capacity(max_batch);
     let mut outputs = Vec::new();
-    // State records encoded but not acknowledged yet (their outputs were refused): written
-    // with the next flush, before anything newer.
-    let mut unwritten = Vec::new();
     loop {
         batch.clear();
         outputs.clear();
@@ -102,7 +99,7 @@ pub(super) async fn run<S: Stage>(
             received = receive(&mut records, tick) => received,
         };
         let first = match received {
-            None => return Ok(clean(processor, next, &unwritten)),
+            None => return Ok(Ended::Clean(Kept { processor, next })),
             Some(Received::Idle) => {
                 match processor.tick(&mut outputs) {
                     Ok(()) => {}
@@ -110,12 +107,13 @@ pub(super) async fn run<S: Stage>(
                     // Time will tick again.
                     Err(ProcessError::Unavailable { .. } | ProcessError::Rejected(_)) => continue,
                 }
+                let mut state = Vec::new();
                 let flushed = flush(
                     &shared,
                     &id,
                     &mut processor,
                     &mut outputs,
-                    &mut unwritten,
+                    &mut state,
                     &cancel,
                 )
                 .await;
@@ -148,20 +146,12 @@ pub(super) async fn run<S: Stage>(
             }
         }
         let started = Instant::now();
-        let written = write_batch(
-            &shared,
-            &id,
-            &mut processor,
-            &batch,
-            &mut outputs,
-            &mut unwritten,
-            &cancel,
-        )
-        .await;
+        let written =
+            write_batch(&shared, &id, &mut processor, &batch, &mut outputs, &cancel).await;
         match written {
             Ok(last) => next = Some(last + 1),
             // A failed process left the state as it was: still consistent with `next`.
-            Err(Halt::Stopped) => return Ok(clean(processor, next, &unwritten)),
+            Err(Halt::Stopped) => return Ok(Ended::Clean(Kept { processor, next })),
             Err(Halt::Abandoned) => return Ok(Ended::Abandoned),
             Err(Halt::Fatal(reason) | Halt::Rejected(reason) | Halt::Refused(reason)) => {
                 return Err(reason)
@@ -169,16 +159,6 @@ pub(super) async fn run<S: Stage>(
         }
         metrics::histogram!("funnelhub_stage_batch_seconds", "stage" => stage)
             .record(started.elapsed().as_secs_f64());
-    }
-}
-
-/// How a task ends at a batch boundary: clean, unless state changes of its processor are
-/// not written (the next owner restores from what is, and re-reads from the offset).
-fn clean<P>(processor: P, next: Option<i64>, unwritten: &[StateRecord]) -> Ended<P> {
-    if unwritten.is_empty() {
-        Ended::Clean(Kept { processor, next })
-    } else {
-        Ended::Abandoned
     }
 }
 
@@ -198,10 +178,12 @@ async fn write_batch<S: Stage>(
     processor: &mut S::Processor,
     batch: &[Record],
     outputs: &mut Vec<Output>,
-    unwritten: &mut Vec<StateRecord>,
     cancel: &CancellationToken,
 ) -> Result<i64, Halt> {
     let spans = BatchSpans::start(shared.stage.name(), batch);
+    // State records encoded but not acknowledged (their outputs were refused): a record's
+    // are written with its dead letter.
+    let unwritten = &mut Vec::new();
     let written = async {
         let reason = match process(shared, id, processor, batch, outputs, cancel).await {
             Ok(()) => {
