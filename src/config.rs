@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use funnelhub_clickhouse::ClickHouseConfig;
 use funnelhub_ingest::{EdgeConfig, TenantConfig};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistryConfig};
 use funnelhub_processors::ProcessConfig;
 use funnelhub_registry::RegistryConfig;
-use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use funnelhub_sinks::meta_capi::CapiConfig;
 use serde::{Deserialize, Serialize};
 

@@ -5,13 +5,13 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use funnelhub_clickhouse::Server;
 use funnelhub_ingest::privacy::{identifier_hash, purge, Purger, SETTLE};
 use funnelhub_ingest::validate::phone_rules;
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::{AckedProducer, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::privacy::IdentifierKind;
 use funnelhub_schemas::{Catalog, Topic};
-use funnelhub_sinks::clickhouse::Server;
 
 use crate::config::Config;
 

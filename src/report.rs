@@ -7,9 +7,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use funnelhub_clickhouse::query::{count, json_rows};
+use funnelhub_clickhouse::ClickHouseConfig;
 use funnelhub_schemas::derived::Funnel;
-use funnelhub_sinks::clickhouse::query::{count, json_rows};
-use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use plotters::prelude::*;
 use serde_json::Value;
 

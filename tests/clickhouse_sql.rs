@@ -4,8 +4,8 @@
 
 mod support;
 
+use funnelhub_clickhouse::migrations::MIGRATIONS;
 use funnelhub_kafka::testing::unique;
-use funnelhub_sinks::clickhouse::migrations::MIGRATIONS;
 
 /// Every statement, for database `db`: the migrations, then the documented queries.
 fn statements(db: &str) -> Vec<String> {

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use funnelhub_clickhouse::ClickHouseConfig;
 use funnelhub_kafka::testing::{group_caught_up, unique};
 use funnelhub_schemas::Catalog;
 use funnelhub_sinks::clickhouse::sink::STORED;
-use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use funnelhub_sinks::testing::write_every_topic;
 use serde_json::Value;
 

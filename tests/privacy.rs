@@ -13,12 +13,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use funnelhub_clickhouse::query::{count, json_rows};
+use funnelhub_clickhouse::ClickHouseConfig;
 use funnelhub_emulators::MetaGraphEmulator;
 use funnelhub_schemas::identity::sha256_hex;
 use funnelhub_schemas::privacy::receipt_digest;
 use funnelhub_simulator::gateways::{self, Gateway, Order};
-use funnelhub_sinks::clickhouse::query::{count, json_rows};
-use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use serde_json::{json, Value};
 use support::pipeline::{
     caught_up, deliver, meta_emulator, replay_everything, setup, stop, up, Setup, WAIT,

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use axum::response::{Html, IntoResponse, Redirect};
 use axum::routing::get;
+use funnelhub_clickhouse::query::json_rows;
 use funnelhub_emulators::{
     Faults, GatewayAccounts, GatewayEmulator, HotmartCredential, KiwifyCredential,
     MetaGraphEmulator,
 };
-use funnelhub_sinks::clickhouse::query::json_rows;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use support::pipeline::{funnelhub, setup_with, stop, up, Setup, WAIT};

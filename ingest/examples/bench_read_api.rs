@@ -12,10 +12,10 @@
 
 use std::time::{Duration, Instant};
 
+use funnelhub_clickhouse::{ClickHouseConfig, Server};
 use funnelhub_ingest::{EdgeConfig, Secret, TenantConfig};
 use funnelhub_kafka::testing::unique;
 use funnelhub_kafka::{KafkaConfig, SchemaRegistryConfig};
-use funnelhub_sinks::clickhouse::{ClickHouseConfig, Server};
 use rand::Rng;
 
 const STAGES: &str =

@@ -33,7 +33,7 @@ pub struct EdgeConfig {
     /// Stripe: reject signatures whose timestamp is older than this (Stripe's default).
     pub stripe_tolerance_secs: i64,
     /// `[edge.setup]`: the guided-setup API.
-    pub setup: crate::setup::SetupConfig,
+    pub setup: funnelhub_setup::SetupConfig,
 }
 
 impl Default for EdgeConfig {
@@ -47,7 +47,7 @@ impl Default for EdgeConfig {
             request_timeout_ms: 30_000,
             retry_after_secs: 5,
             stripe_tolerance_secs: 300,
-            setup: crate::setup::SetupConfig::default(),
+            setup: funnelhub_setup::SetupConfig::default(),
         }
     }
 }

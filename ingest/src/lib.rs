@@ -12,13 +12,11 @@
 //!   purge by identifier ([`privacy`])
 
 pub mod config;
-pub mod error;
 pub mod metrics;
 pub mod privacy;
 pub mod producer;
 pub mod read;
 pub mod request;
-pub mod setup;
 pub mod tracking;
 pub mod validate;
 pub mod webhooks;
@@ -34,23 +32,24 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use funnelhub_clickhouse::ClickHouseConfig;
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, SchemaRegistryConfig, TopicCodec};
 use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::common::Gateway;
 use funnelhub_schemas::events::EdgeEvent;
 use funnelhub_schemas::{Catalog, Topic};
-use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::Producer;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use config::{EdgeConfig, Secret, TenantConfig};
-pub use error::ApiError;
+pub use funnelhub_runtime::api::ApiError;
+use funnelhub_runtime::api::{parse_json, respond};
 use funnelhub_schemas::ids::now_ms;
 pub use funnelhub_tenants::TenantDirectory;
 use producer::EdgeProducer;
-use request::{parse_json, require_json_or_text, QueryParams, Tenants};
+use request::{require_json_or_text, QueryParams, Tenants};
 use webhooks::Outcome;
 
 /// What the handlers share.
@@ -63,8 +62,8 @@ pub struct EdgeState {
     pub prometheus: Option<PrometheusHandle>,
     /// The read API (`None`: its routes answer 503).
     pub read: Option<read::ReadApi>,
-    /// The setup API (`None`: its routes answer 503; it needs `FUNNELHUB_TENANT_KEYS`).
-    pub setup: Option<setup::SetupApi>,
+    /// The setup API's routes (they answer 503 without `FUNNELHUB_TENANT_KEYS`).
+    pub setup: Arc<funnelhub_setup::http::SetupHttp>,
     /// How a tracking hit's client IP is found.
     pub client_ip: request::ClientIpRule,
 }
@@ -77,7 +76,7 @@ pub enum StartError {
     Kafka(#[from] funnelhub_kafka::Error),
     /// The setup API could not start (keys, control topic).
     #[error("setup API: {0}")]
-    Setup(String),
+    Setup(#[from] funnelhub_setup::kafka::ConnectError),
     /// A setting is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -110,7 +109,18 @@ pub async fn start(
     let client_ip =
         request::ClientIpRule::new(config.client_ip_header.as_deref(), &config.trusted_proxies)
             .map_err(StartError::Config)?;
-    let setup = start_setup(config, &tenants, kafka, &schema_registry).await?;
+    let setup = Arc::new(funnelhub_setup::http::SetupHttp {
+        service: funnelhub_setup::kafka::connect(
+            &config.setup,
+            &tenants,
+            kafka,
+            &schema_registry,
+            Duration::from_millis(config.produce_timeout_ms),
+        )
+        .await?,
+        tenants: tenants.clone(),
+        retry_after_secs: config.retry_after_secs,
+    });
     let state = Arc::new(EdgeState {
         client_ip,
         config: config.clone(),
@@ -148,34 +158,6 @@ pub async fn start(
     Ok(server)
 }
 
-/// The setup API, when this process holds a key to seal secrets with (else its routes
-/// answer 503 and say why).
-async fn start_setup(
-    config: &EdgeConfig,
-    tenants: &TenantDirectory,
-    kafka: &KafkaConfig,
-    registry: &SchemaRegistry,
-) -> Result<Option<setup::SetupApi>, StartError> {
-    let keys =
-        funnelhub_tenants::Keyring::from_env().map_err(|e| StartError::Setup(e.to_string()))?;
-    if keys.active().is_none() {
-        tracing::warn!(
-            "no {} set: the setup API answers 503",
-            funnelhub_tenants::sealing::KEYS_ENV
-        );
-        return Ok(None);
-    }
-    let deadline = Duration::from_millis(config.produce_timeout_ms);
-    let sessions = setup::sessions::Sessions::follow(kafka, registry, deadline).await?;
-    let store =
-        funnelhub_tenants::TenantStore::connect(kafka, registry, keys.clone(), tenants.clone())
-            .await
-            .map_err(|e| StartError::Setup(e.to_string()))?;
-    setup::SetupApi::new(config.setup.clone(), sessions, store, keys)
-        .map(Some)
-        .map_err(StartError::Setup)
-}
-
 /// The edge's routes.
 pub fn app(state: Arc<EdgeState>) -> Router {
     let tenants = state.tenants.clone();
@@ -199,7 +181,7 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .merge(read::routes())
-        .merge(setup::routes())
+        .merge(funnelhub_setup::http::routes(state.setup.clone()))
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(uri.path().chars().take(128).collect()).into_response()
         })
@@ -222,7 +204,7 @@ async fn request_deadline(
     match tokio::time::timeout(deadline, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            metrics::rejected("request", "request_timeout");
+            funnelhub_runtime::api::count_rejected("request", "request_timeout");
             (
                 StatusCode::REQUEST_TIMEOUT,
                 Json(json!({
@@ -237,19 +219,6 @@ async fn request_deadline(
 
 type Body = Result<Bytes, BytesRejection>;
 type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
-
-/// Count the outcome of a request by route.
-pub(crate) fn respond(route: &'static str, result: Result<Response, ApiError>) -> Response {
-    let response = match result {
-        Ok(response) => response,
-        Err(e) => {
-            metrics::rejected(route, e.reason());
-            e.into_response()
-        }
-    };
-    metrics::request(route, response.status().as_u16());
-    response
-}
 
 fn accepted(event_id: &str) -> Response {
     Json(json!({"status": "accepted", "event_id": event_id})).into_response()

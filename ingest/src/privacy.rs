@@ -19,11 +19,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clickhouse::Client;
+use funnelhub_clickhouse::purge::{self, ReceiptRow, Subject};
 use funnelhub_kafka::{AckedProducer, TopicCodec};
 use funnelhub_schemas::identity::{PhoneRules, RawIdentity};
 use funnelhub_schemas::ids::{deterministic_id, now_ms};
 use funnelhub_schemas::privacy::{receipt_digest, IdentifierKind, Suppression};
-use funnelhub_sinks::clickhouse::purge::{self, ReceiptRow, Subject};
 use serde::Serialize;
 
 /// How long a purge waits between writing its suppression and deleting rows.

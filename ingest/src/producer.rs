@@ -17,8 +17,8 @@ use funnelhub_schemas::Catalog;
 use opentelemetry::KeyValue;
 use rdkafka::producer::Producer;
 
-use crate::error::ApiError;
 use crate::metrics;
+use funnelhub_runtime::api::ApiError;
 
 /// The edge's producer and the codecs of the three raw topics.
 pub struct EdgeProducer {

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{header, HeaderMap};
-use serde::de::DeserializeOwned;
 
 use crate::config::TenantConfig;
-use crate::error::ApiError;
+use funnelhub_runtime::api::ApiError;
 use funnelhub_tenants::TenantDirectory;
 
 /// The tenants requests are resolved against: the live directory (the control topic's
@@ -114,22 +113,6 @@ pub fn require_json_or_text(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Parse JSON into `T`. A syntax error is `malformed_json`; a value of the wrong type
-/// names its path (`data.purchase.price.value`).
-pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data if path != "." => {
-                ApiError::field(path, inner.to_string())
-            }
-            _ => ApiError::MalformedJson(inner.to_string()),
-        }
-    })
-}
-
 /// How the client's IP is found: the TCP peer, or behind trusted reverse proxies the
 /// right-most address of their header that is not one of them.
 #[derive(Debug, Clone, Default)]
@@ -185,27 +168,6 @@ impl ClientIpRule {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_errors_name_the_field() {
-        #[derive(Debug, serde::Deserialize)]
-        struct Inner {
-            #[allow(dead_code)]
-            value: f64,
-        }
-        #[derive(Debug, serde::Deserialize)]
-        struct Outer {
-            #[allow(dead_code)]
-            price: Inner,
-        }
-        let err = parse_json::<Outer>(br#"{"price":{"value":"x"}}"#).expect_err("bad type");
-        assert!(
-            matches!(&err, ApiError::InvalidField { field, .. } if field == "price.value"),
-            "{err:?}"
-        );
-        let err = parse_json::<Outer>(b"{not json").expect_err("syntax");
-        assert!(matches!(err, ApiError::MalformedJson(_)), "{err:?}");
-    }
 
     #[test]
     fn the_client_is_the_right_most_address_no_trusted_proxy_wrote() {

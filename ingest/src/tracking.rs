@@ -27,8 +27,8 @@ use funnelhub_schemas::ids::deterministic_id;
 use funnelhub_schemas::SCHEMA_VERSION;
 
 use crate::config::TenantConfig;
-use crate::error::ApiError;
 use crate::validate::{bounded, currency, phone_rules, text, url_field};
+use funnelhub_runtime::api::ApiError;
 
 /// The hit types, by URL segment.
 pub fn event_type(segment: &str) -> Option<EventType> {

@@ -5,7 +5,7 @@ use funnelhub_schemas::identity::PhoneRules;
 use url::Url;
 
 use crate::config::TenantConfig;
-use crate::error::ApiError;
+use funnelhub_runtime::api::ApiError;
 
 /// A trimmed text field: empty → `None`, longer than `max` characters → error.
 pub fn text(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {

@@ -82,7 +82,7 @@ impl Edge {
             registry_url: server.url(),
             prometheus: Some(funnelhub_runtime::prometheus()),
             read: None,
-            setup: None,
+            setup: funnelhub_setup::http::SetupHttp::disabled(),
             client_ip: Default::default(),
         });
         Edge {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
+use funnelhub_clickhouse::ClickHouseConfig;
 use funnelhub_ingest::producer::EdgeProducer;
 use funnelhub_ingest::read::ReadApi;
 use funnelhub_ingest::request::Tenants;
@@ -24,7 +25,6 @@ use funnelhub_schemas::events::EdgeEvent;
 use funnelhub_schemas::ids::now_ms;
 use funnelhub_schemas::testing::sample_onboarding_event;
 use funnelhub_schemas::{Catalog, Topic};
-use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use funnelhub_sinks::testing::{dispatch_requests, write_requests};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -164,7 +164,7 @@ async fn edge(kafka: &KafkaConfig, registry_url: &str, clickhouse: &ClickHouseCo
             .expect("suppressions codec"),
             5,
         )),
-        setup: None,
+        setup: funnelhub_setup::http::SetupHttp::disabled(),
         config,
     }))
 }

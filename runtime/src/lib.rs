@@ -2,6 +2,7 @@
 //! shutdown ([`serve`]), the process-wide Prometheus recorder ([`prometheus`]) and traces
 //! ([`telemetry`]).
 
+pub mod api;
 pub mod telemetry;
 
 use std::net::SocketAddr;

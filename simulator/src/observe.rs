@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use funnelhub_clickhouse::query::{count, json_rows};
+use funnelhub_clickhouse::ClickHouseConfig;
 use funnelhub_emulators::meta_graph::Snapshot;
-use funnelhub_sinks::clickhouse::query::{count, json_rows};
-use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use serde_json::Value;
 
 use crate::facts::Facts;

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use funnelhub_clickhouse::query::json_rows;
+use funnelhub_clickhouse::ClickHouseConfig;
 use funnelhub_schemas::common::EventType;
 use funnelhub_schemas::derived::{Funnel, FunnelOutcome, FunnelStage};
-use funnelhub_sinks::clickhouse::query::json_rows;
-use funnelhub_sinks::clickhouse::ClickHouseConfig;
 use serde_json::json;
 
 use crate::facts::Facts;

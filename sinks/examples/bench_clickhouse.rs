@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use funnelhub_clickhouse::{ClickHouseConfig, Server};
 use funnelhub_kafka::testing::{group_caught_up, raw_consume, unique};
 use funnelhub_kafka::KafkaConfig;
 use funnelhub_schemas::common::{EventType, SourcePosition};
@@ -19,8 +20,8 @@ use funnelhub_schemas::events::EdgeEvent;
 use funnelhub_schemas::ids::now_ms;
 use funnelhub_schemas::testing::sample_tracking_hit;
 use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_sinks::clickhouse;
 use funnelhub_sinks::clickhouse::rows::EventRow;
-use funnelhub_sinks::clickhouse::{self, ClickHouseConfig, Server};
 use funnelhub_sinks::testing::write_records;
 
 #[tokio::main(flavor = "multi_thread")]

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use funnelhub_clickhouse::ClickHouseConfig;
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics, reset_group_offsets};
 use funnelhub_kafka::testing::{group_caught_up, unique, PrivateBroker};
 use funnelhub_kafka::KafkaConfig;
 use funnelhub_schemas::Catalog;
-use funnelhub_sinks::clickhouse::{self, sink::STORED, ClickHouseConfig};
+use funnelhub_sinks::clickhouse::{self, sink::STORED};
 use funnelhub_sinks::testing::write_every_topic;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -38,7 +39,10 @@ async fn start_sink(
     kafka: &KafkaConfig,
     registry: &funnelhub_kafka::SchemaRegistry,
     config: &ClickHouseConfig,
-) -> (funnelhub_kafka::stage::RunningStage, clickhouse::Server) {
+) -> (
+    funnelhub_kafka::stage::RunningStage,
+    funnelhub_clickhouse::Server,
+) {
     clickhouse::start(
         kafka,
         registry,
@@ -371,10 +375,10 @@ async fn until_lag(group: &str, check: impl Fn(u64) -> bool) {
 
 #[tokio::test]
 async fn retention_deletes_rows_older_than_each_tenants_days() {
+    use funnelhub_clickhouse::Server;
     use funnelhub_schemas::common::SourcePosition;
     use funnelhub_schemas::events::EdgeEvent;
     use funnelhub_sinks::clickhouse::rows::EventRow;
-    use funnelhub_sinks::clickhouse::Server;
 
     let kafka = funnelhub_kafka::testing::kafka_config("ch-retention");
     let mut config = config(&kafka, &clickhouse_url());

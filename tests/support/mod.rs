@@ -6,8 +6,8 @@ pub mod pipeline;
 
 use std::process::Command;
 
+use funnelhub_clickhouse::migrations::MIGRATIONS;
 use funnelhub_kafka::testing::unique;
-use funnelhub_sinks::clickhouse::migrations::MIGRATIONS;
 
 /// `CREATE DATABASE db` and every migration, for database `db`.
 pub fn database_with_tables(db: &str) -> Vec<String> {

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use funnelhub_clickhouse::ClickHouseConfig;
 use funnelhub_emulators::{Faults, MetaGraphEmulator};
 use funnelhub_ingest::config::TenantConfig;
 use funnelhub_kafka::replay::{plan, ReplayFrom};
@@ -13,7 +14,6 @@ use funnelhub_kafka::testing::{kafka_config, unique};
 use funnelhub_kafka::KafkaConfig;
 use funnelhub_processors::config::ProcessConfig;
 use funnelhub_schemas::Catalog;
-use funnelhub_sinks::clickhouse::ClickHouseConfig;
 
 pub const WAIT: Duration = Duration::from_secs(120);
 

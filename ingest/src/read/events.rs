@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{time_param, Reader};
-use crate::error::ApiError;
 use crate::request::QueryParams;
+use funnelhub_runtime::api::ApiError;
 
 /// Most events per page.
 const MAX_LIMIT: u64 = 1000;

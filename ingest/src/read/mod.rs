@@ -32,14 +32,14 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::Router;
+use funnelhub_clickhouse::{ClickHouseConfig, Server};
 use funnelhub_kafka::{AckedProducer, KafkaConfig, TopicCodec};
 use funnelhub_schemas::privacy::Suppression;
-use funnelhub_sinks::clickhouse::{ClickHouseConfig, Server};
 use tokio::sync::OnceCell;
 
 use crate::config::TenantConfig;
-use crate::error::ApiError;
 use crate::EdgeState;
+use funnelhub_runtime::api::ApiError;
 
 /// What the read routes need: ClickHouse, and Kafka for replays.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{ReadApi, Reader};
-use crate::error::ApiError;
+use funnelhub_runtime::api::ApiError;
 
 /// Most active sessions listed.
 const ACTIVE_LIMIT: u64 = 50;

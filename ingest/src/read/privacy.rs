@@ -9,10 +9,10 @@ use funnelhub_schemas::privacy::IdentifierKind;
 use serde::Deserialize;
 
 use super::Reader;
-use crate::error::ApiError;
 use crate::privacy::{identifier_hash, purge, Purger, Receipt, SETTLE};
-use crate::request::parse_json;
 use crate::validate::phone_rules;
+use funnelhub_runtime::api::parse_json;
+use funnelhub_runtime::api::ApiError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ReadApi, Reader};
-use crate::error::ApiError;
+use funnelhub_runtime::api::ApiError;
 
 #[derive(Debug, Row, Deserialize)]
 struct Stored {

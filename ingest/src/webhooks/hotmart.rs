@@ -18,9 +18,9 @@ use serde_json::Value;
 
 use super::{number_at, required_at, secret_matches, str_at, string_at, OrderDraft, Outcome};
 use crate::config::TenantConfig;
-use crate::error::ApiError;
-use crate::request::parse_json;
 use crate::validate::{currency, major_to_minor, split_name};
+use funnelhub_runtime::api::parse_json;
+use funnelhub_runtime::api::ApiError;
 
 /// Verify the hottok, then map the event.
 pub fn handle(

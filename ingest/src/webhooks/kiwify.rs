@@ -18,9 +18,10 @@ use sha1::Sha1;
 
 use super::{hex_mac_matches, number_at, required_at, string_at, utm_from, OrderDraft, Outcome};
 use crate::config::TenantConfig;
-use crate::error::ApiError;
-use crate::request::{parse_json, QueryParams};
+use crate::request::QueryParams;
 use crate::validate::{currency, split_name};
+use funnelhub_runtime::api::parse_json;
+use funnelhub_runtime::api::ApiError;
 
 /// Verify `signature`, then map the event.
 pub fn handle(

@@ -21,9 +21,9 @@ use hmac::Mac;
 use subtle::ConstantTimeEq;
 
 use crate::config::{Secret, TenantConfig};
-use crate::error::ApiError;
 use crate::tracking::build_fbc;
 use crate::validate::phone_rules;
+use funnelhub_runtime::api::ApiError;
 
 /// What a gateway webhook means for funnelhub.
 #[derive(Debug)]

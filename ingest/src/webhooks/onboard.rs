@@ -26,9 +26,9 @@ use serde_json::Value;
 
 use super::secret_matches;
 use crate::config::TenantConfig;
-use crate::error::ApiError;
-use crate::request::parse_json;
 use crate::validate::{phone_rules, text};
+use funnelhub_runtime::api::parse_json;
+use funnelhub_runtime::api::ApiError;
 
 #[derive(Deserialize)]
 struct Payload {

@@ -27,9 +27,9 @@ use sha2::Sha256;
 
 use super::{number_at, required_at, str_at, string_at, utm_from, OrderDraft, Outcome};
 use crate::config::{Secret, TenantConfig};
-use crate::error::ApiError;
-use crate::request::parse_json;
 use crate::validate::split_name;
+use funnelhub_runtime::api::parse_json;
+use funnelhub_runtime::api::ApiError;
 
 /// Longest `Stripe-Signature` header read: Stripe sends a timestamp and one signature per
 /// active secret (two while a secret rolls), well under this.

@@ -2,13 +2,7 @@
 //! tables analysts query, created by versioned migrations at start-up. See
 //! `docs/data-model.md`.
 
-pub mod config;
-pub mod migrations;
-pub mod purge;
-pub mod query;
-pub mod retention;
 pub mod rows;
-pub mod server;
 pub mod sink;
 
 use std::sync::Arc;
@@ -20,8 +14,7 @@ use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::{Catalog, StageId, Topic};
 use funnelhub_tenants::ControlPlane;
 
-pub use config::ClickHouseConfig;
-pub use server::{Server, Version};
+use funnelhub_clickhouse::{retention, ClickHouseConfig, Server};
 
 /// Apply the migrations, then join the sink's consumer group on every stored topic.
 /// `control`: each tenant's retention, and the purged people, never written.

@@ -1,4 +1,4 @@
-//! One row type per table, in the column order of [`super::migrations`], built from the
+//! One row type per table, in the column order of [`funnelhub_clickhouse::migrations`], built from the
 //! topics' records. Absent strings are `''`; enum values are their Avro symbols.
 
 use clickhouse::Row;

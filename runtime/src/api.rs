@@ -1,9 +1,14 @@
-//! The edge's one error type. Every refusal is JSON naming what was wrong:
-//! `{"error": "invalid_field", "field": "session_id", "message": "..."}`.
-//! Nothing is produced to Kafka for a refused request.
+//! The JSON answer of every public API (the edge's routes, the read API, setup): one
+//! error type, [`ApiError`], whose answer names what was wrong
+//! (`{"error": "invalid_field", "field": "session_id", "message": "..."}`), JSON bodies
+//! parsed naming the bad field ([`parse_json`]), and the per-route request counters
+//! ([`respond`]). Domain crates return their own errors; their HTTP modules map them here.
+//! Details of internal failures go to the log, never into an answer.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use metrics::counter;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 /// Why a request was refused or not stored.
@@ -129,9 +134,75 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Parse JSON into `T`. A syntax error is `malformed_json`; a value of the wrong type
+/// names its path (`data.purchase.price.value`).
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data if path != "." => {
+                ApiError::field(path, inner.to_string())
+            }
+            _ => ApiError::MalformedJson(inner.to_string()),
+        }
+    })
+}
+
+/// `funnelhub_edge_requests_total{route,status}`: requests answered.
+pub const REQUESTS: &str = "funnelhub_edge_requests_total";
+/// `funnelhub_edge_rejected_total{route,reason}`: requests refused or not stored.
+pub const REJECTED: &str = "funnelhub_edge_rejected_total";
+
+/// Count a request answered on `route` with `status`.
+pub fn count_request(route: &'static str, status: u16) {
+    counter!(REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
+}
+
+/// Count a request refused (or not stored) on `route` for `reason`.
+pub fn count_rejected(route: &'static str, reason: &'static str) {
+    counter!(REJECTED, "route" => route, "reason" => reason).increment(1);
+}
+
+/// The answer of `route`'s handler, counted by route and status (and by reason when
+/// refused).
+pub fn respond(route: &'static str, result: Result<Response, ApiError>) -> Response {
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            count_rejected(route, e.reason());
+            e.into_response()
+        }
+    };
+    count_request(route, response.status().as_u16());
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_errors_name_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Inner {
+            #[allow(dead_code)]
+            value: f64,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Outer {
+            #[allow(dead_code)]
+            price: Inner,
+        }
+        let err = parse_json::<Outer>(br#"{"price":{"value":"x"}}"#).expect_err("bad type");
+        assert!(
+            matches!(&err, ApiError::InvalidField { field, .. } if field == "price.value"),
+            "{err:?}"
+        );
+        let err = parse_json::<Outer>(b"{not json").expect_err("syntax");
+        assert!(matches!(err, ApiError::MalformedJson(_)), "{err:?}");
+    }
 
     #[tokio::test]
     async fn an_unavailable_answer_carries_no_internal_detail() {

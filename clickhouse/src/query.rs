@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::ClickHouseConfig;
+use crate::ClickHouseConfig;
 
 /// Why a query got no rows.
 #[derive(Debug, thiserror::Error)]

@@ -78,8 +78,8 @@ impl ClickHouseConfig {
     }
 
     /// The retention to enforce now: each tenant's `retention_days`, else the default.
-    pub fn retention(&self, tenants: &TenantDirectory) -> super::retention::Retention {
-        super::retention::Retention {
+    pub fn retention(&self, tenants: &TenantDirectory) -> crate::retention::Retention {
+        crate::retention::Retention {
             default_days: self.retention_days,
             tenants: tenants
                 .all()
@@ -89,11 +89,11 @@ impl ClickHouseConfig {
         }
     }
 
-    pub(crate) fn linger(&self) -> Duration {
+    pub fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)
     }
 
-    pub(crate) fn insert_timeout(&self) -> Duration {
+    pub fn insert_timeout(&self) -> Duration {
         Duration::from_secs(self.insert_timeout_secs)
     }
 }

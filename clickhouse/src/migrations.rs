@@ -1,5 +1,5 @@
 //! The analysts' tables, as versioned migrations applied at start-up
-//! ([`super::server::Server::migrate`]). Never edit an applied migration: add one.
+//! ([`crate::server::Server::migrate`]). Never edit an applied migration: add one.
 //!
 //! Every table is a `ReplacingMergeTree` whose sort key ends with the record's id, with
 //! `tenant_id` first: a record written twice (at-least-once delivery, replay) is one row

@@ -388,7 +388,7 @@ mod tests {
     #[test]
     fn every_table_with_rows_of_people_is_purged() {
         let purged: BTreeSet<&str> = TABLES.iter().map(|t| t.0).collect();
-        for (table, _) in super::super::retention::AGED_BY {
+        for (table, _) in crate::retention::AGED_BY {
             assert!(
                 purged.contains(table) || NOT_PERSONAL.contains(&table),
                 "{table}"

@@ -91,7 +91,7 @@ impl Retention {
 /// task is aborted; failures are logged and retried at the next pass.
 pub fn spawn(
     client: Client,
-    config: super::ClickHouseConfig,
+    config: crate::ClickHouseConfig,
     tenants: funnelhub_tenants::TenantDirectory,
 ) -> tokio::task::JoinHandle<()> {
     let db = config.database.clone();

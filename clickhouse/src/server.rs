@@ -8,8 +8,8 @@
 use clickhouse::{Client, Compression};
 use serde::Deserialize;
 
-use super::config::ClickHouseConfig;
-use super::migrations::MIGRATIONS;
+use crate::config::ClickHouseConfig;
+use crate::migrations::MIGRATIONS;
 
 /// A server's version, `major.minor`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,0 +1,218 @@
+//! The production stores on Kafka: sessions on the compacted topic `setup.sessions` (every
+//! edge follows it, so any edge answers status and streams changes), one record per action
+//! on `setup.actions` (stored by the ClickHouse sink in `setup_action_logs`), tenants on the
+//! control topic; and [`connect`], which builds the service on them.
+//!
+//! Writes wait for the broker's acknowledgement; the writer applies its own write at once.
+//! An expired session is deleted with a tombstone by an hourly sweep any edge may run (a
+//! tombstone written twice is harmless). A session record this version cannot read (an
+//! unknown state) is skipped with a warning, never guessed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use funnelhub_kafka::follow::{self, Follower};
+use funnelhub_kafka::{AckedProducer, KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_schemas::setup::{SetupActionLog, SetupSession};
+use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_tenants::{Keyring, TenantDirectory, TenantStore};
+use tokio::sync::broadcast;
+
+use crate::config::SetupConfig;
+use crate::service::SetupService;
+use crate::session::Session;
+use crate::store::{SessionMap, SessionStore, StoreError};
+
+/// How often each edge deletes expired sessions.
+const SWEEP_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// Why setup could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Kafka(#[from] funnelhub_kafka::Error),
+    #[error("tenant keys: {0}")]
+    Keys(String),
+    #[error("tenant store: {0}")]
+    Tenants(String),
+    #[error(transparent)]
+    Setup(#[from] crate::error::SetupError),
+}
+
+/// The setup service on Kafka, when this process holds a key to seal secrets with
+/// (`FUNNELHUB_TENANT_KEYS`); `None` without one (the routes then answer 503 and say why).
+pub async fn connect(
+    config: &SetupConfig,
+    tenants: &TenantDirectory,
+    kafka: &KafkaConfig,
+    registry: &SchemaRegistry,
+    deadline: Duration,
+) -> Result<Option<SetupService>, ConnectError> {
+    let keys = Keyring::from_env().map_err(|e| ConnectError::Keys(e.to_string()))?;
+    if keys.active().is_none() {
+        tracing::warn!(
+            "no {} set: the setup API answers 503",
+            funnelhub_tenants::sealing::KEYS_ENV
+        );
+        return Ok(None);
+    }
+    let sessions = KafkaSessions::follow(kafka, registry, deadline).await?;
+    let store = TenantStore::connect(kafka, registry, keys.clone(), tenants.clone())
+        .await
+        .map_err(|e| ConnectError::Tenants(e.to_string()))?;
+    Ok(Some(SetupService::new(
+        config.clone(),
+        Arc::new(sessions),
+        Arc::new(store),
+        keys,
+    )?))
+}
+
+/// Sessions on `setup.sessions`, followed live; action logs on `setup.actions`.
+#[derive(Debug, Clone)]
+pub struct KafkaSessions {
+    map: Arc<SessionMap>,
+    producer: AckedProducer,
+    sessions: Arc<TopicCodec<SetupSession>>,
+    actions: Arc<TopicCodec<SetupActionLog>>,
+    _follower: Follower,
+}
+
+impl KafkaSessions {
+    /// Read `setup.sessions` to its end and follow it; sweep expired sessions hourly while
+    /// this store is in use.
+    pub async fn follow(
+        kafka: &KafkaConfig,
+        registry: &SchemaRegistry,
+        deadline: Duration,
+    ) -> Result<KafkaSessions, funnelhub_kafka::Error> {
+        let catalog = Catalog::new(&kafka.topic_prefix);
+        let sessions =
+            TopicCodec::<SetupSession>::register(registry, &catalog.name(Topic::SetupSessions))
+                .await?;
+        let actions =
+            TopicCodec::<SetupActionLog>::register(registry, &catalog.name(Topic::SetupActions))
+                .await?;
+        let map = Arc::new(SessionMap::default());
+        let applied = map.clone();
+        let follower = follow::follow(
+            kafka,
+            TopicCodec::<SetupSession>::register(registry, sessions.topic()).await?,
+            "setup-sessions",
+            move |key, value| match value.map(Session::from_record) {
+                Some(Ok(session)) => applied.apply(session),
+                Some(Err(e)) => tracing::warn!(session = key, "setup session skipped: {e}"),
+                // A tombstone: the session expired.
+                None => applied.remove(key),
+            },
+        )
+        .await?;
+        let producer = AckedProducer::new(kafka, "funnelhub-setup", deadline)?;
+        let store = KafkaSessions {
+            map,
+            producer,
+            sessions: Arc::new(sessions),
+            actions: Arc::new(actions),
+            _follower: follower,
+        };
+        let sweeper = SweepHandle {
+            map: Arc::downgrade(&store.map),
+            producer: store.producer.clone(),
+            topic: store.sessions.topic().to_owned(),
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                let now = funnelhub_schemas::ids::now_ms();
+                match sweeper.sweep(now).await {
+                    None => return,
+                    Some(Ok(0)) => {}
+                    Some(Ok(gone)) => tracing::info!(gone, "expired setup sessions deleted"),
+                    Some(Err(e)) => tracing::warn!("sweeping setup sessions: {e}"),
+                }
+            }
+        });
+        Ok(store)
+    }
+}
+
+/// What the hourly sweep holds: not the store itself, so the sweep ends with it.
+struct SweepHandle {
+    map: std::sync::Weak<SessionMap>,
+    producer: AckedProducer,
+    topic: String,
+}
+
+impl SweepHandle {
+    /// `None` once the store is gone.
+    async fn sweep(&self, now: i64) -> Option<Result<usize, StoreError>> {
+        let map = self.map.upgrade()?;
+        Some(sweep(&map, &self.producer, &self.topic, now).await)
+    }
+}
+
+async fn sweep(
+    map: &SessionMap,
+    producer: &AckedProducer,
+    topic: &str,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let gone = map.expired(now);
+    for id in &gone {
+        producer
+            .send(topic, id.as_bytes(), None)
+            .await
+            .map_err(|e| StoreError(format!("expired session not deleted: {e}")))?;
+        map.remove(id);
+    }
+    Ok(gone.len())
+}
+
+#[async_trait]
+impl SessionStore for KafkaSessions {
+    fn get(&self, id: &str, now: i64) -> Option<Session> {
+        self.map.get(id, now)
+    }
+
+    fn open_sessions(&self, tenant_id: &str, now: i64) -> usize {
+        self.map.open_sessions(tenant_id, now)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Session> {
+        self.map.subscribe()
+    }
+
+    async fn put(&self, session: &Session) -> Result<(), StoreError> {
+        let bytes = self
+            .sessions
+            .encode(&session.to_record())
+            .map_err(|e| StoreError(e.to_string()))?;
+        self.producer
+            .send(self.sessions.topic(), session.id.as_bytes(), Some(&bytes))
+            .await
+            .map_err(|e| StoreError(format!("session not stored: {e}")))?;
+        self.map.apply(session.clone());
+        Ok(())
+    }
+
+    async fn log(&self, action: &SetupActionLog) -> Result<(), StoreError> {
+        let bytes = self
+            .actions
+            .encode(action)
+            .map_err(|e| StoreError(e.to_string()))?;
+        self.producer
+            .send(
+                self.actions.topic(),
+                action.session_id.as_bytes(),
+                Some(&bytes),
+            )
+            .await
+            .map_err(|e| StoreError(format!("action log not stored: {e}")))?;
+        Ok(())
+    }
+
+    async fn sweep(&self, now: i64) -> Result<usize, StoreError> {
+        sweep(&self.map, &self.producer, self.sessions.topic(), now).await
+    }
+}
