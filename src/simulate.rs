@@ -152,7 +152,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<()> {
         }
     }
     println!(
-        "next: `funnelhub report` draws each tenant's funnels; ClickHouse: `clickhouse-client --query \"SELECT event_type, count() FROM {}.events FINAL GROUP BY event_type\"`; metrics: {edge}/metrics; read API: curl -H 'Authorization: Bearer <api key>' '{edge}/api/v1/onboard/funnel'",
+        "next: `funnelhub report` draws each tenant's funnels; ClickHouse: `clickhouse-client --query \"SELECT event_type, count() FROM {}.events FINAL GROUP BY event_type\"`; metrics: the edge's operators' port ([edge] ops_listen) /metrics; read API: curl -H 'Authorization: Bearer <api key>' '{edge}/api/v1/onboard/funnel'",
         config.clickhouse.database
     );
     if options.check && !differences.is_empty() {

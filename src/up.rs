@@ -75,14 +75,18 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
         registry.url(),
         config.registry.topic
     )?;
+    let metrics = match edge.ops_url() {
+        Some(ops) => format!("{ops}/metrics"),
+        None => "not served: [edge] ops_listen is unset".into(),
+    };
     writeln!(
         out,
-        "  edge             {} (metrics at /metrics)",
+        "  edge             {} (metrics at {metrics})",
         edge.url()
     )?;
     writeln!(
         out,
-        "  processors       {} (groups {}-*, metrics on the edge's /metrics)",
+        "  processors       {} (groups {}-*, metrics with the edge's)",
         processors.names().join(", "),
         config.process.group_prefix
     )?;
@@ -307,7 +311,7 @@ pub async fn until_stopped(has_failed: impl Fn() -> bool) -> anyhow::Result<()> 
 pub async fn start_edge(
     config: &Config,
     control: &ControlPlane,
-) -> anyhow::Result<funnelhub_runtime::RunningServer> {
+) -> anyhow::Result<funnelhub_ingest::Edge> {
     funnelhub_ingest::start(
         &config.edge,
         control.tenants.clone(),

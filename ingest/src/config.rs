@@ -10,8 +10,11 @@ pub use funnelhub_tenants::{Secret, TenantConfig};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EdgeConfig {
-    /// Address to listen on.
+    /// Address to listen on (the public routes).
     pub listen: SocketAddr,
+    /// Address of the operators' port: `/metrics` and `/readyz` with the reasons of what is
+    /// down. Keep it off the public network (Prometheus scrapes it); unset: not served.
+    pub ops_listen: Option<SocketAddr>,
     /// Header holding the client IP, set by the reverse proxies in `trusted_proxies`
     /// (`x-forwarded-for`, `x-real-ip`...). Unset: the TCP peer address.
     pub client_ip_header: Option<String>,
@@ -40,6 +43,7 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         EdgeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9104))),
             client_ip_header: None,
             trusted_proxies: Vec::new(),
             max_body_bytes: 256 * 1024,

@@ -6,8 +6,10 @@
 //! - `POST /api/v1/track/{click,pageview,initiate_checkout}` ([`tracking`])
 //! - `POST /api/v1/webhooks/{hotmart,kiwify,stripe}` ([`webhooks`])
 //! - `POST /api/v1/webhooks/onboard` ([`webhooks::onboard`])
-//! - `GET /healthz` (process up), `GET /readyz` (broker and registry reachable),
-//!   `GET /metrics` (Prometheus)
+//! - `GET /healthz` (process up), `GET /readyz` (broker and registry reachable: what is
+//!   down, never why)
+//! - on the operators' port (`edge.ops_listen`, off the public network): `GET /metrics`
+//!   (Prometheus), `GET /readyz` with the reasons, `GET /healthz`
 //! - the read API over ClickHouse, authenticated by tenant API keys ([`read`]), with the
 //!   purge by identifier ([`privacy`])
 
@@ -88,8 +90,37 @@ pub enum StartError {
     },
 }
 
-/// Connect to Kafka and the registry, then serve the edge on `config.listen`; with
-/// `clickhouse`, the read API too (connected on first use).
+/// A running edge: its public server and, when configured, its operators' port.
+#[derive(Debug)]
+pub struct Edge {
+    pub public: RunningServer,
+    pub ops: Option<RunningServer>,
+}
+
+impl Edge {
+    /// The public base URL.
+    pub fn url(&self) -> String {
+        self.public.url()
+    }
+
+    /// The operators' base URL, if served.
+    pub fn ops_url(&self) -> Option<String> {
+        self.ops.as_ref().map(RunningServer::url)
+    }
+
+    /// Stop both servers (requests in flight finish).
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.public.stop().await?;
+        match self.ops {
+            Some(ops) => ops.stop().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Connect to Kafka and the registry, then serve the edge on `config.listen` (and its
+/// operators' port on `config.ops_listen`); with `clickhouse`, the read API too (connected
+/// on first use).
 pub async fn start(
     config: &EdgeConfig,
     tenants: TenantDirectory,
@@ -97,7 +128,7 @@ pub async fn start(
     registry: &SchemaRegistryConfig,
     prometheus: Option<PrometheusHandle>,
     clickhouse: Option<&ClickHouseConfig>,
-) -> Result<RunningServer, StartError> {
+) -> Result<Edge, StartError> {
     let schema_registry = SchemaRegistry::new(registry)?;
     let producer = EdgeProducer::connect(
         kafka,
@@ -148,14 +179,20 @@ pub async fn start(
         },
         setup,
     });
-    let server = funnelhub_runtime::serve(config.listen, app(state))
+    let listen = |addr: SocketAddr| move |source| StartError::Listen { addr, source };
+    let ops = match config.ops_listen {
+        Some(addr) => Some(
+            funnelhub_runtime::serve(addr, ops_app(state.clone()))
+                .await
+                .map_err(listen(addr))?,
+        ),
+        None => None,
+    };
+    let public = funnelhub_runtime::serve(config.listen, app(state))
         .await
-        .map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    tracing::info!(addr = %server.addr(), "edge listening");
-    Ok(server)
+        .map_err(listen(config.listen))?;
+    tracing::info!(addr = %public.addr(), ops = ?ops.as_ref().map(RunningServer::addr), "edge listening");
+    Ok(Edge { public, ops })
 }
 
 /// The edge's routes.
@@ -179,7 +216,6 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .route("/api/v1/webhooks/{gateway}", post(gateway_webhook))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(render_metrics))
         .merge(read::routes())
         .merge(funnelhub_setup::http::routes(state.setup.clone()))
         .fallback(|uri: axum::http::Uri| async move {
@@ -190,6 +226,15 @@ pub fn app(state: Arc<EdgeState>) -> Router {
             state.clone(),
             request_deadline,
         ))
+        .with_state(state)
+}
+
+/// The operators' routes: `/metrics`, `/healthz`, and `/readyz` with the reasons.
+pub fn ops_app(state: Arc<EdgeState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz_with_reasons))
+        .route("/metrics", get(render_metrics))
         .with_state(state)
 }
 
@@ -350,7 +395,8 @@ async fn onboard(
 }
 
 /// Ready when the broker answers a metadata request and the registry answers HTTP.
-async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
+/// Whether the broker and the registry answer, and why not.
+async fn dependencies(s: &EdgeState) -> [(&'static str, Result<(), String>); 2] {
     let producer = s.producer.producer().inner().clone();
     let broker = tokio::task::spawn_blocking(move || {
         producer
@@ -369,24 +415,41 @@ async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
         .and_then(reqwest::Response::error_for_status)
         .map(|_| ())
         .map_err(|e| e.to_string());
-    // The answer says what is down; why (addresses, client errors) goes to the log.
-    let status = |what: &str, r: &Result<(), String>| match r {
-        Ok(()) => "ok",
-        Err(e) => {
-            tracing::warn!(dependency = what, "not ready: {e}");
-            "unavailable"
-        }
-    };
-    let body = json!({
-        "broker": status("broker", &broker),
-        "registry": status("registry", &registry),
-    });
-    let code = if broker.is_ok() && registry.is_ok() {
+    [("broker", broker), ("registry", registry)]
+}
+
+/// The readiness answer: each dependency `ok` or `unavailable`, with the reason only when
+/// `reasons` (the operators' port); the reasons always go to the log.
+async fn readiness(s: &EdgeState, reasons: bool) -> Response {
+    let checked = dependencies(s).await;
+    let mut body = json!({});
+    for (what, result) in &checked {
+        body[*what] = match result {
+            Ok(()) => json!("ok"),
+            Err(e) => {
+                tracing::warn!(dependency = what, "not ready: {e}");
+                if reasons {
+                    json!({"status": "unavailable", "reason": e})
+                } else {
+                    json!("unavailable")
+                }
+            }
+        };
+    }
+    let code = if checked.iter().all(|(_, r)| r.is_ok()) {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
+    readiness(&s, false).await
+}
+
+async fn readyz_with_reasons(State(s): State<Arc<EdgeState>>) -> Response {
+    readiness(&s, true).await
 }
 
 async fn render_metrics(State(s): State<Arc<EdgeState>>) -> Response {

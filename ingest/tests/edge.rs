@@ -12,7 +12,7 @@ use axum::Router;
 use funnelhub_ingest::producer::EdgeProducer;
 use funnelhub_ingest::request::Tenants;
 use funnelhub_ingest::webhooks::{kiwify, stripe};
-use funnelhub_ingest::{app, EdgeConfig, EdgeState, Secret, TenantConfig};
+use funnelhub_ingest::{app, ops_app, EdgeConfig, EdgeState, Secret, TenantConfig};
 use funnelhub_kafka::testing::{kafka_config, read_records, read_until, unique, PrivateBroker};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_runtime::RunningServer;
@@ -42,6 +42,8 @@ fn tenant() -> TenantConfig {
 
 struct Edge {
     app: Router,
+    /// The operators' port's routes.
+    ops: Router,
     kafka: KafkaConfig,
     registry: SchemaRegistry,
     _server: RunningServer,
@@ -86,7 +88,8 @@ impl Edge {
             client_ip: Default::default(),
         });
         Edge {
-            app: app(state),
+            app: app(state.clone()),
+            ops: ops_app(state),
             kafka,
             registry,
             _server: server,
@@ -720,8 +723,16 @@ async fn every_rejection_has_its_status_and_names_the_problem_and_stores_nothing
         (status, &ready["broker"], &ready["registry"]),
         (StatusCode::OK, &json!("ok"), &json!("ok"))
     );
-    let response = edge
+    // Metrics are for operators: not on the public port.
+    let public = edge
         .app
+        .clone()
+        .oneshot(get("/metrics"))
+        .await
+        .expect("answer");
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let response = edge
+        .ops
         .clone()
         .oneshot(get("/metrics"))
         .await
@@ -784,6 +795,29 @@ async fn broker_down_means_503_with_retry_after_and_retries_land_once_it_is_back
             Some("7")
         );
     }
+
+    // Readiness: the public answer says what is down, the operators' port also why.
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).expect("request");
+    let (status, public, _) = edge.send(get("/readyz")).await;
+    assert_eq!(
+        (status, &public["broker"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("unavailable"))
+    );
+    let ops = edge.ops.clone().oneshot(get("/readyz")).await.expect("ops");
+    assert_eq!(ops.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ops: Value = serde_json::from_slice(
+        &axum::body::to_bytes(ops.into_body(), 1 << 16)
+            .await
+            .expect("body"),
+    )
+    .expect("json");
+    assert_eq!(ops["broker"]["status"], "unavailable", "{ops}");
+    assert!(
+        ops["broker"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{ops}"
+    );
 
     // The gateway retries after the broker is back: every retried request lands.
     broker.start_again();

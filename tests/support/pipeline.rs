@@ -94,6 +94,7 @@ url = "http://127.0.0.1:{registry_port}"
 
 [edge]
 listen = "127.0.0.1:{edge_port}"
+ops_listen = "127.0.0.1:0"
 
 [process]
 group_prefix = "{prefix}"
