@@ -211,11 +211,27 @@ enum TenantsCommand {
     /// Re-wrap every tenant's data key with the first key of FUNNELHUB_TENANT_KEYS (keep
     /// the old key there until this ran; the ciphertexts do not change).
     RotateKey,
+    /// Give tenant `id` a new random API key of `--scope` read (the read API), setup (also
+    /// guided setup, which can replace the pixel, token and webhook secrets) or admin (also
+    /// replays and purges), and print it: the only time it is shown in clear.
+    NewApiKey {
+        id: String,
+        #[arg(long, value_enum)]
+        scope: ScopeArg,
+    },
     /// Print a new random key-encryption key (`id:base64`) for FUNNELHUB_TENANT_KEYS.
     NewKey {
         #[arg(long, default_value = "k1")]
         id: String,
     },
+}
+
+/// An API key's scope.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ScopeArg {
+    Read,
+    Setup,
+    Admin,
 }
 
 #[derive(Debug, Subcommand)]
@@ -493,6 +509,14 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 TenantsCommand::List => tenants::Action::List,
                 TenantsCommand::RotateKey => tenants::Action::RotateKey,
                 TenantsCommand::NewKey { id } => tenants::Action::NewKey { id },
+                TenantsCommand::NewApiKey { id, scope } => tenants::Action::NewApiKey {
+                    id,
+                    scope: match scope {
+                        ScopeArg::Read => funnelhub_tenants::KeyScope::Read,
+                        ScopeArg::Setup => funnelhub_tenants::KeyScope::Setup,
+                        ScopeArg::Admin => funnelhub_tenants::KeyScope::Admin,
+                    },
+                },
             };
             print!("{}", tenants::run(&config, action).await?);
             Ok(())

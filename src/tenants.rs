@@ -7,7 +7,7 @@ use std::io::BufRead;
 use anyhow::Context;
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::SchemaRegistry;
-use funnelhub_tenants::{Keyring, TenantConfig, TenantDirectory, TenantStore};
+use funnelhub_tenants::{KeyScope, Keyring, Secret, TenantConfig, TenantDirectory, TenantStore};
 
 use crate::config::Config;
 
@@ -19,6 +19,20 @@ pub enum Action {
     List,
     RotateKey,
     NewKey { id: String },
+    NewApiKey { id: String, scope: KeyScope },
+}
+
+/// Characters of a generated API key after its prefix (alphanumeric: ~238 bits).
+const API_KEY_CHARS: usize = 40;
+
+/// A new random API key of `scope`: `fh_<scope>_` and 40 letters and digits.
+fn new_api_key(scope: KeyScope) -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    format!(
+        "fh_{}_{}",
+        scope.as_str(),
+        Alphanumeric.sample_string(&mut rand::rng(), API_KEY_CHARS)
+    )
 }
 
 /// Run `action`; returns what to print.
@@ -66,6 +80,31 @@ pub async fn run(config: &Config, action: Action) -> anyhow::Result<String> {
             apply(&mut tenant, &settings)?;
             let revision = store.put(&tenant, "cli tenants set").await?;
             writeln!(out, "tenant {id} now at revision {revision}")?;
+        }
+        Action::NewApiKey { id, scope } => {
+            let Some(current) = directory.get(&id) else {
+                anyhow::bail!("no tenant {id}: `funnelhub tenants add {id}` first");
+            };
+            let mut tenant = (*current).clone();
+            let key = new_api_key(scope);
+            match scope {
+                KeyScope::Read => &mut tenant.api_keys,
+                KeyScope::Setup => &mut tenant.setup_api_keys,
+                KeyScope::Admin => &mut tenant.admin_api_keys,
+            }
+            .push(Secret::from(key.as_str()));
+            let revision = store
+                .put(
+                    &tenant,
+                    &format!("cli tenants new-api-key {}", scope.as_str()),
+                )
+                .await?;
+            writeln!(out, "{key}")?;
+            writeln!(
+                out,
+                "# a {} key of tenant {id} (revision {revision}): shown once, store it now",
+                scope.as_str()
+            )?;
         }
         Action::RotateKey => {
             let rotated = store.rotate().await?;

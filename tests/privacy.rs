@@ -253,6 +253,24 @@ async fn a_purged_person_is_erased_and_a_full_replay_neither_stores_nor_sends_he
     .await;
     assert_eq!(status, 400, "{body}");
 
+    // A purge of someone the tenant never saw stores a receipt and costs ClickHouse no
+    // mutation (mutations rewrite table parts).
+    let nobody = format!("nobody-{run}@example.com");
+    let (status, empty) =
+        purge_request(&setup, Some("acme-api-key"), json!({"email": nobody})).await;
+    assert_eq!(status, 200, "{empty}");
+    assert_eq!(
+        (empty["events"].as_u64(), empty["left"].as_u64()),
+        (Some(0), Some(0)),
+        "{empty}"
+    );
+    let mutations = format!(
+        "SELECT count() AS n FROM system.mutations WHERE database = '{{db}}' \
+         AND position(command, '{}') > 0",
+        sha256_hex(&nobody)
+    );
+    assert_eq!(number(ch, &mutations).await, 0, "no mutation for nobody");
+
     // The purge, with the address written differently than at checkout.
     let (status, receipt) = purge_request(
         &setup,
@@ -279,8 +297,9 @@ async fn a_purged_person_is_erased_and_a_full_replay_neither_stores_nor_sends_he
         ch,
         &format!(
             "SELECT purge_id, identifier_kind, identifier_digest, events, left \
-             FROM {}.purge_receipts WHERE tenant_id = 'acme'",
-            ch.database
+             FROM {}.purge_receipts WHERE tenant_id = 'acme' AND purge_id != '{}'",
+            ch.database,
+            empty["purge_id"].as_str().expect("nobody's receipt")
         ),
     )
     .await

@@ -627,8 +627,9 @@ probe_private_hosts = ["{landing}"]
 
     // Operators: `funnelhub tenants add` (the key from stdin) reaches the running edge's
     // read API at once; `set` revokes it just as fast; adding an existing tenant is refused.
-    let read_with = |key: &'static str| {
+    let read_with = |key: &str| {
         let url = format!("{}/api/v1/events?limit=1", setup.edge);
+        let key = key.to_owned();
         async move {
             reqwest::Client::new()
                 .get(url)
@@ -657,6 +658,30 @@ probe_private_hosts = ["{landing}"]
         read_with(CLI_KEY).await == 401
     })
     .await;
+    // A generated key of scope setup runs setup for its tenant; shown once, stored masked.
+    let generated = tenants_cli(&setup, &["new-api-key", "cli-shop", "--scope", "setup"], "");
+    let setup_key = generated.lines().next().expect("the key").trim().to_owned();
+    assert!(
+        setup_key.starts_with("fh_setup_") && setup_key.len() == 49,
+        "{generated}"
+    );
+    assert!(generated.contains("revision 3"), "{generated}");
+    wait_for("the edge to accept the generated setup key", async || {
+        client
+            .call(
+                "POST",
+                "/api/v1/setup/sessions",
+                Some(&setup_key),
+                Some(json!({"tenant_id": "cli-shop"})),
+            )
+            .await
+            .0
+            == 201
+    })
+    .await;
+    assert_eq!(read_with(&setup_key).await, 200, "setup includes read");
+    let listed = tenants_cli(&setup, &["list"], "");
+    assert!(!listed.contains(&setup_key), "{listed}");
     let again = funnelhub(&setup)
         .args(["tenants", "add", "cli-shop"])
         .output()
@@ -694,7 +719,7 @@ probe_private_hosts = ["{landing}"]
     );
     assert!(text.contains("acme  [configuration file]"), "{text}");
     assert!(
-        text.contains("cli-shop  [control topic revision 3"),
+        text.contains("cli-shop  [control topic revision 4"),
         "{text}"
     );
     for secret in SECRETS {

@@ -263,16 +263,23 @@ pub async fn count(
     Ok(counts)
 }
 
-/// Delete the rows tied to `subject` from every table and wait until ClickHouse has
-/// applied the deletes (at most `wait`).
+/// Delete the rows tied to `subject` from every table `counted` found rows in (a table
+/// with none gets no mutation: mutations rewrite parts, so a purge that matched nothing
+/// costs ClickHouse nothing) and wait until ClickHouse has applied the deletes (at most
+/// `wait`).
 pub async fn delete(
     client: &Client,
     db: &str,
     subject: &Subject,
+    counted: &BTreeMap<String, u64>,
     wait: Duration,
 ) -> Result<(), clickhouse::error::Error> {
+    let has_rows = |table: &str| counted.get(table).is_some_and(|rows| *rows > 0);
     let mut tables = Vec::new();
     for (table, columns) in TABLES {
+        if !has_rows(table) {
+            continue;
+        }
         let Some((condition, binds)) = condition(columns, subject) else {
             continue;
         };
@@ -280,7 +287,7 @@ pub async fn delete(
         query(client, &sql, &binds).execute().await?;
         tables.push(table);
     }
-    if let Some((condition, mut binds)) = shared_attempts(subject) {
+    if let Some((condition, mut binds)) = shared_attempts(subject).filter(|_| has_rows(ATTEMPTS)) {
         let sql = format!(
             "ALTER TABLE {db}.{ATTEMPTS} UPDATE event_ids = arrayFilter(x -> NOT has(?, x), event_ids) \
              WHERE {condition}"
@@ -290,6 +297,13 @@ pub async fn delete(
             Bind::List(subject.events.iter().map(String::as_str).collect()),
         );
         query(client, &sql, &binds).execute().await?;
+        if !tables.contains(&ATTEMPTS) {
+            tables.push(ATTEMPTS);
+        }
+    }
+    // Nothing issued, nothing to wait for.
+    if tables.is_empty() {
+        return Ok(());
     }
     let deadline = tokio::time::Instant::now() + wait;
     loop {

@@ -151,6 +151,7 @@ pub async fn start(
         .await?,
         tenants: tenants.clone(),
         retry_after_secs: config.retry_after_secs,
+        streams: Default::default(),
     });
     let state = Arc::new(EdgeState {
         client_ip,

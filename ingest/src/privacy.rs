@@ -10,8 +10,9 @@
 //!    deduplicated, matched, stored in ClickHouse or sent to Meta, replays included, and
 //!    the matcher forgets the visits it holds of the person.
 //! 4. After [`SETTLE`] (every process has read the suppression; batches in flight are
-//!    written), the rows are looked up again, deleted from every table, and counted once
-//!    ClickHouse has applied the deletes.
+//!    written), the rows are looked up again, deleted from every table that holds some (a
+//!    table without any gets no mutation), and counted once ClickHouse has applied the
+//!    deletes.
 //! 5. A receipt is stored in `purge_receipts` (counts per table, times, a digest of the
 //!    hash that is not the hash) and returned.
 
@@ -111,11 +112,12 @@ pub async fn purge(
         suppress(purger, &purge_id, kind, &subject, requested_at).await?;
     }
     let deleted = purge::count(client, db, &subject).await?;
-    purge::delete(client, db, &subject, DELETES_APPLIED).await?;
-    let mut left: u64 = purge::count(client, db, &subject).await?.values().sum();
+    purge::delete(client, db, &subject, &deleted, DELETES_APPLIED).await?;
+    let remaining = purge::count(client, db, &subject).await?;
+    let mut left: u64 = remaining.values().sum();
     if left > 0 {
         // A batch in flight landed between the count and the deletes: once more.
-        purge::delete(client, db, &subject, DELETES_APPLIED).await?;
+        purge::delete(client, db, &subject, &remaining, DELETES_APPLIED).await?;
         left = purge::count(client, db, &subject).await?.values().sum();
     }
     let receipt = Receipt {

@@ -43,6 +43,10 @@ pub enum ApiError {
     /// every setup step validated.
     #[error("{0}")]
     Conflict(String),
+    /// The caller holds as many of a bounded resource as it may (429 + Retry-After): an
+    /// event stream, a replay in progress. The message names the bound.
+    #[error("{what}")]
+    TooManyRequests { what: String, retry_after_secs: u32 },
     /// Body over the limit (413).
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -84,6 +88,7 @@ impl ApiError {
             }
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -102,6 +107,7 @@ impl ApiError {
             ApiError::UnknownGateway(_) => "unknown_gateway",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -123,6 +129,9 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, axum::Json(body)).into_response();
         if let ApiError::Unavailable {
+            retry_after_secs, ..
+        }
+        | ApiError::TooManyRequests {
             retry_after_secs, ..
         } = self
         {

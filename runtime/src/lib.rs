@@ -52,27 +52,89 @@ impl RunningServer {
     }
 }
 
-/// Bind `listen` (port 0 picks a free port) and serve `router` in the background. Handlers
-/// can extract `ConnectInfo<SocketAddr>` (the TCP peer).
+/// How long a client may take to send a request's headers; then its connection is closed
+/// (a client that trickles headers holds nothing longer). Bodies are bounded by each
+/// service's own request deadline.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Bind `listen` (port 0 picks a free port) and serve `router` in the background, HTTP/1
+/// and HTTP/2, headers read within [`HEADER_READ_TIMEOUT`]. Handlers can extract
+/// `ConnectInfo<SocketAddr>` (the TCP peer).
 pub async fn serve(listen: SocketAddr, router: Router) -> std::io::Result<RunningServer> {
+    serve_with(listen, router, HEADER_READ_TIMEOUT).await
+}
+
+/// [`serve`] with another header read timeout.
+pub async fn serve_with(
+    listen: SocketAddr,
+    router: Router,
+    header_read_timeout: std::time::Duration,
+) -> std::io::Result<RunningServer> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let task = tokio::spawn(accept(listener, router, stopped, header_read_timeout));
     Ok(RunningServer {
         addr,
         shutdown,
         task,
     })
+}
+
+/// Accept connections until `stopped`, then let the open ones finish their requests.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    mut stopped: oneshot::Receiver<()>,
+    header_read_timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stopped => break,
+        };
+        let service = router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        );
+        let connection = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            )
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// The process-wide Prometheus recorder, installed on first call. Every service renders
@@ -147,4 +209,56 @@ pub fn ops_router_with_readiness(prometheus: PrometheusHandle, readiness: Readin
             }
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn router() -> Router {
+        Router::new().route(
+            "/peer",
+            axum::routing::get(
+                |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| async move {
+                    peer.ip().to_string()
+                },
+            ),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_client_trickling_headers_is_cut_off_and_others_are_served() {
+        let timeout = Duration::from_millis(500);
+        let server = serve_with(SocketAddr::from(([127, 0, 0, 1], 0)), router(), timeout)
+            .await
+            .expect("serving");
+        let started = Instant::now();
+        let mut slow = tokio::net::TcpStream::connect(server.addr())
+            .await
+            .expect("connects");
+        slow.write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("writes");
+        // Never the blank line: the server must give up on its own.
+        let mut answer = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "the connection is still open after 5 s");
+        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+        let text = String::from_utf8_lossy(&answer);
+        assert!(!text.contains("127.0.0.1"), "no request was served: {text}");
+
+        let peer = reqwest::get(format!("{}/peer", server.url()))
+            .await
+            .expect("answers")
+            .text()
+            .await
+            .expect("body");
+        assert_eq!(peer, "127.0.0.1", "handlers see the TCP peer");
+        server.stop().await.expect("stops");
+    }
 }

@@ -43,6 +43,57 @@ pub struct SetupHttp {
     pub tenants: TenantDirectory,
     /// `Retry-After` of a 503.
     pub retry_after_secs: u32,
+    /// Event streams open now, by tenant.
+    pub streams: StreamCount,
+}
+
+/// Event streams a tenant may hold open on one edge at once (a wizard or desk view holds
+/// one per session); one more is answered 429.
+pub const MAX_STREAMS_PER_TENANT: usize = 40;
+
+/// Open event streams by tenant.
+#[derive(Debug, Default)]
+pub struct StreamCount(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One open stream, counted until dropped.
+#[derive(Debug)]
+struct StreamSlot {
+    http: Shared,
+    tenant_id: String,
+}
+
+impl StreamCount {
+    /// A slot for one more stream of `tenant_id`, unless it holds the most it may.
+    fn take(http: &Shared, tenant_id: &str) -> Option<StreamSlot> {
+        let mut open = http.streams.0.lock().expect("streams lock");
+        let count = open.entry(tenant_id.to_owned()).or_default();
+        if *count >= MAX_STREAMS_PER_TENANT {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            http: http.clone(),
+            tenant_id: tenant_id.to_owned(),
+        })
+    }
+
+    /// Streams of `tenant_id` open now.
+    pub fn open(&self, tenant_id: &str) -> usize {
+        let open = self.0.lock().expect("streams lock");
+        open.get(tenant_id).copied().unwrap_or_default()
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.http.streams.0.lock().expect("streams lock");
+        if let Some(count) = open.get_mut(&self.tenant_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.tenant_id);
+            }
+        }
+    }
 }
 
 type Shared = Arc<SetupHttp>;
@@ -54,6 +105,7 @@ impl SetupHttp {
             service: None,
             tenants: TenantDirectory::default(),
             retry_after_secs: 5,
+            streams: StreamCount::default(),
         })
     }
 }
@@ -193,16 +245,25 @@ async fn status(State(s): State<Shared>, Path(id): Path<String>, headers: Header
 /// `text/event-stream`: the status now, then after every change (any edge's), until the
 /// client goes away. Event name `status`, data the status JSON.
 async fn events(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let result = s.session_of(&headers, &id).map(|(service, session)| {
+    let result = s.session_of(&headers, &id).and_then(|(service, session)| {
+        let slot = StreamCount::take(&s, &session.tenant_id).ok_or_else(|| {
+            ApiError::TooManyRequests {
+                what: format!(
+                    "{MAX_STREAMS_PER_TENANT} event streams of this tenant are open on this edge: close one"
+                ),
+                retry_after_secs: s.retry_after_secs,
+            }
+        })?;
         let max = service.config().max_failed_attempts;
         let first = session.status_json(max);
         let changes = service.subscribe();
+        // The slot lives as long as the stream: the client going away frees it.
         let stream = futures::stream::unfold(
-            (Some(first), changes, id, session.revision),
-            move |(first, mut changes, id, mut seen)| async move {
+            (Some(first), changes, id, session.revision, slot),
+            move |(first, mut changes, id, mut seen, slot)| async move {
                 if let Some(first) = first {
                     let event = Event::default().event("status").data(first.to_string());
-                    return Some((Ok::<_, Infallible>(event), (None, changes, id, seen)));
+                    return Some((Ok::<_, Infallible>(event), (None, changes, id, seen, slot)));
                 }
                 loop {
                     match changes.recv().await {
@@ -210,7 +271,7 @@ async fn events(State(s): State<Shared>, Path(id): Path<String>, headers: Header
                             seen = session.revision;
                             let data = session.status_json(max).to_string();
                             let event = Event::default().event("status").data(data);
-                            return Some((Ok(event), (None, changes, id, seen)));
+                            return Some((Ok(event), (None, changes, id, seen, slot)));
                         }
                         Ok(_) | Err(RecvError::Lagged(_)) => {}
                         Err(RecvError::Closed) => return None,
@@ -218,9 +279,9 @@ async fn events(State(s): State<Shared>, Path(id): Path<String>, headers: Header
                 }
             },
         );
-        Sse::new(stream)
+        Ok(Sse::new(stream)
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-            .into_response()
+            .into_response())
     });
     respond("setup.events", result)
 }
@@ -329,4 +390,155 @@ async fn change_tenant(
     let mut body = change.to_json();
     body["session"] = service.status_json(&session);
     Ok(Json(body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use funnelhub_tenants::{Keyring, Secret, TenantConfig};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::SetupConfig;
+    use crate::store::{MemorySessions, MemoryTenants};
+
+    const ADMIN: &str = "admin-key-0123456789";
+    const READ: &str = "shop-read-key-0123";
+
+    fn app() -> (Router, Shared) {
+        let config = SetupConfig {
+            admin_keys: vec![Secret::from(ADMIN)],
+            ..SetupConfig::default()
+        };
+        let keys = Keyring::parse(&Keyring::generate("k1")).expect("keys");
+        let service = SetupService::new(
+            config,
+            Arc::new(MemorySessions::default()),
+            Arc::new(MemoryTenants::default()),
+            keys,
+        )
+        .expect("service");
+        let mut shop = TenantConfig::new("shop");
+        shop.api_keys = vec![Secret::from(READ)];
+        let http = Arc::new(SetupHttp {
+            service: Some(service),
+            tenants: TenantDirectory::fixed([shop]),
+            retry_after_secs: 3,
+            streams: StreamCount::default(),
+        });
+        (routes(http.clone()), http)
+    }
+
+    async fn call(app: &Router, method: &str, path: &str, key: &str, body: &str) -> Response {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::from(body.to_owned()))
+            .expect("request");
+        app.clone().oneshot(request).await.expect("answer")
+    }
+
+    async fn json_of(response: Response) -> Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn event_streams_are_bounded_per_tenant_and_a_closed_one_frees_its_slot() {
+        let (app, http) = app();
+        let created = call(
+            &app,
+            "POST",
+            "/api/v1/setup/sessions",
+            ADMIN,
+            r#"{"tenant_id":"shop"}"#,
+        )
+        .await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let id = json_of(created).await["session_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let events = format!("/api/v1/setup/sessions/{id}/events");
+        let mut open = Vec::new();
+        for _ in 0..MAX_STREAMS_PER_TENANT {
+            let stream = call(&app, "GET", &events, ADMIN, "").await;
+            assert_eq!(stream.status(), StatusCode::OK);
+            open.push(stream);
+        }
+        assert_eq!(http.streams.open("shop"), MAX_STREAMS_PER_TENANT);
+        let refused = call(&app, "GET", &events, ADMIN, "").await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            refused.headers().get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"3"[..])
+        );
+        assert_eq!(json_of(refused).await["error"], "too_many_requests");
+        drop(open.pop());
+        assert_eq!(http.streams.open("shop"), MAX_STREAMS_PER_TENANT - 1);
+        let again = call(&app, "GET", &events, ADMIN, "").await;
+        assert_eq!(again.status(), StatusCode::OK);
+        drop(open);
+        drop(again);
+        assert_eq!(http.streams.open("shop"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_read_key_cannot_run_setup_and_an_unknown_tool_is_not_run() {
+        let (app, _) = app();
+        let forbidden = call(
+            &app,
+            "POST",
+            "/api/v1/setup/sessions",
+            READ,
+            r#"{"tenant_id":"shop"}"#,
+        )
+        .await;
+        assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+        let created = call(
+            &app,
+            "POST",
+            "/api/v1/setup/sessions",
+            ADMIN,
+            r#"{"tenant_id":"shop"}"#,
+        )
+        .await;
+        let id = json_of(created).await["session_id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let unknown = call(
+            &app,
+            "POST",
+            &format!("/api/v1/setup/sessions/{id}/actions/drop_tables"),
+            ADMIN,
+            r#"{"url":"https://shop.example/"}"#,
+        )
+        .await;
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        let body = json_of(unknown).await;
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("probe_landing_url")),
+            "{body}"
+        );
+        let status = call(
+            &app,
+            "GET",
+            &format!("/api/v1/setup/sessions/{id}/status"),
+            ADMIN,
+            "",
+        )
+        .await;
+        assert_eq!(
+            json_of(status).await["steps"]["url"]["attempts"],
+            0,
+            "nothing ran"
+        );
+    }
 }

@@ -50,6 +50,48 @@ pub struct ReadApi {
     producer: AckedProducer,
     suppressions: TopicCodec<Suppression>,
     retry_after_secs: u32,
+    /// Replays reading Kafka now (each holds a consumer): at most [`MAX_REPLAYS_IN_FLIGHT`].
+    replays: InFlight,
+    /// Purges running now (each issues ClickHouse mutations): at most
+    /// [`MAX_PURGES_IN_FLIGHT`].
+    purges: InFlight,
+}
+
+/// Replays an edge runs at once; one more is answered 429.
+pub const MAX_REPLAYS_IN_FLIGHT: usize = 4;
+/// Purges an edge runs at once; one more is answered 429.
+pub const MAX_PURGES_IN_FLIGHT: usize = 2;
+
+/// A bounded number of calls of one kind running at once, whoever makes them.
+#[derive(Debug)]
+struct InFlight {
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    max: usize,
+    what: &'static str,
+}
+
+impl InFlight {
+    fn new(max: usize, what: &'static str) -> InFlight {
+        InFlight {
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+            what,
+        }
+    }
+
+    /// A slot, held until dropped, or 429 when all are taken.
+    fn take(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::TooManyRequests {
+                what: format!(
+                    "{} {} are running on this edge: retry in a moment",
+                    self.max, self.what
+                ),
+                retry_after_secs: 1,
+            })
+    }
 }
 
 impl ReadApi {
@@ -67,6 +109,8 @@ impl ReadApi {
             producer,
             suppressions,
             retry_after_secs,
+            replays: InFlight::new(MAX_REPLAYS_IN_FLIGHT, "replays"),
+            purges: InFlight::new(MAX_PURGES_IN_FLIGHT, "purges"),
         }
     }
 

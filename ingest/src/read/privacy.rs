@@ -48,6 +48,8 @@ pub async fn purge_route(reader: Reader, body: Bytes) -> Result<Json<Receipt>, A
     let hash = identifier_hash(*kind, value, &phone_rules(&reader.tenant))
         .ok_or_else(|| ApiError::field(kind.as_str(), "normalizes to nothing"))?;
     let api = reader.api();
+    // Each purge issues ClickHouse mutations: a bounded number at once, whoever asks.
+    let _slot = api.purges.take()?;
     let purger = Purger {
         clickhouse: api.client().await?,
         database: api.db(),

@@ -34,6 +34,8 @@ struct Stored {
 pub async fn replay(reader: Reader, Path(event_id): Path<String>) -> Result<Response, ApiError> {
     reader.require(funnelhub_tenants::KeyScope::Admin)?;
     let (tenant, api) = (&reader.tenant, reader.api());
+    // Each replay opens a Kafka consumer: a bounded number at once, whoever asks.
+    let _slot = api.replays.take()?;
     let q = api
         .query(
             "SELECT dispatch_id, event_name, source_topic, source_partition, source_offset \
