@@ -447,22 +447,23 @@ mod tests {
         serde_json::from_slice(&bytes).expect("json")
     }
 
+    const SESSIONS: &str = "/api/v1/setup/sessions";
+    const SHOP: &str = r#"{"tenant_id":"shop"}"#;
+
+    /// A new session of tenant shop; its id.
+    async fn create(app: &Router, key: &str) -> String {
+        let created = call(app, "POST", SESSIONS, key, SHOP).await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        json_of(created).await["session_id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
     #[tokio::test]
     async fn event_streams_are_bounded_per_tenant_and_a_closed_one_frees_its_slot() {
         let (app, http) = app();
-        let created = call(
-            &app,
-            "POST",
-            "/api/v1/setup/sessions",
-            ADMIN,
-            r#"{"tenant_id":"shop"}"#,
-        )
-        .await;
-        assert_eq!(created.status(), StatusCode::CREATED);
-        let id = json_of(created).await["session_id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let id = create(&app, ADMIN).await;
         let events = format!("/api/v1/setup/sessions/{id}/events");
         let mut open = Vec::new();
         for _ in 0..MAX_STREAMS_PER_TENANT {
@@ -490,27 +491,9 @@ mod tests {
     #[tokio::test]
     async fn a_read_key_cannot_run_setup_and_an_unknown_tool_is_not_run() {
         let (app, _) = app();
-        let forbidden = call(
-            &app,
-            "POST",
-            "/api/v1/setup/sessions",
-            READ,
-            r#"{"tenant_id":"shop"}"#,
-        )
-        .await;
+        let forbidden = call(&app, "POST", SESSIONS, READ, SHOP).await;
         assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
-        let created = call(
-            &app,
-            "POST",
-            "/api/v1/setup/sessions",
-            ADMIN,
-            r#"{"tenant_id":"shop"}"#,
-        )
-        .await;
-        let id = json_of(created).await["session_id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let id = create(&app, ADMIN).await;
         let unknown = call(
             &app,
             "POST",
