@@ -11,7 +11,7 @@ use funnelhub_ingest::validate::phone_rules;
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::{AckedProducer, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::privacy::IdentifierKind;
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::Catalog;
 
 use crate::config::Config;
 
@@ -40,9 +40,10 @@ pub async fn run(
     let kafka = &config.kafka;
     ensure_topics(kafka, &catalog_requests(kafka)).await?;
     let registry = SchemaRegistry::new(&config.schema_registry)?;
-    let suppressions = TopicCodec::register(
+    let suppressions = TopicCodec::of(
         &registry,
-        &Catalog::new(&kafka.topic_prefix).name(Topic::Suppressions),
+        &Catalog::new(&kafka.topic_prefix),
+        funnelhub_schemas::topics::SUPPRESSIONS,
     )
     .await?;
     let producer = AckedProducer::new(kafka, "funnelhub-privacy", Duration::from_secs(15))?;

@@ -39,7 +39,7 @@ use funnelhub_kafka::{KafkaConfig, SchemaRegistry, SchemaRegistryConfig, TopicCo
 use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::common::Gateway;
 use funnelhub_schemas::events::EdgeEvent;
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::Catalog;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rdkafka::producer::Producer;
 use serde_json::json;
@@ -169,9 +169,10 @@ pub async fn start(
                     "funnelhub-replay",
                     Duration::from_millis(config.produce_timeout_ms),
                 )?,
-                TopicCodec::register(
+                TopicCodec::of(
                     &schema_registry,
-                    &Catalog::new(&kafka.topic_prefix).name(Topic::Suppressions),
+                    &Catalog::new(&kafka.topic_prefix),
+                    funnelhub_schemas::topics::SUPPRESSIONS,
                 )
                 .await?,
                 config.retry_after_secs,

@@ -47,12 +47,12 @@ impl EdgeProducer {
     ) -> Result<Self, funnelhub_kafka::Error> {
         ensure_topics(kafka, &catalog_requests(kafka)).await?;
         let catalog = Catalog::new(&kafka.topic_prefix);
-        use funnelhub_schemas::Topic::{RawOnboarding, RawOrders, RawTracking};
+        use funnelhub_schemas::topics::{RAW_ONBOARDING, RAW_ORDERS, RAW_TRACKING};
         let edge = EdgeProducer {
             producer: AckedProducer::new(kafka, "funnelhub-edge", produce_timeout)?,
-            tracking: TopicCodec::register(registry, &catalog.name(RawTracking)).await?,
-            orders: TopicCodec::register(registry, &catalog.name(RawOrders)).await?,
-            onboarding: TopicCodec::register(registry, &catalog.name(RawOnboarding)).await?,
+            tracking: TopicCodec::of(registry, &catalog, RAW_TRACKING).await?,
+            orders: TopicCodec::of(registry, &catalog, RAW_ORDERS).await?,
+            onboarding: TopicCodec::of(registry, &catalog, RAW_ONBOARDING).await?,
             retry_after_secs,
         };
         // Learn the raw topics' leaders before the first request, not during it.

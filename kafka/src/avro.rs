@@ -178,6 +178,15 @@ impl<T: AvroRecord> TopicCodec<T> {
         })
     }
 
+    /// The codec of `typed`'s topic in `catalog`, of exactly its value type.
+    pub async fn of(
+        registry: &SchemaRegistry,
+        catalog: &funnelhub_schemas::Catalog,
+        typed: funnelhub_schemas::Typed<T>,
+    ) -> Result<Self, Error> {
+        Self::register(registry, &catalog.name(typed.topic)).await
+    }
+
     /// The topic whose values this codec reads and writes.
     pub fn topic(&self) -> &str {
         &self.topic

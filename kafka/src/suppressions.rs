@@ -6,8 +6,8 @@
 
 use std::sync::{Arc, RwLock};
 
-use funnelhub_schemas::privacy::{Suppression, SuppressionList, Tied};
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::privacy::{SuppressionList, Tied};
+use funnelhub_schemas::Catalog;
 
 use crate::follow::{self, Follower};
 use crate::{Error, KafkaConfig, SchemaRegistry, TopicCodec};
@@ -71,8 +71,9 @@ impl Suppressions {
         kafka: &KafkaConfig,
         registry: &SchemaRegistry,
     ) -> Result<Suppressions, Error> {
-        let topic = Catalog::new(&kafka.topic_prefix).name(Topic::Suppressions);
-        let codec = TopicCodec::<Suppression>::register(registry, &topic).await?;
+        let catalog = Catalog::new(&kafka.topic_prefix);
+        let codec =
+            TopicCodec::of(registry, &catalog, funnelhub_schemas::topics::SUPPRESSIONS).await?;
         let shared = Arc::new(Shared::default());
         let list = shared.clone();
         let follower = follow::follow(kafka, codec, "suppressions", move |_key, value| {

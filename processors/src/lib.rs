@@ -19,6 +19,7 @@ use funnelhub_kafka::dlq::DeadLetters;
 pub use funnelhub_kafka::stage::StartError;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
+use funnelhub_schemas::topics;
 use funnelhub_schemas::{Catalog, StageId, Topic};
 pub use funnelhub_tenants::ControlPlane;
 
@@ -115,12 +116,12 @@ pub async fn dedupe_stage(
 ) -> Result<Arc<dedupe::DedupeStage>, funnelhub_kafka::Error> {
     Ok(Arc::new(dedupe::DedupeStage {
         window_ms: config.dedupe_window_ms(),
-        tracking: TopicCodec::register(registry, &catalog.name(Topic::RawTracking)).await?,
-        orders: TopicCodec::register(registry, &catalog.name(Topic::RawOrders)).await?,
-        onboarding: TopicCodec::register(registry, &catalog.name(Topic::RawOnboarding)).await?,
-        deduped: TopicCodec::register(registry, &catalog.name(Topic::Deduped)).await?,
+        tracking: TopicCodec::of(registry, catalog, topics::RAW_TRACKING).await?,
+        orders: TopicCodec::of(registry, catalog, topics::RAW_ORDERS).await?,
+        onboarding: TopicCodec::of(registry, catalog, topics::RAW_ONBOARDING).await?,
+        deduped: TopicCodec::of(registry, catalog, topics::DEDUPED).await?,
         dead_letters: dead_letters(registry, catalog, StageId::Dedupe).await?,
-        state: TopicCodec::register(registry, &catalog.name(Topic::DedupeState)).await?,
+        state: TopicCodec::of(registry, catalog, topics::DEDUPE_STATE).await?,
         suppressions: control.suppressions.clone(),
         tenants: control.tenants.clone(),
     }))
@@ -135,12 +136,11 @@ pub async fn funnel_stage(
 ) -> Result<Arc<funnel::FunnelStageProcessor>, funnelhub_kafka::Error> {
     Ok(Arc::new(funnel::FunnelStageProcessor {
         ttl_ms: config.session_ttl_ms(),
-        deduped: TopicCodec::register(registry, &catalog.name(Topic::Deduped)).await?,
-        transitions: TopicCodec::register(registry, &catalog.name(Topic::FunnelTransitions))
-            .await?,
-        tickets: TopicCodec::register(registry, &catalog.name(Topic::OpsTickets)).await?,
+        deduped: TopicCodec::of(registry, catalog, topics::DEDUPED).await?,
+        transitions: TopicCodec::of(registry, catalog, topics::FUNNEL_TRANSITIONS).await?,
+        tickets: TopicCodec::of(registry, catalog, topics::OPS_TICKETS).await?,
         dead_letters: dead_letters(registry, catalog, StageId::Funnel).await?,
-        state: TopicCodec::register(registry, &catalog.name(Topic::FunnelState)).await?,
+        state: TopicCodec::of(registry, catalog, topics::FUNNEL_STATE).await?,
         suppressions: control.suppressions.clone(),
         tenants: control.tenants.clone(),
     }))
@@ -155,11 +155,11 @@ pub async fn match_stage(
 ) -> Result<Arc<matching::matcher::MatchStage>, funnelhub_kafka::Error> {
     Ok(Arc::new(matching::matcher::MatchStage {
         config: Arc::new(config.matching.clone()),
-        inputs: TopicCodec::register(registry, &catalog.name(Topic::MatchingInputs)).await?,
-        results: TopicCodec::register(registry, &catalog.name(Topic::MatchResults)).await?,
-        requests: TopicCodec::register(registry, &catalog.name(Topic::CapiRequests)).await?,
+        inputs: TopicCodec::of(registry, catalog, topics::MATCHING_INPUTS).await?,
+        results: TopicCodec::of(registry, catalog, topics::MATCH_RESULTS).await?,
+        requests: TopicCodec::of(registry, catalog, topics::CAPI_REQUESTS).await?,
         dead_letters: dead_letters(registry, catalog, StageId::Match).await?,
-        state: TopicCodec::register(registry, &catalog.name(Topic::MatchState)).await?,
+        state: TopicCodec::of(registry, catalog, topics::MATCH_STATE).await?,
         suppressions: control.suppressions.clone(),
         tenants: control.tenants.clone(),
     }))
@@ -172,7 +172,7 @@ async fn dead_letters(
 ) -> Result<Arc<DeadLetters>, funnelhub_kafka::Error> {
     Ok(Arc::new(DeadLetters::new(
         stage.name(),
-        TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
+        TopicCodec::of(registry, catalog, topics::DLQ).await?,
     )))
 }
 
@@ -221,11 +221,7 @@ pub async fn start(
             dead_letters: dead_letters(registry, catalog, StageId::MatchRoute).await?,
         });
         // The router copies values: the inputs subject must know the schema too.
-        TopicCodec::<funnelhub_schemas::derived::DedupedEvent>::register(
-            registry,
-            &catalog.name(Topic::MatchingInputs),
-        )
-        .await?;
+        TopicCodec::of(registry, catalog, topics::MATCHING_INPUTS).await?;
         stages.push(stage::spawn_declared(
             kafka,
             StageId::MatchRoute,

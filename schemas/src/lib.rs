@@ -18,10 +18,12 @@ pub mod setup;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod topics;
 
 pub use catalog::{Catalog, Cleanup, StageId, Topic, TopicSpec};
 pub use codec::{AvroRecord, Decoder};
 pub use schema_set::{RecordSchema, SchemaSet};
+pub use topics::Typed;
 
 /// Version of the funnelhub event contract written into every envelope.
 pub const SCHEMA_VERSION: i32 = 1;

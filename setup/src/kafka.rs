@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use funnelhub_kafka::follow::{self, Follower};
 use funnelhub_kafka::{AckedProducer, KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::setup::{SetupActionLog, SetupSession};
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::topics;
+use funnelhub_schemas::Catalog;
 use funnelhub_tenants::{Keyring, TenantDirectory, TenantStore};
 use tokio::sync::broadcast;
 
@@ -88,17 +89,13 @@ impl KafkaSessions {
         deadline: Duration,
     ) -> Result<KafkaSessions, funnelhub_kafka::Error> {
         let catalog = Catalog::new(&kafka.topic_prefix);
-        let sessions =
-            TopicCodec::<SetupSession>::register(registry, &catalog.name(Topic::SetupSessions))
-                .await?;
-        let actions =
-            TopicCodec::<SetupActionLog>::register(registry, &catalog.name(Topic::SetupActions))
-                .await?;
+        let sessions = TopicCodec::of(registry, &catalog, topics::SETUP_SESSIONS).await?;
+        let actions = TopicCodec::of(registry, &catalog, topics::SETUP_ACTIONS).await?;
         let map = Arc::new(SessionMap::default());
         let applied = map.clone();
         let follower = follow::follow(
             kafka,
-            TopicCodec::<SetupSession>::register(registry, sessions.topic()).await?,
+            TopicCodec::of(registry, &catalog, topics::SETUP_SESSIONS).await?,
             "setup-sessions",
             move |key, value| match value.map(Session::from_record) {
                 Some(Ok(session)) => applied.apply(session),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use funnelhub_kafka::follow::{self, Follower};
 use funnelhub_kafka::{Error, KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::control::TenantRecord;
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::Catalog;
 use tokio::sync::watch;
 
 use crate::config::{KeyScope, TenantConfig};
@@ -81,8 +81,8 @@ impl TenantDirectory {
         keys: Keyring,
     ) -> Result<TenantDirectory, Error> {
         let mut directory = TenantDirectory::fixed(seeds);
-        let topic = Catalog::new(&kafka.topic_prefix).name(Topic::Tenants);
-        let codec = TopicCodec::<TenantRecord>::register(registry, &topic).await?;
+        let catalog = Catalog::new(&kafka.topic_prefix);
+        let codec = TopicCodec::of(registry, &catalog, funnelhub_schemas::topics::TENANTS).await?;
         let shared = directory.shared.clone();
         let follower = follow::follow(kafka, codec, "tenants", move |_key, value| {
             if let Some(record) = value {

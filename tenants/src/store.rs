@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use funnelhub_kafka::{AckedProducer, KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_schemas::control::TenantRecord;
-use funnelhub_schemas::{Catalog, Topic};
+use funnelhub_schemas::Catalog;
 
 use crate::config::TenantConfig;
 use crate::directory::TenantDirectory;
@@ -45,10 +45,11 @@ impl TenantStore {
         keys: Keyring,
         directory: TenantDirectory,
     ) -> Result<TenantStore, StoreError> {
-        let topic = Catalog::new(&kafka.topic_prefix).name(Topic::Tenants);
+        let catalog = Catalog::new(&kafka.topic_prefix);
+        let tenants = funnelhub_schemas::topics::TENANTS;
         Ok(TenantStore {
             producer: AckedProducer::new(kafka, "funnelhub-tenants", DEADLINE)?,
-            codec: std::sync::Arc::new(TopicCodec::register(registry, &topic).await?),
+            codec: std::sync::Arc::new(TopicCodec::of(registry, &catalog, tenants).await?),
             keys,
             directory,
         })

@@ -11,7 +11,8 @@ use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::dlq::DeadLetters;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings, StartError};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
-use funnelhub_schemas::{Catalog, StageId, Topic};
+use funnelhub_schemas::topics;
+use funnelhub_schemas::{Catalog, StageId};
 use funnelhub_tenants::ControlPlane;
 
 use funnelhub_clickhouse::{retention, ClickHouseConfig, Server};
@@ -41,23 +42,23 @@ pub async fn start(
     let catalog = Catalog::new(&kafka.topic_prefix);
     let name = |topic| catalog.name(topic);
     let codecs = sink::Codecs {
-        tracking: TopicCodec::register(registry, &name(Topic::RawTracking)).await?,
-        orders: TopicCodec::register(registry, &name(Topic::RawOrders)).await?,
-        onboarding: TopicCodec::register(registry, &name(Topic::RawOnboarding)).await?,
-        deduped: TopicCodec::register(registry, &name(Topic::Deduped)).await?,
-        transitions: TopicCodec::register(registry, &name(Topic::FunnelTransitions)).await?,
-        tickets: TopicCodec::register(registry, &name(Topic::OpsTickets)).await?,
-        matches: TopicCodec::register(registry, &name(Topic::MatchResults)).await?,
-        requests: TopicCodec::register(registry, &name(Topic::CapiRequests)).await?,
-        attempts: TopicCodec::register(registry, &name(Topic::CapiAttempts)).await?,
-        dlq: TopicCodec::register(registry, &name(Topic::Dlq)).await?,
-        setup_actions: TopicCodec::register(registry, &name(Topic::SetupActions)).await?,
+        tracking: TopicCodec::of(registry, &catalog, topics::RAW_TRACKING).await?,
+        orders: TopicCodec::of(registry, &catalog, topics::RAW_ORDERS).await?,
+        onboarding: TopicCodec::of(registry, &catalog, topics::RAW_ONBOARDING).await?,
+        deduped: TopicCodec::of(registry, &catalog, topics::DEDUPED).await?,
+        transitions: TopicCodec::of(registry, &catalog, topics::FUNNEL_TRANSITIONS).await?,
+        tickets: TopicCodec::of(registry, &catalog, topics::OPS_TICKETS).await?,
+        matches: TopicCodec::of(registry, &catalog, topics::MATCH_RESULTS).await?,
+        requests: TopicCodec::of(registry, &catalog, topics::CAPI_REQUESTS).await?,
+        attempts: TopicCodec::of(registry, &catalog, topics::CAPI_ATTEMPTS).await?,
+        dlq: TopicCodec::of(registry, &catalog, topics::DLQ).await?,
+        setup_actions: TopicCodec::of(registry, &catalog, topics::SETUP_ACTIONS).await?,
     };
     let sink = sink::ClickHouseSink {
         client: server.client.clone(),
         dead_letters: DeadLetters::new(
             StageId::ClickHouse.name(),
-            TopicCodec::register(registry, &name(Topic::Dlq)).await?,
+            TopicCodec::of(registry, &catalog, topics::DLQ).await?,
         ),
         codecs,
         topics: sink::STORED.iter().map(|t| (name(*t), *t)).collect(),

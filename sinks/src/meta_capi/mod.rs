@@ -14,7 +14,8 @@ use funnelhub_kafka::dlq::DeadLetters;
 pub use funnelhub_kafka::stage::StartError;
 use funnelhub_kafka::stage::{self, RunningStage, StageSettings};
 use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
-use funnelhub_schemas::{Catalog, StageId, Topic};
+use funnelhub_schemas::topics;
+use funnelhub_schemas::{Catalog, StageId};
 use funnelhub_tenants::ControlPlane;
 
 pub use config::{CapiConfig, MetaAccess};
@@ -32,14 +33,14 @@ pub async fn start(
     config.validate().map_err(StartError::Config)?;
     ensure_topics(kafka, &catalog_requests(kafka)).await?;
     let catalog = Catalog::new(&kafka.topic_prefix);
-    let attempts = TopicCodec::register(registry, &catalog.name(Topic::CapiAttempts)).await?;
+    let attempts = TopicCodec::of(registry, &catalog, topics::CAPI_ATTEMPTS).await?;
     let sink = sink::CapiSink {
-        requests: TopicCodec::register(registry, &catalog.name(Topic::CapiRequests)).await?,
+        requests: TopicCodec::of(registry, &catalog, topics::CAPI_REQUESTS).await?,
         attempts_topic: Arc::from(attempts.topic()),
         attempts,
         dead_letters: DeadLetters::new(
             StageId::Capi.name(),
-            TopicCodec::register(registry, &catalog.name(Topic::Dlq)).await?,
+            TopicCodec::of(registry, &catalog, topics::DLQ).await?,
         ),
         graph: GraphClient::new(&config.graph_url, &config.api_version, config.timeout())
             .map_err(StartError::Config)?,
