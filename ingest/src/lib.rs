@@ -6,6 +6,7 @@
 //! - `POST /api/v1/track/{click,pageview,initiate_checkout}` ([`tracking`])
 //! - `POST /api/v1/webhooks/{hotmart,kiwify,stripe}` ([`webhooks`])
 //! - `POST /api/v1/webhooks/onboard` ([`webhooks::onboard`])
+//! - `GET /sdk/v1/funnelhub.js`: the browser tracker ([`sdk`])
 //! - `GET /healthz` (process up), `GET /readyz` (broker and registry reachable: what is
 //!   down, never why)
 //! - on the operators' port (`edge.ops_listen`, off the public network): `GET /metrics`
@@ -19,6 +20,7 @@ pub mod privacy;
 pub mod producer;
 pub mod read;
 pub mod request;
+pub mod sdk;
 pub mod tracking;
 pub mod validate;
 pub mod webhooks;
@@ -218,6 +220,12 @@ pub fn app(state: Arc<EdgeState>) -> Router {
         .route("/api/v1/webhooks/{gateway}", post(gateway_webhook))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route(
+            "/sdk/v1/funnelhub.js",
+            get(|RawQuery(query): RawQuery, headers: HeaderMap| async move {
+                sdk::tracker(query.as_deref(), &headers)
+            }),
+        )
         .merge(read::routes())
         .merge(funnelhub_setup::http::routes(state.setup.clone()))
         .fallback(|uri: axum::http::Uri| async move {

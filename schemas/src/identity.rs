@@ -94,10 +94,16 @@ pub fn normalize_email(value: &str) -> Option<String> {
 
 /// `ph`: digits only, no leading zeros, with the country calling code.
 pub fn normalize_phone(value: &str, rules: &PhoneRules) -> Option<String> {
+    // A number written with a leading `+` carries its country code already.
+    let international = value.trim_start().starts_with('+');
     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
     let digits = digits.trim_start_matches('0').to_owned();
     match &rules.default_calling_code {
-        Some(code) if !digits.is_empty() && digits.len() <= rules.national_max_digits => {
+        Some(code)
+            if !international
+                && !digits.is_empty()
+                && digits.len() <= rules.national_max_digits =>
+        {
             Some(format!("{code}{digits}"))
         }
         _ => non_empty(digits),
@@ -215,6 +221,12 @@ mod tests {
         assert_eq!(
             normalize_phone("0055 11 98765-4321", &br).as_deref(),
             Some("5511987654321")
+        );
+        // A leading + carries the country code: a US number of a Brazilian tenant's buyer
+        // is hashed as Meta's SDK hashes it, never with 55 in front.
+        assert_eq!(
+            normalize_phone("+1 650-555-1212", &br).as_deref(),
+            Some("16505551212")
         );
         assert_eq!(normalize_name("Valéry-Ann!").as_deref(), Some("valéryann"));
         assert_eq!(normalize_city("São Paulo 01").as_deref(), Some("sãopaulo"));

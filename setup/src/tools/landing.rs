@@ -220,10 +220,19 @@ async fn read_capped(mut response: reqwest::Response, limit: usize) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-/// Whether `page` carries the tracking snippet of `tenant_id`: a call to the edge's
-/// tracking endpoint naming the tenant (docs/setup.md shows the snippet).
+/// Whether `page` carries the tracking of `tenant_id`: the tracker's script tag
+/// (`/sdk/v1/funnelhub.js` with `data-tenant`, docs/tracker.md), or a hand-written call to
+/// the edge's tracking endpoint naming the tenant.
 pub fn has_snippet(page: &str, tenant_id: &str) -> bool {
-    page.contains("/api/v1/track/") && page.contains(&format!("tenant={tenant_id}"))
+    let tag = page.contains("/sdk/v1/funnelhub.js")
+        && [
+            format!("data-tenant=\"{tenant_id}\""),
+            format!("data-tenant='{tenant_id}'"),
+        ]
+        .iter()
+        .any(|attr| page.contains(attr.as_str()));
+    let call = page.contains("/api/v1/track/") && page.contains(&format!("tenant={tenant_id}"));
+    tag || call
 }
 
 #[cfg(test)]
@@ -244,5 +253,8 @@ mod tests {
             "<script>fetch('https://e/api/v1/track/pageview?tenant=other')</script>",
             "acme"
         ));
+        let tag = r#"<script async src="https://edge.example/sdk/v1/funnelhub.js" data-tenant="acme"></script>"#;
+        assert!(has_snippet(tag, "acme"));
+        assert!(!has_snippet(tag, "acm"));
     }
 }

@@ -1,0 +1,242 @@
+//! The browser tracker (`web/tracker/`, served by the edge at `/sdk/v1/funnelhub.js`) in
+//! Debian's headless Chromium, driven by `web/tracker/test/browser.mjs` (playwright-core),
+//! against `funnelhub up` on the real broker and landing pages served by this test:
+//!
+//! - a visit from an ad (`?fbclid=…&utm_…`) puts a page view on `raw.tracking` with the
+//!   `_fbc` cookie's value (click time of that visit), `_fbp`, the campaign and ads consent;
+//!   the next page keeps the same session and the same `fbc`;
+//! - the pixel (`fbq`, a stub on the page) gets each page view with `eventID` equal to the
+//!   hit's event id, so Meta deduplicates the two copies;
+//! - a click on a Hotmart checkout link leaves with `sck=<session>` and the campaign, and an
+//!   `initiate_checkout` hit of that session lands;
+//! - with ads consent denied no Meta cookie is written and the hit says `consent.ads=false`;
+//! - the pages' consoles show no error.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use axum::response::Html;
+use axum::routing::get;
+use funnelhub_schemas::codec::split_frame;
+use funnelhub_schemas::common::EventType;
+use funnelhub_schemas::events::TrackingHit;
+use funnelhub_schemas::{Catalog, Decoder, Topic};
+use serde_json::Value;
+use support::pipeline::{setup_with, stop, up, WAIT};
+
+/// A landing page of tenant `shop` whose consent banner (Google Consent Mode) said `ads`.
+fn page(edge_port: u16, ads: &str) -> String {
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>Shop</title>
+<script>
+window.dataLayer = window.dataLayer || [];
+function gtag(){{ dataLayer.push(arguments); }}
+gtag('consent', 'default', {{ad_storage: '{ads}', ad_user_data: '{ads}', analytics_storage: 'granted'}});
+window.__fbqCalls = [];
+window.fbq = function () {{ window.__fbqCalls.push(Array.from(arguments)); }};
+</script>
+<script async src="http://edge.shop.test:{edge_port}/sdk/v1/funnelhub.js" data-tenant="shop"></script>
+</head><body><h1>The offer</h1>
+<a id="buy" href="https://pay.hotmart.com/X123?off=abc">Buy now</a>
+</body></html>"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tracker_in_chromium_carries_click_ids_consent_and_the_session_to_the_checkout() {
+    let tracker = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/tracker");
+    assert!(
+        tracker.join("node_modules/playwright-core").exists(),
+        "run `npm ci` in web/tracker first (scripts/test does)"
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("landing port");
+    let landing_port = listener.local_addr().expect("addr").port();
+    let landing = format!("http://www.shop.test:{landing_port}");
+    let setup = setup_with(
+        "http://127.0.0.1:9",
+        &format!(
+            r#"
+[[tenants]]
+id = "shop"
+allowed_origins = ["{landing}"]
+meta_pixel_id = "333000333"
+"#
+        ),
+    );
+    let edge_port: u16 = setup
+        .edge
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("edge port");
+    let granted = page(edge_port, "granted");
+    let denied = page(edge_port, "denied");
+    let app = axum::Router::new()
+        .route("/", get(move || async move { Html(granted) }))
+        .route(
+            "/page2",
+            get({
+                let page = page(edge_port, "granted");
+                move || async move { Html(page) }
+            }),
+        )
+        .route("/denied", get(move || async move { Html(denied) }))
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let pipeline = up(&setup);
+
+    let screenshot = setup.dir.join("tracker.png");
+    let driven = tokio::task::spawn_blocking({
+        let (tracker, landing, screenshot) = (tracker.clone(), landing.clone(), screenshot.clone());
+        move || {
+            Command::new("node")
+                .arg("test/browser.mjs")
+                .arg(serde_json::json!({"landing": landing, "screenshot": screenshot}).to_string())
+                .current_dir(tracker)
+                .output()
+                .expect("node runs")
+        }
+    })
+    .await
+    .expect("joins");
+    let stdout = String::from_utf8_lossy(&driven.stdout);
+    let out: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "browser.mjs printed no JSON ({e}): {stdout}{}",
+            String::from_utf8_lossy(&driven.stderr)
+        )
+    });
+    assert!(out["failure"].is_null(), "{}", out["failure"]);
+    assert_eq!(out["errors"], serde_json::json!([]), "console errors");
+    assert!(screenshot.exists(), "a screenshot of the test page");
+
+    // Cookies on the registrable domain, in Meta's formats, with the real click time.
+    let cookies = &out["cookies"];
+    let fbc = cookies["_fbc"]["value"]
+        .as_str()
+        .expect("_fbc set")
+        .to_owned();
+    let fbp = cookies["_fbp"]["value"]
+        .as_str()
+        .expect("_fbp set")
+        .to_owned();
+    assert!(
+        cookies["_fbc"]["domain"]
+            .as_str()
+            .is_some_and(|d| d.trim_start_matches('.') == "shop.test"),
+        "{cookies}"
+    );
+    assert!(
+        fbc.starts_with("fb.1.") && fbc.ends_with(".AbC-123_xYz"),
+        "fbclid kept as given: {fbc}"
+    );
+    assert!(fbp.starts_with("fb.1."), "{fbp}");
+    let session = out["first"]["session"].as_str().expect("session");
+    assert_eq!(
+        out["second"]["session"], session,
+        "one session over two pages"
+    );
+
+    // The pixel got each page view with the hit's event id.
+    let event_id = |visit: &str| {
+        let calls = out[visit]["fbq"].as_array().expect("fbq calls");
+        assert_eq!(calls.len(), 1, "{visit}: {calls:?}");
+        assert_eq!(calls[0][0], "track");
+        assert_eq!(calls[0][1], "PageView");
+        calls[0][3]["eventID"].as_str().expect("eventID").to_owned()
+    };
+    let (first_id, second_id) = (event_id("first"), event_id("second"));
+
+    // The checkout link left with the session and the campaign.
+    let checkout = url::Url::parse(out["checkout"].as_str().expect("checkout url")).expect("url");
+    let query: HashMap<String, String> = checkout.query_pairs().into_owned().collect();
+    assert_eq!(
+        query.get("sck").map(String::as_str),
+        Some(session),
+        "{checkout}"
+    );
+    assert_eq!(query.get("off").map(String::as_str), Some("abc"));
+    assert_eq!(
+        query.get("utm_campaign").map(String::as_str),
+        Some("bf"),
+        "{checkout}"
+    );
+    assert_eq!(query.get("src").map(String::as_str), Some("facebook"));
+    let denied_session = out["denied"]["session"]
+        .as_str()
+        .expect("session")
+        .to_owned();
+    let denied_cookies = out["denied"]["cookies"].as_array().expect("cookies");
+    assert!(
+        !denied_cookies.iter().any(|c| c == "_fbc" || c == "_fbp"),
+        "no Meta cookie without ads consent: {denied_cookies:?}"
+    );
+
+    // What the edge put on the topic.
+    let topic = Catalog::new(&setup.kafka.topic_prefix).name(Topic::RawTracking);
+    let decoder = Decoder::<TrackingHit>::bundled();
+    let decode = |records: &[(Option<Vec<u8>>, Vec<u8>)]| -> Vec<TrackingHit> {
+        records
+            .iter()
+            .map(|(_, v)| {
+                let (_, body) = split_frame(v).expect("Confluent framing");
+                decoder.decode(body).expect("a tracking hit")
+            })
+            .filter(|h| h.envelope.tenant_id == "shop")
+            .collect()
+    };
+    let records =
+        funnelhub_kafka::testing::read_until(&setup.kafka, &topic, WAIT, |r| decode(r).len() >= 4)
+            .await;
+    let hits = decode(&records);
+    let by_id = |id: &str| {
+        hits.iter()
+            .find(|h| h.envelope.event_id == id)
+            .unwrap_or_else(|| panic!("no hit {id} among {}", hits.len()))
+    };
+    for (id, visit) in [(&first_id, "first"), (&second_id, "second")] {
+        let hit = by_id(id);
+        assert_eq!(hit.envelope.event_type, EventType::Pageview, "{visit}");
+        assert_eq!(hit.session_id, session, "{visit}");
+        assert_eq!(
+            hit.click_ids.fbc.as_deref(),
+            Some(fbc.as_str()),
+            "{visit}: fbc"
+        );
+        assert_eq!(
+            hit.click_ids.fbp.as_deref(),
+            Some(fbp.as_str()),
+            "{visit}: fbp"
+        );
+        assert_eq!(hit.utm.source.as_deref(), Some("facebook"), "{visit}");
+        assert_eq!(hit.utm.campaign.as_deref(), Some("bf"), "{visit}");
+        assert!(hit.envelope.consent.ads, "{visit}");
+        assert_eq!(hit.client_event_id.as_deref(), Some(id.as_str()));
+    }
+    assert!(
+        hits.iter().any(
+            |h| h.envelope.event_type == EventType::InitiateCheckout && h.session_id == session
+        ),
+        "the checkout click is tracked"
+    );
+    let refused = hits
+        .iter()
+        .find(|h| h.session_id == denied_session)
+        .expect("the denied visit's hit");
+    assert!(
+        !refused.envelope.consent.ads,
+        "the hit says ads consent is denied"
+    );
+    assert_eq!(refused.click_ids.fbp, None);
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop(pipeline);
+}

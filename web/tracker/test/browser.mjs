@@ -1,0 +1,82 @@
+// Drives Debian's Chromium (playwright-core, never a downloaded browser) through landing
+// pages that carry funnelhub.js, for tests/tracker.rs. Argument: JSON
+//   {"landing": "http://www.shop.test:PORT", "screenshot": "/path.png"}
+// Hosts under shop.test resolve to 127.0.0.1. Prints one JSON object: what the pages did
+// (pixel calls, cookies, checkout link followed, session ids, console errors).
+import { chromium } from 'playwright-core';
+
+const args = JSON.parse(process.argv[2]);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--host-resolver-rules=MAP *.shop.test 127.0.0.1',
+  ],
+});
+const errors = [];
+const out = { errors };
+
+async function visit(context, path, waitFor) {
+  const page = await context.newPage();
+  page.on('console', (m) => m.type() === 'error' && errors.push(`${path}: ${m.text()}`));
+  page.on('pageerror', (e) => errors.push(`${path}: ${e.message}`));
+  const hit = page.waitForResponse((r) => r.url().includes(`/api/v1/track/${waitFor}`), {
+    timeout: 15000,
+  });
+  await page.goto(args.landing + path);
+  const response = await hit;
+  return { page, status: response.status() };
+}
+
+try {
+  // Consent granted (Google Consent Mode on the page), a click from an ad.
+  const granted = await browser.newContext();
+  const first = await visit(granted, '/?fbclid=AbC-123_xYz&utm_source=facebook&utm_campaign=bf', 'pageview');
+  out.first = {
+    status: first.status,
+    session: await first.page.evaluate(() => window.funnelhub.session()),
+    fbq: await first.page.evaluate(() => window.__fbqCalls),
+  };
+  await new Promise((r) => setTimeout(r, 50));
+  const second = await visit(granted, '/page2', 'pageview');
+  out.second = {
+    status: second.status,
+    session: await second.page.evaluate(() => window.funnelhub.session()),
+    fbq: await second.page.evaluate(() => window.__fbqCalls),
+  };
+  out.cookies = Object.fromEntries(
+    (await granted.cookies()).map((c) => [c.name, { value: c.value, domain: c.domain }])
+  );
+  // A checkout link leaves with the session id; the checkout itself is not reached.
+  let checkout;
+  await granted.route('https://pay.hotmart.com/**', (route) => {
+    checkout = route.request().url();
+    return route.fulfill({ status: 200, contentType: 'text/html', body: '<p>checkout</p>' });
+  });
+  // The initiate_checkout hit goes with keepalive while the page leaves: the test reads it
+  // from the topic.
+  await second.page.click('#buy');
+  await second.page.waitForURL(/pay\.hotmart\.com/, { timeout: 15000 });
+  out.checkout = checkout;
+  if (args.screenshot) await first.page.screenshot({ path: args.screenshot });
+
+  // Consent denied: no Meta cookie, and the hit says so.
+  const denied = await browser.newContext();
+  const refused = await visit(denied, '/denied?fbclid=NoCookie1', 'pageview');
+  out.denied = {
+    status: refused.status,
+    session: await refused.page.evaluate(() => window.funnelhub.session()),
+    cookies: (await denied.cookies()).map((c) => c.name),
+  };
+} catch (e) {
+  out.failure = String(e && e.stack ? e.stack : e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));
