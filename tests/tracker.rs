@@ -18,17 +18,27 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
+use axum::http::{header, StatusCode};
 use axum::response::Html;
-use axum::routing::get;
+use axum::routing::{get, post};
 use funnelhub_schemas::codec::split_frame;
 use funnelhub_schemas::common::EventType;
+use funnelhub_schemas::derived::{MatchMethod, MatchResult};
 use funnelhub_schemas::events::TrackingHit;
 use funnelhub_schemas::{Catalog, Decoder, Topic};
+use funnelhub_simulator::gateways::{self, Gateway, Order};
 use serde_json::Value;
-use support::pipeline::{setup_with, stop, up, WAIT};
+use support::pipeline::{deliver, setup_with, stop, up, WAIT};
+
+const HOTTOK: &str = "shop-hottok-0123456789";
 
 /// A landing page of tenant `shop` whose consent banner (Google Consent Mode) said `ads`.
 fn page(edge_port: u16, ads: &str) -> String {
+    page_to(&format!("http://edge.shop.test:{edge_port}"), ads)
+}
+
+/// [`page`] with the tracker sending to `endpoint`.
+fn page_to(endpoint: &str, ads: &str) -> String {
     format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>Shop</title>
 <script>
@@ -38,7 +48,7 @@ gtag('consent', 'default', {{ad_storage: '{ads}', ad_user_data: '{ads}', analyti
 window.__fbqCalls = [];
 window.fbq = function () {{ window.__fbqCalls.push(Array.from(arguments)); }};
 </script>
-<script async src="http://edge.shop.test:{edge_port}/sdk/v1/funnelhub.js" data-tenant="shop"></script>
+<script async src="{endpoint}/sdk/v1/funnelhub.js" data-endpoint="{endpoint}" data-tenant="shop"></script>
 </head><body><h1>The offer</h1>
 <a id="buy" href="https://pay.hotmart.com/X123?off=abc">Buy now</a>
 </body></html>"#
@@ -65,6 +75,7 @@ async fn the_tracker_in_chromium_carries_click_ids_consent_and_the_session_to_th
 id = "shop"
 allowed_origins = ["{landing}"]
 meta_pixel_id = "333000333"
+hotmart_hottok = "{HOTTOK}"
 "#
         ),
     );
@@ -74,6 +85,37 @@ meta_pixel_id = "333000333"
         .next()
         .and_then(|p| p.parse().ok())
         .expect("edge port");
+    // An edge that answers every hit 503 (Retry-After: 1), and serves the tracker.
+    let flaky_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("flaky port");
+    let flaky_port = flaky_listener.local_addr().expect("addr").port();
+    let flaky_edge = axum::Router::new()
+        .route(
+            "/sdk/v1/funnelhub.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/javascript")],
+                    funnelhub_ingest::sdk::TRACKER,
+                )
+            }),
+        )
+        .route(
+            "/api/v1/track/{kind}",
+            post(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [
+                        (header::RETRY_AFTER, "1"),
+                        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                        (header::ACCESS_CONTROL_EXPOSE_HEADERS, "retry-after"),
+                    ],
+                    "{}",
+                )
+            }),
+        );
+    tokio::spawn(async move { axum::serve(flaky_listener, flaky_edge).await });
+    let flaky = page_to(&format!("http://flaky.shop.test:{flaky_port}"), "granted");
     let granted = page(edge_port, "granted");
     let denied = page(edge_port, "denied");
     let app = axum::Router::new()
@@ -86,6 +128,7 @@ meta_pixel_id = "333000333"
             }),
         )
         .route("/denied", get(move || async move { Html(denied) }))
+        .route("/flaky", get(move || async move { Html(flaky) }))
         .route(
             "/favicon.ico",
             get(|| async { axum::http::StatusCode::NO_CONTENT }),
@@ -115,7 +158,18 @@ meta_pixel_id = "333000333"
         )
     });
     assert!(out["failure"].is_null(), "{}", out["failure"]);
-    assert_eq!(out["errors"], serde_json::json!([]), "console errors");
+    // The only error a console may show: the flaky edge's 503, which the page itself logs.
+    let errors: Vec<&Value> = out["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter(|e| {
+            !e.as_str().is_some_and(|e| {
+                e.starts_with("/flaky: Failed to load resource") && e.contains("503")
+            })
+        })
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
     assert!(screenshot.exists(), "a screenshot of the test page");
 
     // Cookies on the registrable domain, in Meta's formats, with the real click time.
@@ -193,9 +247,21 @@ meta_pixel_id = "333000333"
             .filter(|h| h.envelope.tenant_id == "shop")
             .collect()
     };
-    let records =
-        funnelhub_kafka::testing::read_until(&setup.kafka, &topic, WAIT, |r| decode(r).len() >= 4)
-            .await;
+    let retried = out["retried"]["eventId"]
+        .as_str()
+        .expect("queued event id")
+        .to_owned();
+    assert_eq!(out["retried"]["refusedStatus"], 503);
+    assert_eq!(
+        out["retried"]["left"],
+        serde_json::json!([]),
+        "the queue is empty"
+    );
+    let records = funnelhub_kafka::testing::read_until(&setup.kafka, &topic, WAIT, |r| {
+        let hits = decode(r);
+        hits.len() >= 6 && hits.iter().any(|h| h.envelope.event_id == retried)
+    })
+    .await;
     let hits = decode(&records);
     let by_id = |id: &str| {
         hits.iter()
@@ -227,6 +293,52 @@ meta_pixel_id = "333000333"
         ),
         "the checkout click is tracked"
     );
+    // The hit the flaky edge refused arrived once, sent again by the next page.
+    assert_eq!(
+        hits.iter()
+            .filter(|h| h.envelope.event_id == retried)
+            .count(),
+        1,
+        "the queued hit lands exactly once"
+    );
+
+    // The sale joins its click: the gateway returns the link's sck, and the matcher's
+    // deterministic session rule ties the purchase to the visit.
+    let mut shop = funnelhub_tenants::TenantConfig::new("shop");
+    shop.hotmart_hottok = Some(funnelhub_tenants::Secret::from(HOTTOK));
+    let order = Order {
+        base_id: format!("HP{}", &session[..12]),
+        amount_minor: 19700,
+        email: "ana@example.com".into(),
+        name: "Ana Souza".into(),
+        product_id: "curso".into(),
+        session_id: query.get("sck").cloned(),
+        fbclid: None,
+        refund: false,
+        at_ms: funnelhub_schemas::ids::now_ms(),
+    };
+    deliver(
+        &setup,
+        &gateways::order_webhook(&shop, Gateway::Hotmart, &order),
+    )
+    .await;
+    let results = Catalog::new(&setup.kafka.topic_prefix).name(Topic::MatchResults);
+    let matches = Decoder::<MatchResult>::bundled();
+    let found = |records: &[(Option<Vec<u8>>, Vec<u8>)]| -> Option<MatchResult> {
+        records.iter().find_map(|(_, v)| {
+            let (_, body) = split_frame(v).ok()?;
+            let result = matches.decode(body).ok()?;
+            (result.tenant_id == "shop" && result.order_id.contains(&order.base_id))
+                .then_some(result)
+        })
+    };
+    let records =
+        funnelhub_kafka::testing::read_until(&setup.kafka, &results, WAIT, |r| found(r).is_some())
+            .await;
+    let decided = found(&records).expect("the sale's match");
+    assert_eq!(decided.method, MatchMethod::SessionId, "{decided:?}");
+    assert_eq!(decided.matched_session_id.as_deref(), Some(session));
+
     let refused = hits
         .iter()
         .find(|h| h.session_id == denied_session)

@@ -206,6 +206,8 @@ pub fn app(state: Arc<EdgeState>) -> Router {
     let cors = CorsLayer::new()
         .allow_methods([Method::POST])
         .allow_headers([header::CONTENT_TYPE])
+        // The tracker reads it to wait before sending a refused hit again.
+        .expose_headers([header::RETRY_AFTER])
         .allow_origin(AllowOrigin::predicate(move |origin, parts| {
             let query = QueryParams::parse(parts.uri.query());
             match (query.get("tenant"), origin.to_str()) {

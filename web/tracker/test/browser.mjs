@@ -66,6 +66,20 @@ try {
   out.checkout = checkout;
   if (args.screenshot) await first.page.screenshot({ path: args.screenshot });
 
+  // The edge answers 503: the hit waits in the queue and arrives on the next page.
+  const flaky = await browser.newContext();
+  const refusedHit = await visit(flaky, '/flaky', 'pageview');
+  const queued = await refusedHit.page.evaluate(() => window.__fbqCalls[0][3].eventID);
+  await new Promise((r) => setTimeout(r, 1200));
+  const after = await visit(flaky, '/page2', 'pageview');
+  let left;
+  for (let i = 0; i < 150; i++) {
+    left = await after.page.evaluate(() => JSON.parse(localStorage.getItem('_fh_queue') || '[]'));
+    if (left.length === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  out.retried = { refusedStatus: refusedHit.status, eventId: queued, status: after.status, left };
+
   // Consent denied: no Meta cookie, and the hit says so.
   const denied = await browser.newContext();
   const refused = await visit(denied, '/denied?fbclid=NoCookie1', 'pageview');
