@@ -32,6 +32,11 @@ use support::pipeline::{deliver, setup_with, stop, up, WAIT};
 
 const HOTTOK: &str = "shop-hottok-0123456789";
 
+/// The identity hashing vectors the edge's unit tests check too.
+fn vectors_file() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/testdata/identity-vectors.json")
+}
+
 /// A landing page of tenant `shop` whose consent banner (Google Consent Mode) said `ads`.
 fn page(edge_port: u16, ads: &str) -> String {
     page_to(&format!("http://edge.shop.test:{edge_port}"), ads)
@@ -142,7 +147,14 @@ hotmart_hottok = "{HOTTOK}"
         move || {
             Command::new("node")
                 .arg("test/browser.mjs")
-                .arg(serde_json::json!({"landing": landing, "screenshot": screenshot}).to_string())
+                .arg(
+                    serde_json::json!({
+                        "landing": landing,
+                        "screenshot": screenshot,
+                        "vectors": vectors_file(),
+                    })
+                    .to_string(),
+                )
                 .current_dir(tracker)
                 .output()
                 .expect("node runs")
@@ -171,6 +183,17 @@ hotmart_hottok = "{HOTTOK}"
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:?}");
     assert!(screenshot.exists(), "a screenshot of the test page");
+
+    // The browser hashes as the edge does: the shared vectors, byte for byte.
+    let vectors: Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors_file()).expect("vectors"))
+            .expect("json");
+    let vectors = vectors["vectors"].as_array().expect("vectors");
+    let hashed = out["vectors"].as_array().expect("hashed in the page");
+    assert_eq!(hashed.len(), vectors.len());
+    for (vector, got) in vectors.iter().zip(hashed) {
+        assert_eq!(got, &vector["sha256"], "{vector}");
+    }
 
     // Cookies on the registrable domain, in Meta's formats, with the real click time.
     let cookies = &out["cookies"];
@@ -259,7 +282,7 @@ hotmart_hottok = "{HOTTOK}"
     );
     let records = funnelhub_kafka::testing::read_until(&setup.kafka, &topic, WAIT, |r| {
         let hits = decode(r);
-        hits.len() >= 6 && hits.iter().any(|h| h.envelope.event_id == retried)
+        hits.len() >= 7 && hits.iter().any(|h| h.envelope.event_id == retried)
     })
     .await;
     let hits = decode(&records);
@@ -293,6 +316,18 @@ hotmart_hottok = "{HOTTOK}"
         ),
         "the checkout click is tracked"
     );
+    // identify() hashed in the page; the edge kept the hashes (never hashed twice).
+    let identified = by_id(out["identified"].as_str().expect("click id"));
+    assert_eq!(identified.envelope.event_type, EventType::Click);
+    assert_eq!(
+        identified.envelope.identity.email_hash.as_deref(),
+        Some(funnelhub_schemas::identity::sha256_hex("ana.souza@example.com").as_str())
+    );
+    assert_eq!(
+        identified.envelope.identity.phone_hash.as_deref(),
+        Some(funnelhub_schemas::identity::sha256_hex("16505551212").as_str())
+    );
+
     // The hit the flaky edge refused arrived once, sent again by the next page.
     assert_eq!(
         hits.iter()

@@ -179,6 +179,45 @@ pub fn normalize_external_id(value: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// The vectors the browser tracker's test checks too (`web/tracker`), so the two
+    /// hash byte for byte alike.
+    #[test]
+    fn shared_vectors_hash_as_the_browser_does() {
+        let file: serde_json::Value =
+            serde_json::from_str(include_str!("../testdata/identity-vectors.json"))
+                .expect("vectors parse");
+        let vectors = file["vectors"].as_array().expect("vectors");
+        assert!(vectors.len() >= 10);
+        for v in vectors {
+            let value = v["value"].as_str().map(str::to_owned);
+            let rules = PhoneRules {
+                default_calling_code: v["calling_code"].as_str().map(str::to_owned),
+                national_max_digits: 11,
+            };
+            let raw = match v["field"].as_str() {
+                Some("email") => RawIdentity {
+                    email: value,
+                    ..RawIdentity::default()
+                },
+                Some("phone") => RawIdentity {
+                    phone: value,
+                    ..RawIdentity::default()
+                },
+                Some("external_id") => RawIdentity {
+                    external_id: value,
+                    ..RawIdentity::default()
+                },
+                other => panic!("unknown field {other:?}"),
+            };
+            let hashed = raw.hash(&rules);
+            let got = hashed
+                .email_hash
+                .or(hashed.phone_hash)
+                .or(hashed.external_id_hash);
+            assert_eq!(got.as_deref(), v["sha256"].as_str(), "{v}");
+        }
+    }
+
     // Test vectors from Meta's customer-information-parameters documentation.
     #[test]
     fn meta_documented_vectors() {

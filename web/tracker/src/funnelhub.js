@@ -31,6 +31,7 @@
     .map((h) => h.trim().toLowerCase())
     .filter(Boolean);
   const createFbp = attr('create-fbp', 'true') !== 'false';
+  const callingCode = attr('calling-code', '').replace(/\D/g, '');
 
   const DAY = 86400000;
   const QUEUE_KEY = '_fh_queue';
@@ -159,10 +160,35 @@
     const bytes = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text));
     return Array.from(new Uint8Array(bytes), (x) => (x + 256).toString(16).slice(1)).join('');
   };
+  // The edge's rules (schemas/src/identity.rs), checked against the same vectors.
   const normalize = {
-    email: (v) => v.trim().toLowerCase(),
-    phone: (v) => v.replace(/\D/g, ''),
-    external_id: (v) => v.trim(),
+    email: (v) => {
+      const e = v.trim().toLowerCase();
+      return e.includes('@') ? e : undefined;
+    },
+    phone: (v, code) => {
+      // A number written with + carries its country code already.
+      const digits = v.replace(/\D/g, '').replace(/^0+/, '');
+      if (code && !/^\s*\+/.test(v) && digits && digits.length <= 11) return code + digits;
+      return digits || undefined;
+    },
+    external_id: (v) => v.trim() || undefined,
+  };
+  // The hash of `value` as field `field` (undefined: nothing to send). Without
+  // SubtleCrypto (a page not served over https) nothing is hashed, so nothing is sent.
+  const hash = async (field, value, options) => {
+    try {
+      if (typeof value !== 'string' || !normalize[field]) return undefined;
+      const trimmed = value.trim();
+      if (/^[0-9a-fA-F]{64}$/.test(trimmed)) return trimmed.toLowerCase();
+      const code = ((options && options.callingCode) || callingCode || '').replace(/\D/g, '');
+      const normalized = normalize[field](value, code);
+      return normalized === undefined || !(w.crypto && crypto.subtle)
+        ? undefined
+        : await sha256(normalized);
+    } catch (_) {
+      return undefined;
+    }
   };
 
   // Delivery: fetch with keepalive (it outlives the page and tells 503 apart), else
@@ -297,12 +323,12 @@
     identify: safe(async (traits) => {
       const next = {};
       for (const key of ['email', 'phone', 'external_id']) {
-        const raw = traits && traits[key];
-        if (typeof raw !== 'string' || !raw.trim()) continue;
-        next[key] = /^[0-9a-f]{64}$/.test(raw) ? raw : await sha256(normalize[key](raw));
+        const hashed = await hash(key, traits && traits[key]);
+        if (hashed) next[key] = hashed;
       }
       identity = { ...identity, ...next };
     }),
+    hash: safe(hash),
     consent: safe((c) => consentFrom(c && c.ads, c && c.analytics)),
     session,
     visitor: () => visitorId,

@@ -3,6 +3,7 @@
 //   {"landing": "http://www.shop.test:PORT", "screenshot": "/path.png"}
 // Hosts under shop.test resolve to 127.0.0.1. Prints one JSON object: what the pages did
 // (pixel calls, cookies, checkout link followed, session ids, console errors).
+import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const args = JSON.parse(process.argv[2]);
@@ -17,6 +18,8 @@ const browser = await chromium.launch({
     '--disable-component-update',
     '--disable-sync',
     '--host-resolver-rules=MAP *.shop.test 127.0.0.1',
+    // SubtleCrypto needs a secure context: the test serves plain http.
+    `--unsafely-treat-insecure-origin-as-secure=${args.landing}`,
   ],
 });
 const errors = [];
@@ -43,6 +46,19 @@ try {
     session: await first.page.evaluate(() => window.funnelhub.session()),
     fbq: await first.page.evaluate(() => window.__fbqCalls),
   };
+  // The shared hashing vectors, hashed in the page; then identify + a hit.
+  const vectors = JSON.parse(readFileSync(args.vectors, 'utf8')).vectors;
+  out.vectors = await first.page.evaluate(
+    (vectors) =>
+      Promise.all(
+        vectors.map((v) => window.funnelhub.hash(v.field, v.value, { callingCode: v.calling_code }))
+      ),
+    vectors
+  );
+  out.identified = await first.page.evaluate(async () => {
+    await window.funnelhub.identify({ email: 'ANA.Souza@Example.COM', phone: '+1 650-555-1212' });
+    return window.funnelhub.track('click');
+  });
   await new Promise((r) => setTimeout(r, 50));
   const second = await visit(granted, '/page2', 'pageview');
   out.second = {
