@@ -42,6 +42,24 @@ fn page(edge_port: u16, ads: &str) -> String {
     page_to(&format!("http://edge.shop.test:{edge_port}"), ads)
 }
 
+/// A landing page whose consent comes from an IAB TCF v2 CMP granting purposes 1, 3 and 4.
+fn tcf_page(edge_port: u16) -> String {
+    format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>Shop</title>
+<script>
+window.__tcfapi = function (command, version, callback) {{
+  if (command === 'addEventListener') {{
+    setTimeout(function () {{
+      callback({{eventStatus: 'tcloaded', purpose: {{consents: {{1: true, 3: true, 4: true, 8: true}}}}}}, true);
+    }}, 20);
+  }}
+}};
+</script>
+<script async src="http://edge.shop.test:{edge_port}/sdk/v1/funnelhub.js" data-tenant="shop"></script>
+</head><body><h1>The offer</h1></body></html>"#
+    )
+}
+
 /// [`page`] with the tracker sending to `endpoint`.
 fn page_to(endpoint: &str, ads: &str) -> String {
     format!(
@@ -55,6 +73,7 @@ window.fbq = function () {{ window.__fbqCalls.push(Array.from(arguments)); }};
 </script>
 <script async src="{endpoint}/sdk/v1/funnelhub.js" data-endpoint="{endpoint}" data-tenant="shop"></script>
 </head><body><h1>The offer</h1>
+<button id="cta" data-fh-event="initiate_checkout" data-fh-value="97">Add to cart</button>
 <a id="buy" href="https://pay.hotmart.com/X123?off=abc">Buy now</a>
 </body></html>"#
     )
@@ -134,6 +153,10 @@ hotmart_hottok = "{HOTTOK}"
         )
         .route("/denied", get(move || async move { Html(denied) }))
         .route("/flaky", get(move || async move { Html(flaky) }))
+        .route(
+            "/tcf",
+            get(move || async move { Html(tcf_page(edge_port)) }),
+        )
         .route(
             "/favicon.ico",
             get(|| async { axum::http::StatusCode::NO_CONTENT }),
@@ -282,7 +305,7 @@ hotmart_hottok = "{HOTTOK}"
     );
     let records = funnelhub_kafka::testing::read_until(&setup.kafka, &topic, WAIT, |r| {
         let hits = decode(r);
-        hits.len() >= 7 && hits.iter().any(|h| h.envelope.event_id == retried)
+        hits.len() >= 9 && hits.iter().any(|h| h.envelope.event_id == retried)
     })
     .await;
     let hits = decode(&records);
@@ -327,6 +350,40 @@ hotmart_hottok = "{HOTTOK}"
         identified.envelope.identity.phone_hash.as_deref(),
         Some(funnelhub_schemas::identity::sha256_hex("16505551212").as_str())
     );
+
+    // An element with data-fh-event is tracked on click, without code.
+    assert!(
+        hits.iter()
+            .any(|h| h.envelope.event_type == EventType::InitiateCheckout
+                && h.session_id == session
+                && h.value == Some(97.0)),
+        "the data-fh-event button's hit"
+    );
+
+    // Consent from a TCF CMP: granted, so the click id cookie is written and the hit says so.
+    let tcf_session = out["tcf"]["session"].as_str().expect("tcf session");
+    assert!(
+        out["tcf"]["cookies"]
+            .as_array()
+            .expect("cookies")
+            .iter()
+            .any(|c| c == "_fbc"),
+        "{}",
+        out["tcf"]
+    );
+    let tcf_hit = hits
+        .iter()
+        .find(|h| h.session_id == tcf_session)
+        .expect("the TCF visit's hit");
+    assert!(
+        tcf_hit.envelope.consent.ads,
+        "TCF purposes 1, 3 and 4 grant ads"
+    );
+    assert!(tcf_hit
+        .click_ids
+        .fbc
+        .as_deref()
+        .is_some_and(|fbc| fbc.ends_with(".Tcf1")));
 
     // The hit the flaky edge refused arrived once, sent again by the next page.
     assert_eq!(

@@ -69,6 +69,12 @@ try {
   out.cookies = Object.fromEntries(
     (await granted.cookies()).map((c) => [c.name, { value: c.value, domain: c.domain }])
   );
+  // An element with data-fh-event is tracked on click.
+  const cta = second.page.waitForResponse((r) => r.url().includes('/api/v1/track/initiate_checkout'), {
+    timeout: 15000,
+  });
+  await second.page.click('#cta');
+  out.cta = (await cta).status();
   // A checkout link leaves with the session id; the checkout itself is not reached.
   let checkout;
   await granted.route('https://pay.hotmart.com/**', (route) => {
@@ -95,6 +101,15 @@ try {
     await new Promise((r) => setTimeout(r, 100));
   }
   out.retried = { refusedStatus: refusedHit.status, eventId: queued, status: after.status, left };
+
+  // Consent from an IAB TCF v2 CMP.
+  const tcfContext = await browser.newContext();
+  const tcf = await visit(tcfContext, '/tcf?fbclid=Tcf1', 'pageview');
+  out.tcf = {
+    status: tcf.status,
+    session: await tcf.page.evaluate(() => window.funnelhub.session()),
+    cookies: (await tcfContext.cookies()).map((c) => c.name),
+  };
 
   // Consent denied: no Meta cookie, and the hit says so.
   const denied = await browser.newContext();
