@@ -3,7 +3,7 @@
 //! against `funnelhub up` on the real broker and landing pages served by this test:
 //!
 //! - a visit from an ad (`?fbclid=…&utm_…`) puts a page view on `raw.tracking` with the
-//!   `_fbc` cookie's value (click time of that visit), `_fbp`, the campaign and ads consent;
+//!   `_fbc` cookie's value (click time of that visit), `_fbp`, `gclid`, the campaign and ads consent;
 //!   the next page keeps the same session and the same `fbc`;
 //! - the pixel (`fbq`, a stub on the page) gets each page view with `eventID` equal to the
 //!   hit's event id, so Meta deduplicates the two copies;
@@ -330,6 +330,11 @@ hotmart_hottok = "{HOTTOK}"
         );
         assert_eq!(hit.utm.source.as_deref(), Some("facebook"), "{visit}");
         assert_eq!(hit.utm.campaign.as_deref(), Some("bf"), "{visit}");
+        assert_eq!(
+            hit.click_ids.gclid.as_deref(),
+            Some("Cj0-Test_1"),
+            "{visit}: gclid kept for the session"
+        );
         assert!(hit.envelope.consent.ads, "{visit}");
         assert_eq!(hit.client_event_id.as_deref(), Some(id.as_str()));
     }

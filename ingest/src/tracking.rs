@@ -11,6 +11,7 @@
 //! | `page_url`, `referrer` | where the hit happened; `utm_*` and `fbclid` are read from `page_url` when not given |
 //! | `utm_source`, `utm_medium`, `utm_campaign`, `utm_content`, `utm_term` | campaign |
 //! | `fbclid`, `fbc`, `fbp` | Meta click ids; `fbc` is built from `fbclid` when absent |
+//! | `gclid`, `gbraid`, `wbraid`, `ttclid` | Google Ads and TikTok click ids, kept raw for other destinations; read from `page_url` when not given |
 //! | `email`, `phone`, `first_name`, `last_name`, `city`, `state`, `zip`, `country`, `external_id` | personal data: hashed here, never stored raw |
 //! | `consent_ads`, `consent_analytics` | consent (default: the tenant's) |
 //! | `value`, `currency`, `content_ids` | initiate_checkout: cart |
@@ -56,6 +57,10 @@ pub(crate) struct TrackPayload {
     fbclid: Option<String>,
     fbc: Option<String>,
     fbp: Option<String>,
+    gclid: Option<String>,
+    gbraid: Option<String>,
+    wbraid: Option<String>,
+    ttclid: Option<String>,
     email: Option<String>,
     phone: Option<String>,
     first_name: Option<String>,
@@ -133,6 +138,14 @@ pub(crate) fn build_hit(
             .as_deref()
             .map(|id| build_fbc(id, page.as_ref().and_then(|u| u.host_str()), occurred_at)),
     };
+    // Other platforms' click ids: given, or read from the page URL.
+    let other_click_id = |field: &str, given: Option<String>| -> Result<Option<String>, ApiError> {
+        Ok(text(field, given, 512)?.or_else(|| from_page(field)))
+    };
+    let gclid = other_click_id("gclid", payload.gclid)?;
+    let gbraid = other_click_id("gbraid", payload.gbraid)?;
+    let wbraid = other_click_id("wbraid", payload.wbraid)?;
+    let ttclid = other_click_id("ttclid", payload.ttclid)?;
     let fbp = text("fbp", payload.fbp, 600)?
         .map(|v| meta_cookie("fbp", v))
         .transpose()?;
@@ -196,7 +209,15 @@ pub(crate) fn build_hit(
         page_url,
         referrer: referrer.map(String::from),
         utm,
-        click_ids: ClickIds { fbclid, fbc, fbp },
+        click_ids: ClickIds {
+            fbclid,
+            fbc,
+            fbp,
+            gclid,
+            gbraid,
+            wbraid,
+            ttclid,
+        },
         client_ip: ctx.client_ip.clone(),
         user_agent: ctx.user_agent.clone(),
         value: payload.value,

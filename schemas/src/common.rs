@@ -194,12 +194,21 @@ pub struct Utm {
     pub term: Option<String>,
 }
 
-/// `io.funnelhub.common.ClickIds`: Meta click identifiers, raw.
+/// `io.funnelhub.common.ClickIds`: ad platforms' click identifiers, raw.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClickIds {
     pub fbclid: Option<String>,
     pub fbc: Option<String>,
     pub fbp: Option<String>,
+    /// Google Ads and TikTok click ids, kept for destinations beyond Meta.
+    #[serde(default)]
+    pub gclid: Option<String>,
+    #[serde(default)]
+    pub gbraid: Option<String>,
+    #[serde(default)]
+    pub wbraid: Option<String>,
+    #[serde(default)]
+    pub ttclid: Option<String>,
 }
 
 /// `io.funnelhub.common.SourcePosition`: where a record was read from.

@@ -48,6 +48,8 @@ pub fn sample_tracking_hit() -> TrackingHit {
             fbclid: Some("IwAR2xYz".into()),
             fbc: Some("fb.1.1790000000000.IwAR2xYz".into()),
             fbp: Some("fb.1.1789999999000.123456789".into()),
+            gclid: Some("Cj0KCQiA-gclid".into()),
+            ..ClickIds::default()
         },
         client_ip: Some("203.0.113.7".into()),
         user_agent: Some("Mozilla/5.0".into()),
@@ -161,11 +163,21 @@ fn arb_utm() -> impl Strategy<Value = Utm> {
 }
 
 fn arb_click_ids() -> impl Strategy<Value = ClickIds> {
-    (opt_string(), opt_string(), opt_string()).prop_map(|(fbclid, fbc, fbp)| ClickIds {
-        fbclid,
-        fbc,
-        fbp,
-    })
+    (
+        (opt_string(), opt_string(), opt_string()),
+        (opt_string(), opt_string(), opt_string(), opt_string()),
+    )
+        .prop_map(
+            |((fbclid, fbc, fbp), (gclid, gbraid, wbraid, ttclid))| ClickIds {
+                fbclid,
+                fbc,
+                fbp,
+                gclid,
+                gbraid,
+                wbraid,
+                ttclid,
+            },
+        )
 }
 
 /// Any tracking hit.

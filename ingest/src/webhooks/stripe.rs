@@ -216,6 +216,8 @@ pub fn normalize(event: &Value) -> Result<Outcome, ApiError> {
             fbclid: metadata("fbclid"),
             fbc: metadata("fbc"),
             fbp: metadata("fbp"),
+            gclid: metadata("gclid"),
+            ..ClickIds::default()
         },
         client_ip: metadata("client_ip"),
         user_agent: metadata("user_agent"),

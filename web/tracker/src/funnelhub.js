@@ -129,8 +129,21 @@
   const fbclid = params.get('fbclid') || undefined;
   let fbc = readCookie('_fbc');
   let fbp = readCookie('_fbp');
+  // Other platforms' click ids (Google Ads, TikTok), kept like _fbc for 90 days.
+  const fromUrl = {};
+  ['gclid', 'gbraid', 'wbraid', 'ttclid'].forEach(
+    (k) => params.get(k) && (fromUrl[k] = params.get(k).slice(0, 512))
+  );
+  let clickIds = {};
+  try {
+    clickIds = JSON.parse(readCookie('_fh_clk') || '{}');
+  } catch (_) {}
   function clickCookies() {
     if (!consent.ads) return;
+    if (Object.keys(fromUrl).length) {
+      clickIds = { ...clickIds, ...fromUrl };
+      writeCookie('_fh_clk', JSON.stringify(clickIds), 90 * DAY);
+    }
     if (fbclid && !(fbc && fbc.split('.').slice(3).join('.') === fbclid)) {
       fbc = `fb.${subdomainIndex}.${now()}.${fbclid}`;
       writeCookie('_fbc', fbc, 90 * DAY);
@@ -260,6 +273,7 @@
       occurred_at: now(),
       page_url: location.href.slice(0, 2000),
       referrer: d.referrer ? d.referrer.slice(0, 2000) : undefined,
+      ...(consent.ads ? clickIds : {}),
       fbc: consent.ads ? fbc : undefined,
       fbp: consent.ads ? fbp : undefined,
       ...campaign,

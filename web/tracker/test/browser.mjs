@@ -40,7 +40,11 @@ async function visit(context, path, waitFor) {
 try {
   // Consent granted (Google Consent Mode on the page), a click from an ad.
   const granted = await browser.newContext();
-  const first = await visit(granted, '/?fbclid=AbC-123_xYz&utm_source=facebook&utm_campaign=bf', 'pageview');
+  const first = await visit(
+    granted,
+    '/?fbclid=AbC-123_xYz&utm_source=facebook&utm_campaign=bf&gclid=Cj0-Test_1',
+    'pageview'
+  );
   out.first = {
     status: first.status,
     session: await first.page.evaluate(() => window.funnelhub.session()),
