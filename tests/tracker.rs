@@ -154,6 +154,18 @@ hotmart_hottok = "{HOTTOK}"
         .route("/denied", get(move || async move { Html(denied) }))
         .route("/flaky", get(move || async move { Html(flaky) }))
         .route(
+            "/blank",
+            get(|| async { Html("<!doctype html><title>blank</title><p>blank</p>") }),
+        )
+        .route(
+            "/bare",
+            get(move || async move {
+                Html(format!(
+                    r#"<!doctype html><title>bare</title><script async src="http://edge.shop.test:{edge_port}/sdk/v1/funnelhub.js" data-tenant="shop"></script>"#
+                ))
+            }),
+        )
+        .route(
             "/tcf",
             get(move || async move { Html(tcf_page(edge_port)) }),
         )
@@ -206,6 +218,11 @@ hotmart_hottok = "{HOTTOK}"
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:?}");
     assert!(screenshot.exists(), "a screenshot of the test page");
+    assert_eq!(
+        out["globals"],
+        serde_json::json!(["funnelhub"]),
+        "no global but window.funnelhub"
+    );
 
     // The browser hashes as the edge does: the shared vectors, byte for byte.
     let vectors: Value =

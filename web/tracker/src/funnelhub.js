@@ -123,6 +123,15 @@
     consentFrom(ads, analytics);
   };
 
+  // Google Consent Mode: `gtag('consent', ...)` calls in `dataLayer`, read where we left
+  // off before every hit (gtag may load after us; we create no global of our own).
+  let layerSeen = 0;
+  const scanLayer = () => {
+    const layer = w.dataLayer;
+    if (!Array.isArray(layer)) return;
+    for (; layerSeen < layer.length; layerSeen++) safe(gtagConsent)(layer[layerSeen]);
+  };
+
   // Meta click ids. `_fbc` keeps the click time of the visit that carried the fbclid; a
   // later page without a new fbclid never rewrites it. fbclid is case-sensitive.
   const params = new URLSearchParams(location.search);
@@ -265,6 +274,7 @@
   const META_EVENT = { pageview: 'PageView', initiate_checkout: 'InitiateCheckout' };
   const track = safe((kind, props) => {
     props = props || {};
+    scanLayer();
     if (!['pageview', 'click', 'initiate_checkout'].includes(kind) || !tenant) return;
     const eventId = uuid();
     const body = {
@@ -350,13 +360,7 @@
   w.funnelhub = api;
 
   // Consent sources that were there before us, then the first page view.
-  const layer = (w.dataLayer = w.dataLayer || []);
-  Array.prototype.forEach.call(layer, safe(gtagConsent));
-  const push = layer.push;
-  layer.push = function () {
-    Array.prototype.forEach.call(arguments, safe(gtagConsent));
-    return push.apply(layer, arguments);
-  };
+  scanLayer();
   const start = safe(() => {
     flush();
     track('pageview');

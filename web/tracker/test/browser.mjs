@@ -115,6 +115,17 @@ try {
     cookies: (await tcfContext.cookies()).map((c) => c.name),
   };
 
+  // The tracker adds no global but window.funnelhub.
+  const bareContext = await browser.newContext();
+  const blank = await bareContext.newPage();
+  await blank.goto(args.landing + '/blank');
+  const baseline = await blank.evaluate(() => Object.keys(window));
+  const bare = await visit(bareContext, '/bare', 'pageview');
+  out.globals = await bare.page.evaluate(
+    (baseline) => Object.keys(window).filter((k) => !baseline.includes(k)),
+    baseline
+  );
+
   // Consent denied: no Meta cookie, and the hit says so.
   const denied = await browser.newContext();
   const refused = await visit(denied, '/denied?fbclid=NoCookie1', 'pageview');
