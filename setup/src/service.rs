@@ -387,10 +387,9 @@ impl SetupService {
         started: Instant,
     ) -> Result<Session, SetupError> {
         session.close(state, now_ms());
-        let tool = if change.applied.is_some() {
-            "autoconfigure"
-        } else {
-            "rollback"
+        let tool = match state {
+            SessionState::Configured => "autoconfigure",
+            _ => "rollback",
         };
         let output = change.to_json();
         let log = SetupActionLog {
