@@ -242,12 +242,18 @@ pub fn app(state: Arc<EdgeState>) -> Router {
 }
 
 /// The operators' routes: `/metrics`, `/healthz`, and `/readyz` with the reasons.
+/// `/metrics` and `/healthz` are every service's operators' routes
+/// (`funnelhub_runtime::ops_router`); without a recorder only `/readyz` is served.
 pub fn ops_app(state: Arc<EdgeState>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz_with_reasons))
-        .route("/metrics", get(render_metrics))
-        .with_state(state)
+    let ops = match &state.prometheus {
+        Some(handle) => funnelhub_runtime::ops_router(handle.clone()),
+        None => Router::new(),
+    };
+    ops.merge(
+        Router::new()
+            .route("/readyz", get(readyz_with_reasons))
+            .with_state(state),
+    )
 }
 
 /// Answer 408 to a request not received and answered within `edge.request_timeout_ms`: a
@@ -462,15 +468,4 @@ async fn readyz(State(s): State<Arc<EdgeState>>) -> Response {
 
 async fn readyz_with_reasons(State(s): State<Arc<EdgeState>>) -> Response {
     readiness(&s, true).await
-}
-
-async fn render_metrics(State(s): State<Arc<EdgeState>>) -> Response {
-    match &s.prometheus {
-        Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
 }
