@@ -198,7 +198,8 @@ enum TenantsCommand {
         settings: Vec<String>,
     },
     /// Change settings: allowed_origins, consent_ads_default, consent_analytics_default,
-    /// phone_calling_code, meta_pixel_id, meta_test_event_code, retention_days,
+    /// phone_calling_code, meta_pixel_id, meta_test_event_code,
+    /// meta_abandoned_checkout_event, retention_days,
     /// hotmart_hottok, kiwify_token, stripe_signing_secrets, onboard_secret,
     /// meta_access_token, api_keys (lists comma-separated; empty clears).
     Set {

@@ -164,4 +164,19 @@ pub const MIGRATIONS: &[Migration] = &[
         ORDER BY (tenant_id, session_id, action_id)",
         ],
     },
+    Migration {
+        version: 5,
+        name: "raw webhooks",
+        statements: &[
+            // One row per signed gateway delivery that became no event (`rows::RawWebhookRow`),
+            // personal values redacted at the edge; the same delivery twice is one row.
+            "CREATE TABLE IF NOT EXISTS {db}.raw_webhooks (
+            tenant_id String, webhook_id String, gateway String, event_name String,
+            gateway_event_id String, order_id String, reason String, field String,
+            received_at DateTime, received_at_ms Int64, payload String
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(received_at)
+        ORDER BY (tenant_id, gateway, event_name, webhook_id)",
+        ],
+    },
 ];

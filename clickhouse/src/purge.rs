@@ -350,8 +350,9 @@ pub async fn record(client: &Client, receipt: &ReceiptRow) -> Result<(), clickho
     insert.end().await
 }
 
-/// Tables that hold nothing of buyers (tenants' setup actions, secrets masked): no purge.
-pub const NOT_PERSONAL: [&str; 1] = ["setup_action_logs"];
+/// Tables that hold nothing of buyers (tenants' setup actions, secrets masked; kept
+/// webhooks, personal values redacted at the edge): no purge.
+pub const NOT_PERSONAL: [&str; 2] = ["setup_action_logs", "raw_webhooks"];
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clickhouse::Client;
 
 /// Each table and the column its rows age by.
-pub const AGED_BY: [(&str, &str); 10] = [
+pub const AGED_BY: [(&str, &str); 11] = [
     ("raw_events", "occurred_at"),
     ("events", "occurred_at"),
     ("funnel_transitions", "occurred_at"),
@@ -20,6 +20,7 @@ pub const AGED_BY: [(&str, &str); 10] = [
     ("dispatch_attempts", "attempted_at"),
     ("dlq", "failed_at"),
     ("setup_action_logs", "at"),
+    ("raw_webhooks", "received_at"),
 ];
 
 /// How long rows are kept.

@@ -54,7 +54,7 @@ use funnelhub_schemas::ids::now_ms;
 pub use funnelhub_tenants::TenantDirectory;
 use producer::EdgeProducer;
 use request::{require_json_or_text, QueryParams, Tenants};
-use webhooks::Outcome;
+use webhooks::Delivery;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -358,10 +358,10 @@ async fn gateway_webhook(
             let tenant = s.tenants.resolve_for_webhook(&query)?;
             let body = request::body(body, s.config.max_body_bytes)?;
             let received_at = now_ms();
-            let outcome = match gateway {
-                Gateway::Hotmart => webhooks::hotmart::handle(&tenant, &headers, &body)?,
-                Gateway::Kiwify => webhooks::kiwify::handle(&tenant, &query, &body)?,
-                _ => webhooks::stripe::handle(
+            let event = match gateway {
+                Gateway::Hotmart => webhooks::hotmart::authenticate(&tenant, &headers, &body)?,
+                Gateway::Kiwify => webhooks::kiwify::authenticate(&tenant, &query, &body)?,
+                _ => webhooks::stripe::authenticate(
                     &tenant,
                     &headers,
                     &body,
@@ -369,16 +369,23 @@ async fn gateway_webhook(
                     s.config.stripe_tolerance_secs,
                 )?,
             };
-            match outcome {
-                Outcome::Ignored(name) => {
-                    metrics::ignored(route, name.clone());
-                    Ok(Json(json!({"status": "ignored", "gateway_event": name})).into_response())
-                }
-                Outcome::Order(draft) => {
-                    let order = draft.finish(&tenant, gateway, received_at);
+            let delivery = webhooks::deliver(gateway, &tenant, &body, &event, received_at);
+            metrics::gateway_event(gateway, &delivery);
+            match delivery {
+                Delivery::Event(order) => {
                     let event_id = order.envelope.event_id.clone();
-                    s.producer.send(&EdgeEvent::OrderEvent(order)).await?;
+                    s.producer.send(&EdgeEvent::OrderEvent(*order)).await?;
                     Ok(accepted(&event_id))
+                }
+                Delivery::Kept(raw) => {
+                    s.producer.send_raw_webhook(&raw).await?;
+                    Ok(Json(json!({
+                        "status": "kept",
+                        "webhook_id": raw.webhook_id,
+                        "gateway_event": raw.event_name,
+                        "reason": raw.reason.as_str(),
+                    }))
+                    .into_response())
                 }
             }
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use funnelhub_kafka::admin::{catalog_requests, ensure_topics};
 use funnelhub_kafka::{AckedProducer, KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_runtime::telemetry::TraceSpan;
-use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, TrackingHit};
+use funnelhub_schemas::events::{EdgeEvent, OnboardingEvent, OrderEvent, RawWebhook, TrackingHit};
 use funnelhub_schemas::Catalog;
 use opentelemetry::KeyValue;
 use rdkafka::producer::Producer;
@@ -26,6 +26,7 @@ pub struct EdgeProducer {
     tracking: TopicCodec<TrackingHit>,
     orders: TopicCodec<OrderEvent>,
     onboarding: TopicCodec<OnboardingEvent>,
+    raw_webhooks: TopicCodec<RawWebhook>,
     retry_after_secs: u32,
 }
 
@@ -47,12 +48,13 @@ impl EdgeProducer {
     ) -> Result<Self, funnelhub_kafka::Error> {
         ensure_topics(kafka, &catalog_requests(kafka)).await?;
         let catalog = Catalog::new(&kafka.topic_prefix);
-        use funnelhub_schemas::topics::{RAW_ONBOARDING, RAW_ORDERS, RAW_TRACKING};
+        use funnelhub_schemas::topics::{RAW_ONBOARDING, RAW_ORDERS, RAW_TRACKING, RAW_WEBHOOKS};
         let edge = EdgeProducer {
             producer: AckedProducer::new(kafka, "funnelhub-edge", produce_timeout)?,
             tracking: TopicCodec::of(registry, &catalog, RAW_TRACKING).await?,
             orders: TopicCodec::of(registry, &catalog, RAW_ORDERS).await?,
             onboarding: TopicCodec::of(registry, &catalog, RAW_ONBOARDING).await?,
+            raw_webhooks: TopicCodec::of(registry, &catalog, RAW_WEBHOOKS).await?,
             retry_after_secs,
         };
         // Learn the raw topics' leaders before the first request, not during it.
@@ -60,6 +62,7 @@ impl EdgeProducer {
             edge.tracking.topic(),
             edge.orders.topic(),
             edge.onboarding.topic(),
+            edge.raw_webhooks.topic(),
         ] {
             let (client, topic) = (edge.producer.inner().clone(), topic.to_owned());
             tokio::task::spawn_blocking(move || {
@@ -88,26 +91,50 @@ impl EdgeProducer {
         let payload = payload.map_err(|e| {
             ApiError::Internal(format!("encoding {}: {e}", event.envelope().event_id))
         })?;
-        let key = event.key();
         let envelope = event.envelope();
+        let attributes = vec![
+            KeyValue::new("funnelhub.tenant_id", envelope.tenant_id.clone()),
+            KeyValue::new("funnelhub.event_id", envelope.event_id.clone()),
+            KeyValue::new("funnelhub.event_type", envelope.event_type.as_str()),
+        ];
+        self.write(topic, &event.key(), &payload, attributes).await
+    }
+
+    /// Write a signed delivery kept raw, once the broker acknowledged it.
+    pub async fn send_raw_webhook(&self, raw: &RawWebhook) -> Result<(), ApiError> {
+        let payload = self
+            .raw_webhooks
+            .encode(raw)
+            .map_err(|e| ApiError::Internal(format!("encoding {}: {e}", raw.webhook_id)))?;
+        let attributes = vec![
+            KeyValue::new("funnelhub.tenant_id", raw.tenant_id.clone()),
+            KeyValue::new("funnelhub.webhook_id", raw.webhook_id.clone()),
+        ];
+        self.write(self.raw_webhooks.topic(), &raw.key(), &payload, attributes)
+            .await
+    }
+
+    /// Write one encoded record and wait for the broker's acknowledgement.
+    async fn write(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        mut attributes: Vec<KeyValue>,
+    ) -> Result<(), ApiError> {
+        attributes.push(KeyValue::new(
+            "messaging.destination.name",
+            topic.to_owned(),
+        ));
         // The event's trace starts here; every stage it reaches adds its span.
-        let span = TraceSpan::start(
-            "edge",
-            None,
-            vec![
-                KeyValue::new("funnelhub.tenant_id", envelope.tenant_id.clone()),
-                KeyValue::new("funnelhub.event_id", envelope.event_id.clone()),
-                KeyValue::new("funnelhub.event_type", envelope.event_type.as_str()),
-                KeyValue::new("messaging.destination.name", topic.to_owned()),
-            ],
-        );
+        let span = TraceSpan::start("edge", None, attributes);
         let started = Instant::now();
         let result = self
             .producer
             .send_traced(
                 topic,
                 key.as_bytes(),
-                Some(&payload),
+                Some(payload),
                 span.as_ref().and_then(|s| s.traceparent()).map(|t| &**t),
             )
             .await;

@@ -18,7 +18,7 @@ use funnelhub_kafka::{KafkaConfig, SchemaRegistry, TopicCodec};
 use funnelhub_runtime::RunningServer;
 use funnelhub_schemas::codec::split_frame;
 use funnelhub_schemas::common::EventType;
-use funnelhub_schemas::events::{OnboardingEvent, OrderEvent, TrackingHit};
+use funnelhub_schemas::events::{OnboardingEvent, OrderEvent, RawWebhook, TrackingHit};
 use funnelhub_schemas::{AvroRecord, Catalog, Decoder, Topic};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -391,19 +391,25 @@ async fn hotmart_and_kiwify_check_their_secrets() {
         (status, body["error"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unauthorized"))
     );
-    // A valid webhook of a type funnelhub does not use: acknowledged, nothing produced.
-    let printed = hotmart.replace("PURCHASE_APPROVED", "PURCHASE_BILLET_PRINTED");
+    // A valid webhook of a type funnelhub does not use: acknowledged and kept raw, with
+    // personal values redacted, not an order.
+    let first_access = hotmart.replace("PURCHASE_APPROVED", "CLUB_FIRST_ACCESS");
     let (status, body) = edge
         .post(
             "/api/v1/webhooks/hotmart?tenant=acme",
             &[("x-hotmart-hottok", HOTTOK)],
-            printed,
+            first_access,
         )
         .await;
     assert_eq!(
-        (status, body["status"].as_str()),
-        (StatusCode::OK, Some("ignored"))
+        (status, body["status"].as_str(), body["reason"].as_str()),
+        (StatusCode::OK, Some("kept"), Some("unused_event"))
     );
+    let kept = edge.records::<RawWebhook>(Topic::RawWebhooks, 1).await;
+    let (key, raw) = &kept[0];
+    assert_eq!(raw.event_name, "CLUB_FIRST_ACCESS");
+    assert_eq!(key, &format!("acme:hotmart:{}", raw.webhook_id));
+    assert!(raw.payload.contains("HP99") && !raw.payload.contains("b@example.com"));
 
     let kiwify = json!({"order": {"order_id": "kw-7", "order_status": "paid", "webhook_event_type": "order_approved",
         "Customer": {"email": "k@example.com", "full_name": "Davi Luz", "mobile": "+5511999990000"},

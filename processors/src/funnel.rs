@@ -3,8 +3,11 @@
 //! Two funnels, each with a fixed stage order:
 //! - onboarding, per portal `session_id`: started → domain_validated → dns_applied →
 //!   account_created → infra_synced → completed; `onboarding.failed` is an outcome;
-//! - tracking, per landing-page session: click → pageview → initiate_checkout → purchase
-//!   (a gateway purchase that carries the session id; the matcher adds the others).
+//! - tracking, per landing-page session: click → pageview → initiate_checkout →
+//!   checkout_abandoned → payment_pending → purchase (gateway events that carry the
+//!   session id: an abandoned cart, a Pix or boleto generated, a paid order; the matcher
+//!   links the others). A payment that failed or expired, or an order canceled, is a
+//!   failure: it closes the session as `failed` unless a purchase completes it.
 //!
 //! A session's stage is the furthest stage reached by that order, so events arriving late
 //! (retries) never move it backwards; its outcome is `completed` once the last stage is
@@ -61,7 +64,10 @@ pub fn classify(event: &EdgeEvent) -> Option<(Funnel, &str, Effect)> {
         EventType::Click => Effect::Reach(FunnelStage::Click),
         EventType::Pageview => Effect::Reach(FunnelStage::Pageview),
         EventType::InitiateCheckout => Effect::Reach(FunnelStage::InitiateCheckout),
+        EventType::CheckoutAbandoned => Effect::Reach(FunnelStage::CheckoutAbandoned),
+        EventType::PaymentPending => Effect::Reach(FunnelStage::PaymentPending),
         EventType::Purchase => Effect::Reach(FunnelStage::Purchase),
+        EventType::PaymentFailed | EventType::Cancel => Effect::Fail,
         EventType::OnboardingStarted => Effect::Reach(FunnelStage::Started),
         EventType::DomainValidated => Effect::Reach(FunnelStage::DomainValidated),
         EventType::DnsApplied => Effect::Reach(FunnelStage::DnsApplied),
@@ -69,9 +75,12 @@ pub fn classify(event: &EdgeEvent) -> Option<(Funnel, &str, Effect)> {
         EventType::InfraSynced => Effect::Reach(FunnelStage::InfraSynced),
         EventType::OnboardingCompleted => Effect::Reach(FunnelStage::Completed),
         EventType::OnboardingFailed => Effect::Fail,
-        EventType::Refund | EventType::Chargeback | EventType::Cancel | EventType::Unknown => {
-            return None
-        }
+        EventType::Refund
+        | EventType::Chargeback
+        | EventType::SubscriptionRenewed
+        | EventType::SubscriptionCanceled
+        | EventType::PlanChanged
+        | EventType::Unknown => return None,
     };
     match event {
         EdgeEvent::TrackingHit(hit) => Some((Funnel::Tracking, hit.session_id.as_str(), effect)),
@@ -218,8 +227,12 @@ impl FunnelState {
 
         let reached = match effect {
             Effect::Reach(stage) => stage,
-            // A failed session had at least started.
-            Effect::Fail => FunnelStage::Started,
+            // A failed onboarding had at least started; a failed payment was at least
+            // pending.
+            Effect::Fail => match funnel {
+                Funnel::Tracking => FunnelStage::PaymentPending,
+                Funnel::Onboarding | Funnel::Unknown => FunnelStage::Started,
+            },
         };
         let stage = session.stage.max(Some(reached)).unwrap_or(reached);
         let outcome = if Some(stage) == funnel.last_stage() {
@@ -534,6 +547,92 @@ mod tests {
         hit.envelope.event_id = id.into();
         hit.session_id = session.into();
         EdgeEvent::TrackingHit(hit)
+    }
+
+    fn order(session: &str, kind: EventType, id: &str, at: i64) -> EdgeEvent {
+        let mut order = funnelhub_schemas::testing::sample_order_event();
+        order.envelope.tenant_id = "acme".into();
+        order.envelope.event_type = kind;
+        order.envelope.event_id = id.into();
+        order.envelope.occurred_at = at;
+        order.session_id = Some(session.into());
+        EdgeEvent::OrderEvent(order)
+    }
+
+    /// Stage and outcome after applying `events` in order.
+    fn end_state(events: &[EdgeEvent]) -> (Option<FunnelStage>, FunnelOutcome) {
+        let mut state = FunnelState::new(i64::MAX / 4);
+        let mut emitted = Emitted::default();
+        for (i, event) in events.iter().enumerate() {
+            state.apply(event, i as i64, &mut emitted);
+        }
+        let session = state
+            .session("acme", Funnel::Tracking, "s")
+            .expect("session");
+        (session.stage, session.outcome)
+    }
+
+    #[test]
+    fn gateway_events_move_the_tracking_funnel_in_any_order() {
+        let checkout = {
+            let EdgeEvent::TrackingHit(mut hit) = hit("acme", "s", "h1") else {
+                unreachable!()
+            };
+            hit.envelope.event_type = EventType::InitiateCheckout;
+            EdgeEvent::TrackingHit(hit)
+        };
+        let abandoned = order("s", EventType::CheckoutAbandoned, "o1", 2);
+        let pending = order("s", EventType::PaymentPending, "o2", 3);
+        let paid = order("s", EventType::Purchase, "o3", 4);
+        let failed = order("s", EventType::PaymentFailed, "o4", 5);
+        let (stage, outcome) = end_state(&[checkout.clone(), abandoned.clone()]);
+        assert_eq!(
+            (stage, outcome),
+            (
+                Some(FunnelStage::CheckoutAbandoned),
+                FunnelOutcome::InProgress
+            )
+        );
+        let (stage, outcome) = end_state(&[checkout.clone(), pending.clone()]);
+        assert_eq!(
+            (stage, outcome),
+            (Some(FunnelStage::PaymentPending), FunnelOutcome::InProgress)
+        );
+        // A Pix that expired closes the session; paid later, it completes it.
+        let (stage, outcome) = end_state(&[checkout.clone(), pending.clone(), failed.clone()]);
+        assert_eq!(
+            (stage, outcome),
+            (Some(FunnelStage::PaymentPending), FunnelOutcome::Failed)
+        );
+        for events in [
+            vec![
+                checkout.clone(),
+                abandoned.clone(),
+                pending.clone(),
+                paid.clone(),
+            ],
+            vec![
+                paid.clone(),
+                pending.clone(),
+                abandoned.clone(),
+                checkout.clone(),
+            ],
+            vec![pending, failed, paid, abandoned, checkout],
+        ] {
+            assert_eq!(
+                end_state(&events),
+                (Some(FunnelStage::Purchase), FunnelOutcome::Completed)
+            );
+        }
+        // Renewals and plan changes are outside the funnel.
+        let mut state = FunnelState::new(i64::MAX / 4);
+        let mut emitted = Emitted::default();
+        state.apply(
+            &order("r", EventType::SubscriptionRenewed, "o9", 1),
+            1,
+            &mut emitted,
+        );
+        assert!(state.is_empty() && emitted.transitions.is_empty());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::derived::{
     CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelTransition, MatchResult,
     OpsTicket,
 };
-use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
+use crate::events::{OnboardingEvent, OrderEvent, RawWebhook, TrackingHit};
 use crate::privacy::Suppression;
 use crate::setup::{SetupActionLog, SetupSession};
 use crate::state::{DedupeEntry, FunnelSession, MatchEntry};
@@ -62,6 +62,9 @@ pub enum Topic {
     SetupSessions,
     /// One record per setup action (validation tools, autoconfigure, rollback).
     SetupActions,
+    /// Signed gateway deliveries that became no event, kept as sent (personal values
+    /// redacted).
+    RawWebhooks,
 }
 
 /// Every stage of the pipeline: the one table its name (logs, metrics,
@@ -121,6 +124,7 @@ impl StageId {
                 Topic::CapiAttempts,
                 Topic::Dlq,
                 Topic::SetupActions,
+                Topic::RawWebhooks,
             ],
         }
     }
@@ -185,7 +189,7 @@ const fn state(spec: TopicSpec) -> TopicSpec {
 
 impl Topic {
     /// Every topic, in pipeline order.
-    pub const ALL: [Topic; 18] = [
+    pub const ALL: [Topic; 19] = [
         Topic::RawTracking,
         Topic::RawOrders,
         Topic::RawOnboarding,
@@ -204,6 +208,7 @@ impl Topic {
         Topic::Tenants,
         Topic::SetupSessions,
         Topic::SetupActions,
+        Topic::RawWebhooks,
     ];
 
     /// The catalog entry of this topic.
@@ -375,6 +380,13 @@ impl Topic {
                     "edge (setup API)",
                 )
             },
+            Topic::RawWebhooks => spec(
+                "raw.webhooks",
+                "tenant_id:gateway:webhook_id",
+                RawWebhook::FULL_NAME,
+                INPUT_RETENTION_DAYS,
+                "edge",
+            ),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::derived::{
     CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelTransition, MatchResult,
     OpsTicket,
 };
-use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
+use crate::events::{OnboardingEvent, OrderEvent, RawWebhook, TrackingHit};
 use crate::privacy::Suppression;
 use crate::schema_set::{RecordSchema, SchemaSet};
 use crate::setup::{SetupActionLog, SetupSession};
@@ -59,6 +59,7 @@ avro_records! {
     TrackingHit => "io.funnelhub.events.TrackingHit",
     OrderEvent => "io.funnelhub.events.OrderEvent",
     OnboardingEvent => "io.funnelhub.events.OnboardingEvent",
+    RawWebhook => "io.funnelhub.events.RawWebhook",
     DedupedEvent => "io.funnelhub.derived.DedupedEvent",
     FunnelTransition => "io.funnelhub.derived.FunnelTransition",
     OpsTicket => "io.funnelhub.derived.OpsTicket",

@@ -20,13 +20,19 @@ pub enum EventType {
     InfraSynced,
     OnboardingCompleted,
     OnboardingFailed,
+    CheckoutAbandoned,
+    PaymentPending,
+    PaymentFailed,
+    SubscriptionRenewed,
+    SubscriptionCanceled,
+    PlanChanged,
     /// Written by a newer producer with a symbol this reader does not know.
     Unknown,
 }
 
 impl EventType {
     /// Every known event type, in funnel order within each family.
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 20] = [
         EventType::Click,
         EventType::Pageview,
         EventType::InitiateCheckout,
@@ -41,6 +47,12 @@ impl EventType {
         EventType::InfraSynced,
         EventType::OnboardingCompleted,
         EventType::OnboardingFailed,
+        EventType::CheckoutAbandoned,
+        EventType::PaymentPending,
+        EventType::PaymentFailed,
+        EventType::SubscriptionRenewed,
+        EventType::SubscriptionCanceled,
+        EventType::PlanChanged,
     ];
 
     /// The Avro symbol (`onboarding_started`), as analysts' tables store it.
@@ -60,6 +72,12 @@ impl EventType {
             EventType::InfraSynced => "infra_synced",
             EventType::OnboardingCompleted => "onboarding_completed",
             EventType::OnboardingFailed => "onboarding_failed",
+            EventType::CheckoutAbandoned => "checkout_abandoned",
+            EventType::PaymentPending => "payment_pending",
+            EventType::PaymentFailed => "payment_failed",
+            EventType::SubscriptionRenewed => "subscription_renewed",
+            EventType::SubscriptionCanceled => "subscription_canceled",
+            EventType::PlanChanged => "plan_changed",
             EventType::Unknown => "unknown",
         }
     }
@@ -81,6 +99,12 @@ impl EventType {
             EventType::InfraSynced => "infra.synced",
             EventType::OnboardingCompleted => "onboarding.completed",
             EventType::OnboardingFailed => "onboarding.failed",
+            EventType::CheckoutAbandoned => "checkout_abandoned",
+            EventType::PaymentPending => "payment_pending",
+            EventType::PaymentFailed => "payment_failed",
+            EventType::SubscriptionRenewed => "subscription_renewed",
+            EventType::SubscriptionCanceled => "subscription_canceled",
+            EventType::PlanChanged => "plan_changed",
             EventType::Unknown => "unknown",
         }
     }

@@ -31,5 +31,8 @@ pub struct TenantRecord {
     pub meta_pixel_id: Option<String>,
     pub meta_test_event_code: Option<String>,
     pub retention_days: Option<i32>,
+    /// Meta custom event name abandoned checkouts are sent as; `None`: not sent.
+    #[serde(default)]
+    pub meta_abandoned_checkout_event: Option<String>,
     pub secrets: Sealed,
 }

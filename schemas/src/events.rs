@@ -26,7 +26,9 @@ pub struct TrackingHit {
     pub content_ids: Vec<String>,
 }
 
-/// `io.funnelhub.events.OrderEvent`: a gateway order as purchase/refund/chargeback/cancel.
+/// `io.funnelhub.events.OrderEvent`: a gateway order event (purchase, refund, chargeback,
+/// cancel, checkout abandoned, payment pending or failed, subscription renewed, canceled
+/// or changed plan).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrderEvent {
     pub envelope: Envelope,
@@ -46,6 +48,64 @@ pub struct OrderEvent {
     pub click_ids: ClickIds,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The gateway's subscription the order belongs to.
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    /// The subscription plan; for `plan_changed`, the new one.
+    #[serde(default)]
+    pub plan: Option<String>,
+}
+
+/// `io.funnelhub.events.RawWebhookReason`: why a signed delivery was kept raw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawWebhookReason {
+    /// An event type funnelhub does not turn into an event.
+    UnusedEvent,
+    /// A type it maps, whose body lacks or garbles a field it needs.
+    Unmappable,
+    /// Written by a newer producer with a symbol this reader does not know.
+    Unknown,
+}
+
+impl RawWebhookReason {
+    /// The Avro symbol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RawWebhookReason::UnusedEvent => "unused_event",
+            RawWebhookReason::Unmappable => "unmappable",
+            RawWebhookReason::Unknown => "unknown",
+        }
+    }
+}
+
+/// `io.funnelhub.events.RawWebhook`: a signed gateway delivery kept as sent (personal
+/// values redacted) because it did not become an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawWebhook {
+    pub webhook_id: String,
+    pub tenant_id: String,
+    pub gateway: Gateway,
+    pub event_name: String,
+    pub gateway_event_id: Option<String>,
+    pub order_id: Option<String>,
+    pub reason: RawWebhookReason,
+    /// `Unmappable`: the field that was missing or invalid.
+    pub field: Option<String>,
+    pub received_at: i64,
+    /// The body as JSON, personal values redacted.
+    pub payload: String,
+}
+
+impl RawWebhook {
+    /// Its partition key: `tenant_id:gateway:webhook_id`.
+    pub fn key(&self) -> String {
+        key(&[
+            &self.tenant_id,
+            gateway_name(self.gateway),
+            &self.webhook_id,
+        ])
+    }
 }
 
 /// `io.funnelhub.events.OnboardingEvent`: an onboarding-portal milestone.

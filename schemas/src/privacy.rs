@@ -323,6 +323,17 @@ impl SuppressionList {
     }
 }
 
+/// A kept webhook holds no personal value (redacted at the edge) and no session: tied to
+/// no person.
+impl Tied for crate::events::RawWebhook {
+    fn ties(&self) -> Ties<'_> {
+        Ties {
+            tenant_id: &self.tenant_id,
+            ..Ties::default()
+        }
+    }
+}
+
 /// Setup actions concern a tenant's configuration, not a buyer: tied to no person.
 impl Tied for crate::setup::SetupActionLog {
     fn ties(&self) -> Ties<'_> {

@@ -22,6 +22,7 @@ const FILES: &[(&str, &str)] = &[
         "OnboardingEvent",
         include_str!("../avro/OnboardingEvent.avsc"),
     ),
+    ("RawWebhook", include_str!("../avro/RawWebhook.avsc")),
     ("DedupedEvent", include_str!("../avro/DedupedEvent.avsc")),
     (
         "FunnelTransition",
@@ -235,7 +236,7 @@ mod tests {
     #[test]
     fn every_top_level_schema_is_self_contained() {
         let set = SchemaSet::bundled();
-        assert_eq!(set.iter().count(), 17);
+        assert_eq!(set.iter().count(), 18);
         for record in set.iter() {
             // Parsing alone (no other schemas supplied) proves no dangling reference.
             let reparsed = Schema::parse_str(&record.json).expect(&record.full_name);

@@ -78,6 +78,8 @@ pub fn sample_order_event() -> OrderEvent {
         click_ids: ClickIds::default(),
         client_ip: None,
         user_agent: None,
+        subscription_id: None,
+        plan: None,
     }
 }
 
@@ -237,6 +239,8 @@ pub fn arb_order_event() -> impl Strategy<Value = OrderEvent> {
                 click_ids: ClickIds::default(),
                 client_ip: None,
                 user_agent: None,
+                subscription_id: None,
+                plan: None,
             },
         )
 }
@@ -478,6 +482,7 @@ pub fn sample_tenant_record() -> crate::control::TenantRecord {
         phone_calling_code: Some("55".into()),
         meta_pixel_id: Some("1234".into()),
         meta_test_event_code: None,
+        meta_abandoned_checkout_event: None,
         retention_days: Some(90),
         secrets: sample_sealed(),
     }

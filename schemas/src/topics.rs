@@ -13,7 +13,7 @@ use crate::derived::{
     CapiDispatchRequest, DedupedEvent, DispatchAttempt, DlqRecord, FunnelTransition, MatchResult,
     OpsTicket,
 };
-use crate::events::{OnboardingEvent, OrderEvent, TrackingHit};
+use crate::events::{OnboardingEvent, OrderEvent, RawWebhook, TrackingHit};
 use crate::privacy::Suppression;
 use crate::setup::{SetupActionLog, SetupSession};
 use crate::state::{DedupeEntry, FunnelSession, MatchEntry};
@@ -60,6 +60,7 @@ pub const SUPPRESSIONS: Typed<Suppression> = Typed::new(Topic::Suppressions);
 pub const TENANTS: Typed<TenantRecord> = Typed::new(Topic::Tenants);
 pub const SETUP_SESSIONS: Typed<SetupSession> = Typed::new(Topic::SetupSessions);
 pub const SETUP_ACTIONS: Typed<SetupActionLog> = Typed::new(Topic::SetupActions);
+pub const RAW_WEBHOOKS: Typed<RawWebhook> = Typed::new(Topic::RawWebhooks);
 
 #[cfg(test)]
 mod tests {
@@ -91,6 +92,7 @@ mod tests {
             entry(TENANTS),
             entry(SETUP_SESSIONS),
             entry(SETUP_ACTIONS),
+            entry(RAW_WEBHOOKS),
         ];
         let topics: Vec<Topic> = typed.iter().map(|(t, _)| *t).collect();
         assert_eq!(

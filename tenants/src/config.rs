@@ -135,6 +135,10 @@ pub struct TenantConfig {
     /// Events Manager test code sent with every event (to watch them in Test events).
     #[serde(default)]
     pub meta_test_event_code: Option<String>,
+    /// Meta custom event name abandoned checkouts are sent as (`AbandonedCheckout`);
+    /// without one they are not sent. Letters, digits and `_`, at most 40.
+    #[serde(default)]
+    pub meta_abandoned_checkout_event: Option<String>,
     /// API keys of scope `read` (`Authorization: Bearer <key>`): the read API, only this
     /// tenant's data. Several while rotating.
     #[serde(default)]
@@ -172,6 +176,7 @@ impl TenantConfig {
             meta_pixel_id: None,
             meta_access_token: None,
             meta_test_event_code: None,
+            meta_abandoned_checkout_event: None,
             api_keys: Vec::new(),
             setup_api_keys: Vec::new(),
             admin_api_keys: Vec::new(),
@@ -269,8 +274,13 @@ pub const SECRET_SETTINGS: [&str; 8] = [
     "api_keys",
 ];
 
+/// Whether `name` can be a Meta custom event name as funnelhub sends one.
+pub fn is_custom_event_name(name: &str) -> bool {
+    (1..=40).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// The settings `funnelhub tenants set` takes, as `key=value`.
-pub const SETTABLE: [&str; 15] = [
+pub const SETTABLE: [&str; 16] = [
     "setup_api_keys",
     "admin_api_keys",
     "allowed_origins",
@@ -279,6 +289,7 @@ pub const SETTABLE: [&str; 15] = [
     "phone_calling_code",
     "meta_pixel_id",
     "meta_test_event_code",
+    "meta_abandoned_checkout_event",
     "retention_days",
     "hotmart_hottok",
     "kiwify_token",
@@ -316,6 +327,17 @@ impl TenantConfig {
             "phone_calling_code" => self.phone_calling_code = text(),
             "meta_pixel_id" => self.meta_pixel_id = text(),
             "meta_test_event_code" => self.meta_test_event_code = text(),
+            "meta_abandoned_checkout_event" => {
+                self.meta_abandoned_checkout_event = match text() {
+                    None => None,
+                    Some(name) if is_custom_event_name(&name) => Some(name),
+                    Some(_) => {
+                        return Err(format!(
+                            "{key} is a Meta custom event name: letters, digits and _, at most 40"
+                        ))
+                    }
+                }
+            }
             "retention_days" => {
                 self.retention_days = match value {
                     "" => None,

@@ -62,6 +62,7 @@ pub fn to_record(
         meta_pixel_id: tenant.meta_pixel_id.clone(),
         meta_test_event_code: tenant.meta_test_event_code.clone(),
         retention_days: tenant.retention_days.map(|d| d as i32),
+        meta_abandoned_checkout_event: tenant.meta_abandoned_checkout_event.clone(),
         secrets: keys.seal(&tenant.id, &plaintext)?,
     })
 }
@@ -85,6 +86,7 @@ pub fn from_record(record: &TenantRecord, keys: &Keyring) -> Result<TenantConfig
         meta_pixel_id: record.meta_pixel_id.clone(),
         meta_access_token: secret(secrets.meta_access_token),
         meta_test_event_code: record.meta_test_event_code.clone(),
+        meta_abandoned_checkout_event: record.meta_abandoned_checkout_event.clone(),
         api_keys: to_secrets(secrets.api_keys),
         setup_api_keys: to_secrets(secrets.setup_api_keys),
         admin_api_keys: to_secrets(secrets.admin_api_keys),

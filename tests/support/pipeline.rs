@@ -46,6 +46,7 @@ stripe_signing_secrets = ["whsec_acme"]
 onboard_secret = "acme-onboard"
 meta_pixel_id = "111000111"
 meta_access_token = "token-acme"
+meta_abandoned_checkout_event = "AbandonedCheckout"
 api_keys = ["acme-read-key"]
 admin_api_keys = ["acme-api-key"]
 

@@ -1,18 +1,25 @@
 //! Gateway and onboarding-portal webhooks.
 //!
-//! Each gateway module checks authenticity the way that gateway documents it, then maps its
-//! payload onto an [`OrderDraft`]; [`OrderDraft::finish`] turns every draft into the
-//! canonical [`OrderEvent`] the same way (deterministic id, hashed identity, envelope).
-//! Webhooks of event types funnelhub does not use are acknowledged (so the gateway stops
-//! retrying) and counted, but produce nothing.
+//! Each gateway module checks authenticity the way that gateway documents it
+//! (`authenticate`), then maps its payload onto an [`OrderDraft`] (`normalize`);
+//! [`OrderDraft::finish`] turns every draft into the canonical [`OrderEvent`] the same way
+//! (deterministic id, hashed identity, envelope).
+//!
+//! Contract: a delivery whose signature is valid and whose body is JSON is always
+//! accepted ([`deliver`]). Event types that mean something to the funnel become events;
+//! every other one, and one of a mapped type whose body lacks a field the mapping needs,
+//! is kept raw ([`raw`]) with the gateway's own event name. Only a bad signature, an
+//! unknown tenant or a body that is not JSON is refused: a gateway that keeps getting 4xx
+//! retries, and may switch the URL off.
 
 pub mod hotmart;
 pub mod kiwify;
 pub mod onboard;
+pub mod raw;
 pub mod stripe;
 
 use funnelhub_schemas::common::{ClickIds, Consent, Envelope, EventType, Gateway, Source, Utm};
-use funnelhub_schemas::events::{gateway_name, OrderEvent};
+use funnelhub_schemas::events::{gateway_name, OrderEvent, RawWebhook, RawWebhookReason};
 use funnelhub_schemas::identity::RawIdentity;
 use funnelhub_schemas::ids::order_event_id;
 use funnelhub_schemas::SCHEMA_VERSION;
@@ -25,19 +32,82 @@ use crate::tracking::build_fbc;
 use crate::validate::phone_rules;
 use funnelhub_runtime::api::ApiError;
 
-/// What a gateway webhook means for funnelhub.
+use raw::{Described, Unmapped};
+
+/// What a gateway's mapping makes of a verified body.
 #[derive(Debug)]
 pub enum Outcome {
-    /// A purchase, refund, chargeback or cancel.
+    /// An order event (purchase, pending payment, abandoned checkout, renewal...).
     Order(Box<OrderDraft>),
-    /// A valid webhook of a type funnelhub does not use (its name, for metrics).
-    Ignored(String),
+    /// A type funnelhub does not turn into an event: kept raw under its own name.
+    Unused(Described),
+}
+
+/// What a verified delivery becomes: an event, or a record kept raw.
+#[derive(Debug)]
+pub enum Delivery {
+    Event(Box<OrderEvent>),
+    Kept(Box<RawWebhook>),
+}
+
+impl Delivery {
+    /// The gateway's event name (`PURCHASE_APPROVED`, `pix_created`, `invoice.paid`).
+    pub fn gateway_event(&self) -> &str {
+        match self {
+            Delivery::Event(order) => &order.gateway_status,
+            Delivery::Kept(raw) => &raw.event_name,
+        }
+    }
+}
+
+/// Map a verified delivery of `gateway` (its parsed body `event`, raw bytes `body`):
+/// an [`OrderEvent`], or a [`RawWebhook`] when it is of a type funnelhub does not map or
+/// lacks a field the mapping needs. Never refuses.
+pub fn deliver(
+    gateway: Gateway,
+    tenant: &TenantConfig,
+    body: &[u8],
+    event: &serde_json::Value,
+    received_at: i64,
+) -> Delivery {
+    let (mapped, described) = match gateway {
+        Gateway::Hotmart => (hotmart::normalize(event), hotmart::describe(event)),
+        Gateway::Kiwify => (kiwify::normalize(event), kiwify::describe(event)),
+        Gateway::Stripe | Gateway::Unknown => (stripe::normalize(event), stripe::describe(event)),
+    };
+    let unmapped = match mapped {
+        Ok(Outcome::Order(draft)) => {
+            return Delivery::Event(Box::new(draft.finish(tenant, gateway, received_at)))
+        }
+        Ok(Outcome::Unused(described)) => Unmapped {
+            described,
+            reason: RawWebhookReason::UnusedEvent,
+            field: None,
+        },
+        Err(error) => Unmapped {
+            described,
+            reason: RawWebhookReason::Unmappable,
+            field: match error {
+                ApiError::InvalidField { field, .. } => Some(field),
+                _ => None,
+            },
+        },
+    };
+    Delivery::Kept(Box::new(raw::keep(
+        &tenant.id,
+        gateway,
+        body,
+        event,
+        unmapped,
+        received_at,
+    )))
 }
 
 /// A gateway order before the common finishing steps. No `Debug` of personal data.
 #[derive(Default)]
 pub struct OrderDraft {
-    /// Purchase, refund, chargeback or cancel.
+    /// Purchase, refund, chargeback, cancel, checkout abandoned, payment pending or
+    /// failed, subscription renewed or canceled, plan changed.
     pub kind: Option<EventType>,
     pub order_id: String,
     /// Extra part of the event id when one order can have several events of one kind
@@ -59,6 +129,8 @@ pub struct OrderDraft {
     pub user_agent: Option<String>,
     pub identity: RawIdentity,
     pub consent_ads: Option<bool>,
+    pub subscription_id: Option<String>,
+    pub plan: Option<String>,
 }
 
 impl std::fmt::Debug for OrderDraft {
@@ -129,6 +201,8 @@ impl OrderDraft {
             click_ids,
             client_ip: self.client_ip,
             user_agent: self.user_agent,
+            subscription_id: self.subscription_id,
+            plan: self.plan,
         }
     }
 }
@@ -169,6 +243,27 @@ pub(crate) fn str_at<'a>(value: &'a serde_json::Value, path: &[&str]) -> Option<
 /// An owned non-empty string at a JSON path.
 pub(crate) fn string_at(value: &serde_json::Value, path: &[&str]) -> Option<String> {
     str_at(value, path).map(str::to_owned)
+}
+
+/// A string or integer id at a JSON path (`"4242"` or `4242`).
+pub(crate) fn id_at(value: &serde_json::Value, path: &[&str]) -> Option<String> {
+    string_at(value, path).or_else(|| {
+        path.iter()
+            .try_fold(value, |v, key| v.get(key))
+            .and_then(serde_json::Value::as_i64)
+            .map(|n| n.to_string())
+    })
+}
+
+/// Query parameters of a URL string (`sck`, `utm_*` of a checkout link).
+pub(crate) fn url_params(url: Option<&str>) -> Vec<(String, String)> {
+    url.and_then(|u| url::Url::parse(u).ok())
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A number at a JSON path, also when sent as a string ("1990").

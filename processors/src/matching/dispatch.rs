@@ -8,8 +8,13 @@
 //! - Landing-page hits become `PageView` / `InitiateCheckout` with the hit's own
 //!   `event_id` (the browser pixel's when it sent one). A `click` is not sent: the landing
 //!   page reports the same load as a page view.
-//! - Refunds, chargebacks and cancels are matched and linked but not sent: Meta has no
-//!   standard event for them.
+//! - Abandoned checkouts become the tenant's custom event
+//!   (`meta_abandoned_checkout_event`), built like a purchase, only when the tenant named
+//!   one.
+//! - Pending and failed payments, renewals, subscription cancellations and plan changes,
+//!   refunds, chargebacks and cancels are matched and linked but not sent: Meta has no
+//!   standard event for them, and a pending payment later paid is sent once, as its
+//!   `Purchase`.
 //!
 //! A request whose visit or order withheld ad consent, or whose tenant has no pixel, is
 //! still written, marked blocked with the reason: the sink records it and sends nothing.
@@ -44,15 +49,29 @@ pub fn meta_event_name(event_type: EventType) -> Option<&'static str> {
     }
 }
 
-/// Where each tenant's Meta pixel is found.
+/// Where each tenant's Meta pixel and custom event names are found.
 pub trait Pixels {
     fn pixel(&self, tenant_id: &str) -> Option<String>;
+
+    /// The custom event name the tenant sends `event_type` as, if any.
+    fn custom_event(&self, _tenant_id: &str, _event_type: EventType) -> Option<String> {
+        None
+    }
 }
 
 /// The live tenants (`[[tenants]] meta_pixel_id`, or the control topic's).
 impl Pixels for TenantDirectory {
     fn pixel(&self, tenant_id: &str) -> Option<String> {
         self.get(tenant_id)?.meta_pixel_id.clone()
+    }
+
+    fn custom_event(&self, tenant_id: &str, event_type: EventType) -> Option<String> {
+        match event_type {
+            EventType::CheckoutAbandoned => {
+                self.get(tenant_id)?.meta_abandoned_checkout_event.clone()
+            }
+            _ => None,
+        }
     }
 }
 
@@ -100,8 +119,11 @@ pub fn for_conversion(
     match_id: &str,
     pixels: &impl Pixels,
 ) -> Option<CapiDispatchRequest> {
-    let event_name = meta_event_name(order.envelope.event_type)?;
     let envelope = &order.envelope;
+    let event_name = match meta_event_name(envelope.event_type) {
+        Some(name) => name.to_owned(),
+        None => pixels.custom_event(&envelope.tenant_id, envelope.event_type)?,
+    };
     let mut click_ids = order.click_ids.clone();
     let mut identity = envelope.identity.clone();
     let (mut client_ip, mut user_agent, mut url) =
@@ -126,7 +148,7 @@ pub fn for_conversion(
             dispatch_id: String::new(),
             tenant_id: envelope.tenant_id.clone(),
             pixel_id: String::new(),
-            event_name: event_name.into(),
+            event_name,
             event_id: order.order_id.clone(),
             event_time: envelope.occurred_at,
             action_source: String::new(),
@@ -265,5 +287,38 @@ mod tests {
         assert_eq!(no_pixel.blocked_reason.as_deref(), Some(BLOCKED_NO_PIXEL));
         hit.envelope.event_type = EventType::Click;
         assert!(for_hit(&hit, &pixels()).is_none(), "clicks are not sent");
+    }
+
+    #[test]
+    fn abandoned_checkouts_are_sent_only_as_the_tenants_custom_event() {
+        let mut order = sample_order_event();
+        order.envelope.tenant_id = "acme".into();
+        order.envelope.event_type = EventType::CheckoutAbandoned;
+        let mut tenant = funnelhub_tenants::TenantConfig::new("acme");
+        tenant.meta_pixel_id = Some("1234567890".into());
+        let directory = TenantDirectory::fixed([tenant.clone()]);
+        assert!(
+            for_conversion(&order, None, "m-3", &directory).is_none(),
+            "not sent unless the tenant names an event"
+        );
+        tenant.meta_abandoned_checkout_event = Some("AbandonedCheckout".into());
+        let directory = TenantDirectory::fixed([tenant]);
+        let request = for_conversion(&order, None, "m-3", &directory).expect("sent");
+        assert_eq!(request.event_name, "AbandonedCheckout");
+        assert_eq!(request.pixel_id, "1234567890");
+        // Pending payments and renewals are never sent: the paid order is the Purchase.
+        for kind in [
+            EventType::PaymentPending,
+            EventType::PaymentFailed,
+            EventType::SubscriptionRenewed,
+            EventType::SubscriptionCanceled,
+            EventType::PlanChanged,
+        ] {
+            order.envelope.event_type = kind;
+            assert!(
+                for_conversion(&order, None, "m-4", &directory).is_none(),
+                "{kind:?}"
+            );
+        }
     }
 }

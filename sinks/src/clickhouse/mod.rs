@@ -53,6 +53,7 @@ pub async fn start(
         attempts: TopicCodec::of(registry, &catalog, topics::CAPI_ATTEMPTS).await?,
         dlq: TopicCodec::of(registry, &catalog, topics::DLQ).await?,
         setup_actions: TopicCodec::of(registry, &catalog, topics::SETUP_ACTIONS).await?,
+        raw_webhooks: TopicCodec::of(registry, &catalog, topics::RAW_WEBHOOKS).await?,
     };
     let sink = sink::ClickHouseSink {
         client: server.client.clone(),

@@ -487,3 +487,38 @@ impl From<&funnelhub_schemas::setup::SetupActionLog> for SetupActionRow {
         }
     }
 }
+
+/// `raw_webhooks`: a signed gateway delivery kept as sent (personal values redacted at the
+/// edge).
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+pub struct RawWebhookRow {
+    pub tenant_id: String,
+    pub webhook_id: String,
+    pub gateway: String,
+    pub event_name: String,
+    pub gateway_event_id: String,
+    pub order_id: String,
+    pub reason: String,
+    pub field: String,
+    pub received_at: u32,
+    pub received_at_ms: i64,
+    pub payload: String,
+}
+
+impl From<funnelhub_schemas::events::RawWebhook> for RawWebhookRow {
+    fn from(w: funnelhub_schemas::events::RawWebhook) -> Self {
+        RawWebhookRow {
+            tenant_id: w.tenant_id,
+            webhook_id: w.webhook_id,
+            gateway: funnelhub_schemas::events::gateway_name(w.gateway).to_owned(),
+            event_name: w.event_name,
+            gateway_event_id: w.gateway_event_id.unwrap_or_default(),
+            order_id: w.order_id.unwrap_or_default(),
+            reason: w.reason.as_str().to_owned(),
+            field: w.field.unwrap_or_default(),
+            received_at: seconds(w.received_at),
+            received_at_ms: w.received_at,
+            payload: w.payload,
+        }
+    }
+}

@@ -29,8 +29,8 @@ use funnelhub_schemas::privacy::Tied;
 use funnelhub_schemas::{AvroRecord, StageId, Topic};
 
 use super::rows::{
-    AttemptRow, CapiRequestRow, DlqRow, EventRow, MatchRow, SessionStageRow, SetupActionRow,
-    TicketRow, TransitionRow,
+    AttemptRow, CapiRequestRow, DlqRow, EventRow, MatchRow, RawWebhookRow, SessionStageRow,
+    SetupActionRow, TicketRow, TransitionRow,
 };
 
 /// The topics the sink reads, each with its codec.
@@ -47,6 +47,7 @@ pub struct Codecs {
     pub attempts: TopicCodec<DispatchAttempt>,
     pub dlq: TopicCodec<DlqRecord>,
     pub setup_actions: TopicCodec<funnelhub_schemas::setup::SetupActionLog>,
+    pub raw_webhooks: TopicCodec<funnelhub_schemas::events::RawWebhook>,
 }
 
 /// The sink.
@@ -209,6 +210,12 @@ impl PartitionProcessor for ClickHousePartition {
                     })
                     .await?;
                 sink.insert("setup_action_logs", &rows).await
+            }
+            Topic::RawWebhooks => {
+                let rows = sink
+                    .rows(batch, &c.raw_webhooks, out, |_, w| RawWebhookRow::from(w))
+                    .await?;
+                sink.insert("raw_webhooks", &rows).await
             }
             other => Err(ProcessError::Fatal(format!("no table for {other:?}"))),
         }
