@@ -72,7 +72,14 @@ fn expected_columns() -> BTreeMap<&'static str, Vec<&'static str>> {
     BTreeMap::from([
         (
             "Tracking funnel: sessions reaching each stage",
-            vec!["click", "pageview", "initiate_checkout", "purchase"],
+            vec![
+                "click",
+                "pageview",
+                "initiate_checkout",
+                "checkout_abandoned",
+                "payment_pending",
+                "purchase",
+            ],
         ),
         (
             "Conversion between stages by campaign",
@@ -81,10 +88,23 @@ fn expected_columns() -> BTreeMap<&'static str, Vec<&'static str>> {
                 "sessions",
                 "to_pageview",
                 "pageview_to_checkout",
+                "checkout_abandoned",
                 "checkout_to_purchase",
             ],
         ),
         ("Purchases over time", vec!["time", "purchases", "revenue"]),
+        (
+            "Gateway events over time: abandoned checkouts, pending and failed payments, renewals",
+            vec![
+                "time",
+                "checkout_abandoned",
+                "payment_pending",
+                "payment_failed",
+                "purchase",
+                "subscription_renewed",
+                "subscription_canceled",
+            ],
+        ),
         (
             "Onboarding: sessions per current stage",
             vec!["stage", "outcome", "sessions"],

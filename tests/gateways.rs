@@ -258,6 +258,27 @@ async fn gateway_events_join_the_funnel_and_every_signed_delivery_is_kept() {
     )
     .await;
 
+    // The read API's landing-page funnel shows the new stages.
+    let funnel: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/funnel/tracking", setup.edge))
+        .bearer_auth("acme-read-key")
+        .send()
+        .await
+        .expect("read API answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (&funnel["stages"], &funnel["failed"], &funnel["sessions"]),
+        (
+            &json!({"click": 0, "pageview": 0, "initiate_checkout": 0,
+                    "checkout_abandoned": 1, "payment_pending": 0, "purchase": 2}),
+            &json!(0),
+            &json!(3)
+        ),
+        "{funnel}"
+    );
+
     // The raw delivery: one row, its own name, no personal value.
     eventually(
         ch,

@@ -5,8 +5,9 @@
 //!   `type`, `session_id`, `from`/`to` (ms or RFC 3339), paged by an opaque `cursor`;
 //! - `GET /api/v1/events/{id}` — one event with its history: the copies received (dedupe),
 //!   its match, its dispatch requests, every attempt against Meta and dead letters;
-//! - `GET /api/v1/onboard/funnel` — onboarding sessions per current stage over the last
-//!   48 h and up to 50 active ones;
+//! - `GET /api/v1/funnel/tracking` and `GET /api/v1/onboard/funnel` — landing-page
+//!   (click to purchase, with the abandoned-checkout and pending-payment stages) or
+//!   onboarding sessions per current stage over the last 48 h and up to 50 active ones;
 //! - `GET /api/v1/onboard/sessions/{id}/timeline` — a session's events in time order;
 //! - `GET /api/v1/desk/tickets/{id}` — an ops ticket with its session's timeline;
 //! - `POST /api/v1/replay/{event_id}` — re-enqueue the event's stored dispatch request for
@@ -20,6 +21,7 @@
 //! lazily and the edge starts without it.
 
 mod events;
+mod funnel;
 mod onboard;
 mod privacy;
 mod replay;
@@ -158,6 +160,7 @@ pub fn routes() -> Router<Arc<EdgeState>> {
         .route("/api/v1/events", get(events::list))
         .route("/api/v1/events/{id}", get(events::detail))
         .route("/api/v1/onboard/funnel", get(onboard::funnel))
+        .route("/api/v1/funnel/tracking", get(funnel::tracking))
         .route(
             "/api/v1/onboard/sessions/{id}/timeline",
             get(onboard::timeline),

@@ -8,87 +8,14 @@ use clickhouse::Row;
 use funnelhub_schemas::derived::Funnel;
 use funnelhub_schemas::events::EdgeEvent;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{ReadApi, Reader};
 use funnelhub_runtime::api::ApiError;
 
-/// Most active sessions listed.
-const ACTIVE_LIMIT: u64 = 50;
-
-#[derive(Debug, Row, Deserialize)]
-struct StageCount {
-    stage: String,
-    outcome: String,
-    sessions: u64,
-}
-
-#[derive(Debug, Row, Serialize, Deserialize)]
-struct ActiveSession {
-    session_id: String,
-    stage: String,
-    domain: String,
-    updated_at_ms: i64,
-}
-
-/// Sessions updated in the last 48 h, each at its furthest state (`argMax` by rank over
-/// the window's rows rather than `FINAL` over the tenant's whole history: the cost follows
-/// the window, not the table).
+/// Seed 000's funnel: onboarding sessions per stage ([`super::funnel::view`]).
 pub async fn funnel(reader: Reader) -> Result<Response, ApiError> {
-    let (tenant, api) = (&reader.tenant, reader.api());
-    reader
-        .run(async {
-            let q = api
-                .query(
-                    "SELECT stage, outcome, count() AS sessions FROM ( \
-                     SELECT subject_id, argMax(stage, rank) AS stage, argMax(outcome, rank) AS outcome \
-                     FROM {db}.session_stages \
-                     WHERE tenant_id = ? AND funnel = 'onboarding' \
-                     AND updated_at >= now() - INTERVAL 48 HOUR GROUP BY subject_id \
-                     ) GROUP BY stage, outcome",
-                )
-                .await?
-                .bind(&tenant.id);
-            let counts: Vec<StageCount> = api.fetch(q).await?;
-            let mut stages: Map<String, Value> = Funnel::Onboarding
-                .stages()
-                .iter()
-                .map(|s| (s.as_str().to_owned(), json!(0)))
-                .collect();
-            let mut failed = 0;
-            let mut total = 0;
-            for c in counts {
-                total += c.sessions;
-                if c.outcome == "failed" {
-                    failed += c.sessions;
-                } else if let Some(n) = stages.get_mut(&c.stage) {
-                    *n = json!(n.as_u64().unwrap_or(0) + c.sessions);
-                }
-            }
-            let q = api
-                .query(
-                    "SELECT subject_id AS session_id, argMax(stage, rank) AS stage, \
-                     argMax(domain, rank) AS domain, max(updated_at_ms) AS updated_at_ms \
-                     FROM {db}.session_stages \
-                     WHERE tenant_id = ? AND funnel = 'onboarding' \
-                     AND updated_at >= now() - INTERVAL 48 HOUR GROUP BY subject_id \
-                     HAVING argMax(outcome, rank) = 'in_progress' \
-                     ORDER BY updated_at_ms DESC, session_id LIMIT ?",
-                )
-                .await?
-                .bind(&tenant.id)
-                .bind(ACTIVE_LIMIT);
-            let active: Vec<ActiveSession> = api.fetch(q).await?;
-            Ok(Json(json!({
-                "window_hours": 48,
-                "sessions": total,
-                "stages": stages,
-                "failed": failed,
-                "active_sessions": active,
-            }))
-            .into_response())
-        })
-        .await
+    super::funnel::view(reader, Funnel::Onboarding).await
 }
 
 #[derive(Debug, Row, Deserialize)]
