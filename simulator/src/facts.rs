@@ -20,6 +20,9 @@ pub struct Facts {
     pub dispatches: BTreeMap<(String, String, String), u64>,
     /// (pixel, Meta event name) → distinct events Meta accepted (after Meta's own dedupe).
     pub meta: BTreeMap<(String, String), u64>,
+    /// (tenant, gateway, gateway event name) → distinct signed deliveries kept raw
+    /// (`raw_webhooks`).
+    pub raw_webhooks: BTreeMap<(String, String, String), u64>,
 }
 
 impl Facts {
@@ -36,6 +39,7 @@ impl Facts {
         add(&mut self.tickets, other.tickets);
         add(&mut self.dispatches, other.dispatches);
         add(&mut self.meta, other.meta);
+        add(&mut self.raw_webhooks, other.raw_webhooks);
     }
 
     /// Count one event of `event_type` (a symbol) for `tenant`.
@@ -97,6 +101,13 @@ impl Facts {
             limit,
         );
         section(&mut out, "meta", &self.meta, &observed.meta, limit);
+        section(
+            &mut out,
+            "raw webhooks",
+            &self.raw_webhooks,
+            &observed.raw_webhooks,
+            limit,
+        );
         out
     }
 }

@@ -199,6 +199,177 @@ pub fn order_webhook(tenant: &TenantConfig, gateway: Gateway, order: &Order) -> 
     }
 }
 
+/// A step of a delayed payment (Pix, boleto) of an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentStep {
+    /// The Pix code or boleto was generated: Hotmart `PURCHASE_BILLET_PRINTED`, Kiwify
+    /// `pix_created`, Stripe `checkout.session.completed` unpaid.
+    Pending,
+    /// It was paid: Hotmart `PURCHASE_APPROVED`, Kiwify `order_approved`, Stripe
+    /// `checkout.session.async_payment_succeeded`.
+    Paid,
+    /// It expired unpaid: Hotmart `PURCHASE_EXPIRED`, Kiwify `order_rejected`, Stripe
+    /// `checkout.session.async_payment_failed`.
+    Failed,
+}
+
+/// The webhook of one step of `order`'s delayed payment.
+pub fn payment_webhook(
+    tenant: &TenantConfig,
+    gateway: Gateway,
+    order: &Order,
+    step: PaymentStep,
+) -> Delivery {
+    let (hotmart, kiwify, stripe_type, suffix) = match step {
+        PaymentStep::Pending => (
+            "PURCHASE_BILLET_PRINTED",
+            ("pix_created", "waiting_payment"),
+            "checkout.session.completed",
+            "b",
+        ),
+        PaymentStep::Paid => (
+            "PURCHASE_APPROVED",
+            ("order_approved", "paid"),
+            "checkout.session.async_payment_succeeded",
+            "p",
+        ),
+        PaymentStep::Failed => (
+            "PURCHASE_EXPIRED",
+            ("order_rejected", "refused"),
+            "checkout.session.async_payment_failed",
+            "x",
+        ),
+    };
+    let mut paid = order_webhook(tenant, gateway, order);
+    let mut body: Value = serde_json::from_str(&paid.body).expect("our own JSON");
+    match gateway {
+        Gateway::Hotmart => {
+            body["event"] = json!(hotmart);
+            body["id"] = json!(format!("{}-{suffix}", order.base_id));
+            body["data"]["purchase"]["payment"]["type"] = json!("BILLET");
+        }
+        Gateway::Kiwify => {
+            body["order"]["webhook_event_type"] = json!(kiwify.0);
+            body["order"]["order_status"] = json!(kiwify.1);
+        }
+        Gateway::Stripe => {
+            body["type"] = json!(stripe_type);
+            body["id"] = json!(format!("evt_{}_{suffix}", order.base_id));
+            let object = &mut body["data"]["object"];
+            object["payment_method_types"] = json!(["boleto"]);
+            if step != PaymentStep::Paid {
+                object["payment_status"] = json!("unpaid");
+            }
+        }
+    }
+    paid.body = body.to_string();
+    resign(tenant, gateway, paid, order.at_ms)
+}
+
+/// A checkout left without paying, as each gateway reports it: Hotmart
+/// `PURCHASE_OUT_OF_SHOPPING_CART` (buyer and product, no transaction, no session),
+/// Kiwify's abandoned cart (flat fields, the session in `checkout_link`), Stripe
+/// `checkout.session.expired`. The order id the edge reads is `cart` (Stripe: `cs_<cart>`).
+pub fn abandoned_webhook(
+    tenant: &TenantConfig,
+    gateway: Gateway,
+    cart: &str,
+    email: &str,
+    session: Option<&str>,
+    at_ms: i64,
+) -> Delivery {
+    let id = &tenant.id;
+    let body = match gateway {
+        Gateway::Hotmart => json!({
+            "id": cart, "creation_date": at_ms, "event": "PURCHASE_OUT_OF_SHOPPING_CART",
+            "version": "2.0.0",
+            "data": {"affiliate": false, "product": {"id": 4242, "name": "Curso"},
+                     "buyer": {"email": email, "name": "Ana Souza", "phone": "11987654321"},
+                     "offer": {"code": "x1"}, "checkout_country": {"name": "Brasil", "iso": "BR"}},
+        }),
+        Gateway::Kiwify => json!({
+            "id": cart, "status": "abandoned", "country": "BR", "email": email,
+            "name": "Ana Souza", "phone": "+5511987654321", "product_id": "curso",
+            "product_name": "Curso", "offer_name": "Oferta", "store_id": "st-1",
+            "checkout_link": match session {
+                Some(session) => format!("https://pay.kiwify.com.br/AbC12?sck={session}"),
+                None => "https://pay.kiwify.com.br/AbC12".into(),
+            },
+            "created_at": chrono::DateTime::from_timestamp_millis(at_ms)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+        }),
+        Gateway::Stripe => {
+            let mut object = json!({"id": format!("cs_{cart}"), "object": "checkout.session",
+                "mode": "payment", "payment_intent": null, "payment_status": "unpaid",
+                "status": "expired", "amount_total": 9700, "currency": "brl",
+                "customer_details": {"email": email, "name": "Ana Souza"}, "metadata": {}});
+            if let Some(session) = session {
+                object["client_reference_id"] = json!(session);
+            }
+            json!({"id": format!("evt_{cart}_e"), "object": "event",
+                   "type": "checkout.session.expired", "created": at_ms / 1000,
+                   "livemode": false, "data": {"object": object}})
+        }
+    };
+    let unsigned = Delivery {
+        path: format!("/api/v1/webhooks/{}?tenant={id}", gateway.as_str()),
+        headers: vec![("content-type", "application/json".into())],
+        body: body.to_string(),
+    };
+    resign(tenant, gateway, unsigned, at_ms)
+}
+
+/// A Hotmart members'-area event funnelhub does not map (kept raw): the buyer's first
+/// access to the course. Its delivery id is `<base>-club`.
+pub fn first_access_webhook(
+    tenant: &TenantConfig,
+    base: &str,
+    email: &str,
+    at_ms: i64,
+) -> Delivery {
+    let body = json!({
+        "id": format!("{base}-club"), "creation_date": at_ms, "event": "CLUB_FIRST_ACCESS",
+        "version": "2.0.0",
+        "data": {"product": {"id": 4242, "name": "Curso"}, "user": {"name": "Ana Souza", "email": email}},
+    });
+    let unsigned = Delivery {
+        path: format!("/api/v1/webhooks/hotmart?tenant={}", tenant.id),
+        headers: vec![("content-type", "application/json".into())],
+        body: body.to_string(),
+    };
+    resign(tenant, Gateway::Hotmart, unsigned, at_ms)
+}
+
+/// `delivery` (its body final) signed the way `gateway` signs.
+fn resign(tenant: &TenantConfig, gateway: Gateway, mut delivery: Delivery, at_ms: i64) -> Delivery {
+    let id = &tenant.id;
+    match gateway {
+        Gateway::Hotmart => {
+            delivery
+                .headers
+                .retain(|(name, _)| *name != "x-hotmart-hottok");
+            delivery
+                .headers
+                .push(("x-hotmart-hottok", exposed(tenant.hotmart_hottok.as_ref())));
+        }
+        Gateway::Kiwify => {
+            let token = exposed(tenant.kiwify_token.as_ref());
+            let signature = kiwify::sign(&token, delivery.body.as_bytes());
+            delivery.path = format!("/api/v1/webhooks/kiwify?tenant={id}&signature={signature}");
+        }
+        Gateway::Stripe => {
+            let secret = exposed(tenant.stripe_signing_secrets.first());
+            let signature = stripe::sign(&secret, at_ms / 1000, delivery.body.as_bytes());
+            delivery
+                .headers
+                .retain(|(name, _)| *name != "stripe-signature");
+            delivery.headers.push(("stripe-signature", signature));
+        }
+    }
+    delivery
+}
+
 /// An onboarding-portal webhook.
 pub fn onboarding(tenant: &TenantConfig, payload: &Value) -> Delivery {
     let secret = exposed(tenant.onboard_secret.as_ref());

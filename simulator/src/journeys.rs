@@ -2,11 +2,15 @@
 //! repeated, each with the facts it must leave in the pipeline.
 //!
 //! - **visit** (70 %): a click from a Facebook ad (with `fbclid`, campaign), then maybe a
-//!   page view, a checkout (email), a purchase through one of the tenant's gateways and a
-//!   refund. The purchase reaches the visit by session id (`sck`, `client_reference_id`),
-//!   by click id (Kiwify, Stripe) or by the checkout email alone. One visit in ten
-//!   withholds ad consent: nothing of it may reach Meta.
-//! - **direct purchase** (8 %): an order no visit explains (unmatched).
+//!   page view, a checkout (email), then at the checkout one of: a purchase through one of
+//!   the tenant's gateways (60 %; a third of them by Pix or boleto, reported pending
+//!   first; some refunded; Hotmart buyers may then open the members' area, an event kept
+//!   raw), a checkout abandoned that the gateway reports (20 %), a Pix generated that
+//!   expires unpaid (8 %), or nothing. The order reaches the visit by session id (`sck`,
+//!   `client_reference_id`), by click id (Kiwify, Stripe) or by the checkout email alone
+//!   (Hotmart's abandoned-cart event carries no session). One visit in ten withholds ad
+//!   consent: nothing of it may reach Meta.
+//! - **direct purchase** (8 %): an order no visit explains (unmatched), some paid late.
 //! - **onboarding** (22 %): a portal session through the seven events: most complete, some
 //!   fail, some stop half-way; some arrive out of order.
 //!
@@ -21,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use crate::facts::Facts;
-use crate::gateways::{self, Delivery, Gateway, Order};
+use crate::gateways::{self, Delivery, Gateway, Order, PaymentStep};
 
 const CAMPAIGNS: [&str; 4] = ["black-friday", "webinar", "remarketing", "lookalike"];
 const PRODUCTS: [&str; 3] = ["curso-basico", "curso-pro", "mentoria"];
@@ -195,6 +199,7 @@ impl Generator {
         };
 
         let mut stage = FunnelStage::Click;
+        let mut failed = false;
         let mut hits = vec![(
             "click",
             json!({"session_id": session, "event_id": format!("{run}-ck{index}"),
@@ -240,7 +245,7 @@ impl Generator {
             }
         }
 
-        if checkout && !gateways.is_empty() && rng.random_bool(0.6) {
+        if checkout && !gateways.is_empty() {
             let gateway = *gateways.choose(rng).unwrap_or(&gateways[0]);
             let mut methods = vec![MatchMethod::SessionId, MatchMethod::EmailHash];
             if gateway.carries_click_id() {
@@ -258,27 +263,109 @@ impl Generator {
                 refund: false,
                 at_ms: now_ms,
             };
-            if order.session_id.is_some() {
-                stage = FunnelStage::Purchase;
+            let carries_session = order.session_id.is_some();
+            let fate: f64 = rng.random();
+            if fate < 0.6 {
+                if carries_session {
+                    stage = FunnelStage::Purchase;
+                }
+                let refund = rng.random_bool(0.15);
+                let delayed = rng.random_bool(0.35);
+                self.order(
+                    &mut journey,
+                    tenant,
+                    gateway,
+                    order,
+                    (refund, delayed),
+                    (method.as_str(), &session),
+                    rng,
+                );
+                meta_event(
+                    &mut journey.facts,
+                    "Purchase",
+                    blocked_if(consent && tenant.consent_ads_default),
+                );
+                if gateway == Gateway::Hotmart && rng.random_bool(0.3) {
+                    let base = format!("{run}o{index}");
+                    journey.deliveries.push(gateways::first_access_webhook(
+                        tenant,
+                        &base,
+                        &email,
+                        now_ms + 2_000,
+                    ));
+                    *journey
+                        .facts
+                        .raw_webhooks
+                        .entry((t.to_owned(), "hotmart".into(), "CLUB_FIRST_ACCESS".into()))
+                        .or_default() += 1;
+                }
+            } else if fate < 0.8 {
+                // Left at the checkout; the gateway reports the abandoned cart. Hotmart's
+                // report carries no session: the checkout email finds the visit.
+                let cart = format!("{run}a{index}");
+                let with_session = gateway != Gateway::Hotmart;
+                let webhook = gateways::abandoned_webhook(
+                    tenant,
+                    gateway,
+                    &cart,
+                    &email,
+                    with_session.then_some(session.as_str()),
+                    now_ms,
+                );
+                Self::send(&mut journey, webhook, rng);
+                let order_id = match gateway {
+                    Gateway::Stripe => format!("cs_{cart}"),
+                    _ => cart,
+                };
+                let method = if with_session {
+                    stage = FunnelStage::CheckoutAbandoned;
+                    MatchMethod::SessionId
+                } else {
+                    MatchMethod::EmailHash
+                };
+                journey
+                    .facts
+                    .event(t, EventType::CheckoutAbandoned.symbol());
+                journey.facts.matches.insert(
+                    (
+                        t.to_owned(),
+                        order_id,
+                        EventType::CheckoutAbandoned.symbol().to_owned(),
+                    ),
+                    (method.as_str().to_owned(), session.clone()),
+                );
+                if let Some(name) = &tenant.meta_abandoned_checkout_event {
+                    meta_event(
+                        &mut journey.facts,
+                        name,
+                        blocked_if(consent && tenant.consent_ads_default),
+                    );
+                }
+            } else if fate < 0.88 {
+                // A Pix generated and never paid: pending, then expired.
+                let order_id = gateway.order_id(&order.base_id);
+                for (step, kind) in [
+                    (PaymentStep::Pending, EventType::PaymentPending),
+                    (PaymentStep::Failed, EventType::PaymentFailed),
+                ] {
+                    let webhook = gateways::payment_webhook(tenant, gateway, &order, step);
+                    Self::send(&mut journey, webhook, rng);
+                    journey.facts.event(t, kind.symbol());
+                    journey.facts.matches.insert(
+                        (t.to_owned(), order_id.clone(), kind.symbol().to_owned()),
+                        (method.as_str().to_owned(), session.clone()),
+                    );
+                }
+                if carries_session {
+                    stage = FunnelStage::PaymentPending;
+                    failed = true;
+                }
             }
-            let refund = rng.random_bool(0.15);
-            self.order(
-                &mut journey,
-                tenant,
-                gateway,
-                order,
-                refund,
-                (method.as_str(), &session),
-                rng,
-            );
-            meta_event(
-                &mut journey.facts,
-                "Purchase",
-                blocked_if(consent && tenant.consent_ads_default),
-            );
         }
         let outcome = if stage == FunnelStage::Purchase {
             FunnelOutcome::Completed
+        } else if failed {
+            FunnelOutcome::Failed
         } else {
             FunnelOutcome::InProgress
         };
@@ -290,7 +377,8 @@ impl Generator {
     }
 
     /// The purchase (and refund) webhooks of `order` and their facts; `matched` is the
-    /// (method, session) the matcher must find.
+    /// (method, session) the matcher must find. `(refund, delayed)`: refunded later; paid
+    /// by Pix or boleto, so reported pending before paid.
     #[allow(clippy::too_many_arguments)]
     fn order(
         &self,
@@ -298,13 +386,38 @@ impl Generator {
         tenant: &TenantConfig,
         gateway: Gateway,
         order: Order,
-        refund: bool,
+        (refund, delayed): (bool, bool),
         matched: (&str, &str),
         rng: &mut StdRng,
     ) {
         let t = tenant.id.as_str();
         let order_id = gateway.order_id(&order.base_id);
-        let mut webhooks = vec![gateways::order_webhook(tenant, gateway, &order)];
+        let mut webhooks = Vec::new();
+        if delayed {
+            webhooks.push(gateways::payment_webhook(
+                tenant,
+                gateway,
+                &order,
+                PaymentStep::Pending,
+            ));
+            webhooks.push(gateways::payment_webhook(
+                tenant,
+                gateway,
+                &order,
+                PaymentStep::Paid,
+            ));
+            journey.facts.event(t, EventType::PaymentPending.symbol());
+            journey.facts.matches.insert(
+                (
+                    t.to_owned(),
+                    order_id.clone(),
+                    EventType::PaymentPending.symbol().to_owned(),
+                ),
+                (matched.0.to_owned(), matched.1.to_owned()),
+            );
+        } else {
+            webhooks.push(gateways::order_webhook(tenant, gateway, &order));
+        }
         journey.facts.event(t, EventType::Purchase.symbol());
         journey.facts.matches.insert(
             (
@@ -334,13 +447,18 @@ impl Generator {
             journey.refunds += 1;
         }
         for webhook in webhooks {
-            let again = rng.random_bool(0.1);
-            journey.deliveries.push(webhook.clone());
-            if again {
-                // The gateway did not see our answer in time and sends it again.
-                journey.deliveries.push(webhook);
-                journey.duplicates += 1;
-            }
+            Self::send(journey, webhook, rng);
+        }
+    }
+
+    /// Add a gateway's `webhook`, sometimes twice: the gateway did not see our answer in
+    /// time and sends it again.
+    fn send(journey: &mut Journey, webhook: Delivery, rng: &mut StdRng) {
+        let again = rng.random_bool(0.1);
+        journey.deliveries.push(webhook.clone());
+        if again {
+            journey.deliveries.push(webhook);
+            journey.duplicates += 1;
         }
     }
 
@@ -368,12 +486,13 @@ impl Generator {
             at_ms: now_ms,
         };
         let refund = rng.random_bool(0.15);
+        let delayed = rng.random_bool(0.35);
         self.order(
             &mut journey,
             tenant,
             gateway,
             order,
-            refund,
+            (refund, delayed),
             (MatchMethod::Unmatched.as_str(), ""),
             rng,
         );
@@ -490,6 +609,7 @@ mod tests {
             stripe_signing_secrets = ["whsec_x"]
             onboard_secret = "o"
             meta_pixel_id = "111"
+            meta_abandoned_checkout_event = "AbandonedCheckout"
         "#;
         vec![toml::from_str(config).expect("tenant")]
     }
@@ -556,5 +676,34 @@ mod tests {
         let due: u64 = all.dispatches.values().sum();
         assert!(blocked > 0);
         assert_eq!(sent + blocked, due);
+        // Every gateway event kind appears, in Brazilian funnel proportions: most
+        // checkouts end paid, many are abandoned, some Pix expire.
+        let count = |kind: &str| all.events[&("acme".to_string(), kind.to_string())];
+        let (paid, abandoned, pending, expired) = (
+            count("purchase"),
+            count("checkout_abandoned"),
+            count("payment_pending"),
+            count("payment_failed"),
+        );
+        assert!(
+            paid > abandoned && abandoned > expired && expired > 0,
+            "{all:?}"
+        );
+        assert!(pending > expired, "paid-late orders were pending too");
+        let stages = all.funnel_counts("tracking");
+        for (stage, outcome) in [
+            ("checkout_abandoned", "in_progress"),
+            ("payment_pending", "failed"),
+            ("purchase", "completed"),
+        ] {
+            assert!(
+                stages.contains_key(&("acme".into(), stage.into(), outcome.into())),
+                "{stages:?}"
+            );
+        }
+        assert!(all
+            .meta
+            .contains_key(&("111".to_string(), "AbandonedCheckout".to_string())));
+        assert!(all.raw_webhooks.values().sum::<u64>() > 0);
     }
 }

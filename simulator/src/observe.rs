@@ -107,6 +107,21 @@ impl Observer {
                 count(&row["n"]),
             );
         }
+        let sql = format!(
+            "SELECT tenant_id, gateway, event_name, uniqExact(webhook_id) AS n \
+             FROM {db}.raw_webhooks WHERE position(gateway_event_id, '{run}') > 0 \
+             OR position(order_id, '{run}') > 0 GROUP BY tenant_id, gateway, event_name"
+        );
+        for row in json_rows(&self.clickhouse, &sql).await? {
+            facts.raw_webhooks.insert(
+                (
+                    text(&row["tenant_id"]),
+                    text(&row["gateway"]),
+                    text(&row["event_name"]),
+                ),
+                count(&row["n"]),
+            );
+        }
         let mut deliveries = MetaDeliveries::default();
         if let Some(url) = &self.meta_emulator {
             let snapshot: Snapshot = reqwest::get(format!("{url}/_emulator/events"))
