@@ -266,6 +266,97 @@ pub fn payment_webhook(
     resign(tenant, gateway, paid, order.at_ms)
 }
 
+/// A subscription's later charge (`cycle` 1 is the first renewal), as each gateway reports
+/// it: Hotmart `PURCHASE_APPROVED` with `recurrence_number` (a new transaction
+/// `<base>r<cycle>`), Kiwify `subscription_renewed` (order `<base>r<cycle>`), Stripe
+/// `invoice.paid` of a `subscription_cycle` (invoice `in_<base>r<cycle>`, only the
+/// customer's email).
+pub fn renewal_webhook(
+    tenant: &TenantConfig,
+    gateway: Gateway,
+    order: &Order,
+    cycle: u32,
+) -> Delivery {
+    let charge = format!("{}r{cycle}", order.base_id);
+    let at_ms = order.at_ms + i64::from(cycle) * 1_000;
+    let delivery = match gateway {
+        Gateway::Hotmart | Gateway::Kiwify => {
+            let renewed = Order {
+                base_id: charge.clone(),
+                at_ms,
+                ..order.clone()
+            };
+            let mut delivery = order_webhook(tenant, gateway, &renewed);
+            let mut body: Value = serde_json::from_str(&delivery.body).expect("our own JSON");
+            if gateway == Gateway::Hotmart {
+                body["data"]["purchase"]["recurrence_number"] = json!(cycle + 1);
+                body["data"]["subscription"] = json!({"status": "ACTIVE",
+                    "plan": {"id": 77, "name": "Mensal"},
+                    "subscriber": {"code": format!("sub{}", order.base_id)}});
+            } else {
+                body["order"]["webhook_event_type"] = json!("subscription_renewed");
+                body["order"]["Subscription"] = json!({"id": format!("sub{}", order.base_id),
+                    "status": "active", "plan": {"id": "mensal", "name": "Mensal"},
+                    "charges": {"completed": vec![json!({"status": "paid"}); cycle as usize + 1]}});
+            }
+            delivery.body = body.to_string();
+            delivery
+        }
+        Gateway::Stripe => Delivery {
+            path: format!("/api/v1/webhooks/stripe?tenant={}", tenant.id),
+            headers: vec![("content-type", "application/json".into())],
+            body: json!({"id": format!("evt_{charge}"), "object": "event", "type": "invoice.paid",
+                "created": at_ms / 1000, "livemode": false,
+                "data": {"object": {"id": format!("in_{charge}"), "object": "invoice",
+                    "billing_reason": "subscription_cycle", "subscription": format!("sub_{}", order.base_id),
+                    "amount_paid": order.amount_minor, "currency": "brl",
+                    "customer_email": order.email,
+                    "lines": {"data": [{"price": {"id": "price_mensal"}}]}}}})
+            .to_string(),
+        },
+    };
+    resign(tenant, gateway, delivery, at_ms)
+}
+
+/// The cancellation of `order`'s subscription: Hotmart `SUBSCRIPTION_CANCELLATION`
+/// (subscriber code and email), Kiwify `subscription_canceled` (the order's body), Stripe
+/// `customer.subscription.deleted` (the subscription alone, no email).
+pub fn cancellation_webhook(tenant: &TenantConfig, gateway: Gateway, order: &Order) -> Delivery {
+    let at_ms = order.at_ms + 60_000;
+    let delivery = match gateway {
+        Gateway::Hotmart => Delivery {
+            path: format!("/api/v1/webhooks/hotmart?tenant={}", tenant.id),
+            headers: vec![("content-type", "application/json".into())],
+            body: json!({"id": format!("{}-c", order.base_id), "creation_date": at_ms,
+                "event": "SUBSCRIPTION_CANCELLATION", "version": "2.0.0",
+                "data": {"cancellation_date": at_ms, "product": {"id": 4242, "name": "Curso"},
+                    "subscriber": {"code": format!("sub{}", order.base_id), "name": order.name,
+                                   "email": order.email},
+                    "subscription": {"id": 4148584, "plan": {"id": 77, "name": "Mensal"}}}})
+            .to_string(),
+        },
+        Gateway::Kiwify => {
+            let mut delivery = order_webhook(tenant, gateway, order);
+            let mut body: Value = serde_json::from_str(&delivery.body).expect("our own JSON");
+            body["order"]["webhook_event_type"] = json!("subscription_canceled");
+            body["order"]["Subscription"] = json!({"id": format!("sub{}", order.base_id), "status": "canceled"});
+            delivery.body = body.to_string();
+            delivery
+        }
+        Gateway::Stripe => Delivery {
+            path: format!("/api/v1/webhooks/stripe?tenant={}", tenant.id),
+            headers: vec![("content-type", "application/json".into())],
+            body: json!({"id": format!("evt_{}_c", order.base_id), "object": "event",
+                "type": "customer.subscription.deleted", "created": at_ms / 1000, "livemode": false,
+                "data": {"object": {"id": format!("sub_{}", order.base_id), "object": "subscription",
+                    "status": "canceled", "items": {"data": [{"price": {"id": "price_mensal"}}]},
+                    "metadata": {}}}})
+            .to_string(),
+        },
+    };
+    resign(tenant, gateway, delivery, at_ms)
+}
+
 /// A checkout left without paying, as each gateway reports it: Hotmart
 /// `PURCHASE_OUT_OF_SHOPPING_CART` (buyer and product, no transaction, no session),
 /// Kiwify's abandoned cart (flat fields, the session in `checkout_link`), Stripe

@@ -432,23 +432,94 @@ impl Generator {
             let refunded = Order {
                 refund: true,
                 at_ms: order.at_ms + 1_000,
-                ..order
+                ..order.clone()
             };
             webhooks.push(gateways::order_webhook(tenant, gateway, &refunded));
             journey.facts.event(t, EventType::Refund.symbol());
             journey.facts.matches.insert(
                 (
                     t.to_owned(),
-                    order_id,
+                    order_id.clone(),
                     EventType::Refund.symbol().to_owned(),
                 ),
                 (matched.0.to_owned(), matched.1.to_owned()),
             );
             journey.refunds += 1;
         }
+        // A subscription (the mentoring is sold monthly): half renew once, some of those
+        // then cancel.
+        if !refund && order.product_id == "mentoria" && rng.random_bool(0.5) {
+            let charge = format!("{}r1", order.base_id);
+            let renewal_id = match gateway {
+                Gateway::Stripe => format!("in_{charge}"),
+                _ => charge,
+            };
+            webhooks.push(gateways::renewal_webhook(tenant, gateway, &order, 1));
+            // Stripe's invoice names only the customer's email.
+            let renewal_method = match (gateway, matched.0) {
+                (Gateway::Stripe, "unmatched") => matched.0,
+                (Gateway::Stripe, _) => MatchMethod::EmailHash.as_str(),
+                _ => matched.0,
+            };
+            self.conversion(
+                journey,
+                t,
+                &renewal_id,
+                EventType::SubscriptionRenewed,
+                (renewal_method, matched.1),
+            );
+            if rng.random_bool(0.3) {
+                webhooks.push(gateways::cancellation_webhook(tenant, gateway, &order));
+                let (subscription, method) = match gateway {
+                    // Hotmart's cancellation names the subscriber's email.
+                    Gateway::Hotmart => (
+                        format!("sub{}", order.base_id),
+                        if matched.0 == "unmatched" {
+                            matched.0
+                        } else {
+                            MatchMethod::EmailHash.as_str()
+                        },
+                    ),
+                    Gateway::Kiwify => (order_id.clone(), matched.0),
+                    // Stripe's names nothing of the buyer.
+                    Gateway::Stripe => (
+                        format!("sub_{}", order.base_id),
+                        MatchMethod::Unmatched.as_str(),
+                    ),
+                };
+                let session = if method == "unmatched" { "" } else { matched.1 };
+                self.conversion(
+                    journey,
+                    t,
+                    &subscription,
+                    EventType::SubscriptionCanceled,
+                    (method, session),
+                );
+            }
+        }
         for webhook in webhooks {
             Self::send(journey, webhook, rng);
         }
+    }
+
+    /// The facts of one more order event the matcher decides.
+    fn conversion(
+        &self,
+        journey: &mut Journey,
+        tenant: &str,
+        order_id: &str,
+        kind: EventType,
+        (method, session): (&str, &str),
+    ) {
+        journey.facts.event(tenant, kind.symbol());
+        journey.facts.matches.insert(
+            (
+                tenant.to_owned(),
+                order_id.to_owned(),
+                kind.symbol().to_owned(),
+            ),
+            (method.to_owned(), session.to_owned()),
+        );
     }
 
     /// Add a gateway's `webhook`, sometimes twice: the gateway did not see our answer in
@@ -690,6 +761,11 @@ mod tests {
             "{all:?}"
         );
         assert!(pending > expired, "paid-late orders were pending too");
+        let (renewed, canceled) = (
+            count("subscription_renewed"),
+            count("subscription_canceled"),
+        );
+        assert!(renewed > canceled && canceled > 0, "{renewed} {canceled}");
         let stages = all.funnel_counts("tracking");
         for (stage, outcome) in [
             ("checkout_abandoned", "in_progress"),
