@@ -151,6 +151,7 @@ async fn every_schema_round_trips_through_the_registry_and_the_broker() {
     let (session, action) = sample_setup();
     roundtrip(&kafka, &registry, Topic::SetupSessions, session).await;
     roundtrip(&kafka, &registry, Topic::SetupActions, action).await;
+    roundtrip(&kafka, &registry, Topic::RawWebhooks, sample_raw_webhook()).await;
     running.stop().await.expect("stops");
 }
 

@@ -83,6 +83,24 @@ pub fn sample_order_event() -> OrderEvent {
     }
 }
 
+/// A signed Stripe delivery of a type funnelhub does not map, kept raw.
+pub fn sample_raw_webhook() -> crate::events::RawWebhook {
+    crate::events::RawWebhook {
+        webhook_id: "0b6a1c9e-6f2d-5c1e-9a7b-3f1d2e4c5a6b".into(),
+        tenant_id: "acme".into(),
+        gateway: Gateway::Stripe,
+        event_name: "customer.created".into(),
+        gateway_event_id: Some("evt_1".into()),
+        order_id: Some("cus_1".into()),
+        reason: crate::events::RawWebhookReason::UnusedEvent,
+        field: None,
+        received_at: 1_790_000_000_000,
+        payload:
+            r#"{"type":"customer.created","data":{"object":{"id":"cus_1","email":"[redacted]"}}}"#
+                .into(),
+    }
+}
+
 /// An onboarding milestone.
 pub fn sample_onboarding_event() -> OnboardingEvent {
     OnboardingEvent {

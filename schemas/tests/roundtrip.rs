@@ -32,6 +32,7 @@ fn samples_of_every_type() {
     roundtrip(&sample_tracking_hit());
     roundtrip(&sample_order_event());
     roundtrip(&sample_onboarding_event());
+    roundtrip(&sample_raw_webhook());
     roundtrip(&sample_ops_ticket());
     let (transition, matched, request, attempt) = sample_derived();
     roundtrip(&transition);
