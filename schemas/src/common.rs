@@ -82,16 +82,10 @@ impl EventType {
         }
     }
 
-    /// The name used on the wire by sources and in APIs (`onboarding.started`, `purchase`...).
+    /// The name used on the wire by sources and in APIs (`onboarding.started`, `purchase`...):
+    /// the onboarding portal's dotted names, else the Avro symbol.
     pub fn as_str(self) -> &'static str {
         match self {
-            EventType::Click => "click",
-            EventType::Pageview => "pageview",
-            EventType::InitiateCheckout => "initiate_checkout",
-            EventType::Purchase => "purchase",
-            EventType::Refund => "refund",
-            EventType::Chargeback => "chargeback",
-            EventType::Cancel => "cancel",
             EventType::OnboardingStarted => "onboarding.started",
             EventType::DomainValidated => "domain.validated",
             EventType::DnsApplied => "dns.applied",
@@ -99,13 +93,7 @@ impl EventType {
             EventType::InfraSynced => "infra.synced",
             EventType::OnboardingCompleted => "onboarding.completed",
             EventType::OnboardingFailed => "onboarding.failed",
-            EventType::CheckoutAbandoned => "checkout_abandoned",
-            EventType::PaymentPending => "payment_pending",
-            EventType::PaymentFailed => "payment_failed",
-            EventType::SubscriptionRenewed => "subscription_renewed",
-            EventType::SubscriptionCanceled => "subscription_canceled",
-            EventType::PlanChanged => "plan_changed",
-            EventType::Unknown => "unknown",
+            other => other.symbol(),
         }
     }
 

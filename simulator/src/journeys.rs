@@ -269,14 +269,11 @@ impl Generator {
                 if carries_session {
                     stage = FunnelStage::Purchase;
                 }
-                let refund = rng.random_bool(0.15);
-                let delayed = rng.random_bool(0.35);
                 self.order(
                     &mut journey,
                     tenant,
                     gateway,
                     order,
-                    (refund, delayed),
                     (method.as_str(), &session),
                     rng,
                 );
@@ -376,21 +373,21 @@ impl Generator {
         journey
     }
 
-    /// The purchase (and refund) webhooks of `order` and their facts; `matched` is the
-    /// (method, session) the matcher must find. `(refund, delayed)`: refunded later; paid
-    /// by Pix or boleto, so reported pending before paid.
-    #[allow(clippy::too_many_arguments)]
+    /// The purchase webhooks of `order` and their facts; `matched` is the (method,
+    /// session) the matcher must find. 35 % are paid by Pix or boleto (reported pending
+    /// before paid), 15 % are refunded; a subscription may renew and be canceled.
     fn order(
         &self,
         journey: &mut Journey,
         tenant: &TenantConfig,
         gateway: Gateway,
         order: Order,
-        (refund, delayed): (bool, bool),
         matched: (&str, &str),
         rng: &mut StdRng,
     ) {
         let t = tenant.id.as_str();
+        let refund = rng.random_bool(0.15);
+        let delayed = rng.random_bool(0.35);
         let order_id = gateway.order_id(&order.base_id);
         let mut webhooks = Vec::new();
         if delayed {
@@ -556,14 +553,11 @@ impl Generator {
             refund: false,
             at_ms: now_ms,
         };
-        let refund = rng.random_bool(0.15);
-        let delayed = rng.random_bool(0.35);
         self.order(
             &mut journey,
             tenant,
             gateway,
             order,
-            (refund, delayed),
             (MatchMethod::Unmatched.as_str(), ""),
             rng,
         );
