@@ -152,6 +152,13 @@ async fn every_schema_round_trips_through_the_registry_and_the_broker() {
     roundtrip(&kafka, &registry, Topic::SetupSessions, session).await;
     roundtrip(&kafka, &registry, Topic::SetupActions, action).await;
     roundtrip(&kafka, &registry, Topic::RawWebhooks, sample_raw_webhook()).await;
+    roundtrip(
+        &kafka,
+        &registry,
+        Topic::SetupMessages,
+        sample_setup_message(),
+    )
+    .await;
     running.stop().await.expect("stops");
 }
 

@@ -179,4 +179,19 @@ pub const MIGRATIONS: &[Migration] = &[
         ORDER BY (tenant_id, gateway, event_name, webhook_id)",
         ],
     },
+    Migration {
+        version: 6,
+        name: "setup messages",
+        statements: &[
+            // One row per setup chat message (`rows::SetupMessageRow`), secrets and personal
+            // data masked at the edge.
+            "CREATE TABLE IF NOT EXISTS {db}.setup_messages (
+            tenant_id String, session_id String, message_id String, seq UInt32,
+            role String, language String, text String, actions String, engine String,
+            at DateTime, at_ms Int64
+        ) ENGINE = ReplacingMergeTree()
+        PARTITION BY toYYYYMM(at)
+        ORDER BY (tenant_id, session_id, seq, message_id)",
+        ],
+    },
 ];

@@ -350,9 +350,10 @@ pub async fn record(client: &Client, receipt: &ReceiptRow) -> Result<(), clickho
     insert.end().await
 }
 
-/// Tables that hold nothing of buyers (tenants' setup actions, secrets masked; kept
-/// webhooks, personal values redacted at the edge): no purge.
-pub const NOT_PERSONAL: [&str; 2] = ["setup_action_logs", "raw_webhooks"];
+/// Tables that hold nothing of buyers (tenants' setup actions and chat messages, secrets
+/// and personal data masked; kept webhooks, personal values redacted at the edge): no
+/// purge.
+pub const NOT_PERSONAL: [&str; 3] = ["setup_action_logs", "setup_messages", "raw_webhooks"];
 
 #[cfg(test)]
 mod tests {

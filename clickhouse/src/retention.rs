@@ -9,7 +9,7 @@ use std::time::Duration;
 use clickhouse::Client;
 
 /// Each table and the column its rows age by.
-pub const AGED_BY: [(&str, &str); 11] = [
+pub const AGED_BY: [(&str, &str); 12] = [
     ("raw_events", "occurred_at"),
     ("events", "occurred_at"),
     ("funnel_transitions", "occurred_at"),
@@ -21,6 +21,7 @@ pub const AGED_BY: [(&str, &str); 11] = [
     ("dlq", "failed_at"),
     ("setup_action_logs", "at"),
     ("raw_webhooks", "received_at"),
+    ("setup_messages", "at"),
 ];
 
 /// How long rows are kept.

@@ -14,7 +14,7 @@ use crate::derived::{
 };
 use crate::events::{OnboardingEvent, OrderEvent, RawWebhook, TrackingHit};
 use crate::privacy::Suppression;
-use crate::setup::{SetupActionLog, SetupSession};
+use crate::setup::{SetupActionLog, SetupMessage, SetupSession};
 use crate::state::{DedupeEntry, FunnelSession, MatchEntry};
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -65,6 +65,8 @@ pub enum Topic {
     /// Signed gateway deliveries that became no event, kept as sent (personal values
     /// redacted).
     RawWebhooks,
+    /// One record per setup chat message (secrets and personal data masked).
+    SetupMessages,
 }
 
 /// Every stage of the pipeline: the one table its name (logs, metrics,
@@ -125,6 +127,7 @@ impl StageId {
                 Topic::Dlq,
                 Topic::SetupActions,
                 Topic::RawWebhooks,
+                Topic::SetupMessages,
             ],
         }
     }
@@ -189,7 +192,7 @@ const fn state(spec: TopicSpec) -> TopicSpec {
 
 impl Topic {
     /// Every topic, in pipeline order.
-    pub const ALL: [Topic; 19] = [
+    pub const ALL: [Topic; 20] = [
         Topic::RawTracking,
         Topic::RawOrders,
         Topic::RawOnboarding,
@@ -209,6 +212,7 @@ impl Topic {
         Topic::SetupSessions,
         Topic::SetupActions,
         Topic::RawWebhooks,
+        Topic::SetupMessages,
     ];
 
     /// The catalog entry of this topic.
@@ -376,6 +380,16 @@ impl Topic {
                     "setup.actions",
                     "session_id",
                     SetupActionLog::FULL_NAME,
+                    INPUT_RETENTION_DAYS,
+                    "edge (setup API)",
+                )
+            },
+            Topic::SetupMessages => TopicSpec {
+                partitions: 3,
+                ..spec(
+                    "setup.messages",
+                    "session_id",
+                    SetupMessage::FULL_NAME,
                     INPUT_RETENTION_DAYS,
                     "edge (setup API)",
                 )

@@ -25,7 +25,7 @@ use crate::derived::{
 use crate::events::{OnboardingEvent, OrderEvent, RawWebhook, TrackingHit};
 use crate::privacy::Suppression;
 use crate::schema_set::{RecordSchema, SchemaSet};
-use crate::setup::{SetupActionLog, SetupSession};
+use crate::setup::{SetupActionLog, SetupMessage, SetupSession};
 use crate::state::{DedupeEntry, FunnelSession, MatchEntry};
 use crate::Error;
 
@@ -75,6 +75,7 @@ avro_records! {
     TenantRecord => "io.funnelhub.control.TenantRecord",
     SetupSession => "io.funnelhub.setup.SetupSession",
     SetupActionLog => "io.funnelhub.setup.SetupActionLog",
+    SetupMessage => "io.funnelhub.setup.SetupMessage",
 }
 
 /// One resolved writer per bundled schema, built once (resolving names is not free).

@@ -168,6 +168,8 @@ pub struct FunnelTransition {
 pub enum TicketKind {
     AccountCreated,
     OnboardingFailed,
+    /// A guided setup session handed off to a person.
+    SetupNeedsHuman,
     Unknown,
 }
 
@@ -177,6 +179,7 @@ impl TicketKind {
         match self {
             TicketKind::AccountCreated => "account_created",
             TicketKind::OnboardingFailed => "onboarding_failed",
+            TicketKind::SetupNeedsHuman => "setup_needs_human",
             TicketKind::Unknown => "unknown",
         }
     }
@@ -402,6 +405,7 @@ mod symbol_tests {
         for k in [
             TicketKind::AccountCreated,
             TicketKind::OnboardingFailed,
+            TicketKind::SetupNeedsHuman,
             TicketKind::Unknown,
         ] {
             assert_eq!(k.as_str(), avro(k));

@@ -334,6 +334,16 @@ impl Tied for crate::events::RawWebhook {
     }
 }
 
+/// Setup chat messages concern a tenant's configuration, personal data masked at the edge.
+impl Tied for crate::setup::SetupMessage {
+    fn ties(&self) -> Ties<'_> {
+        Ties {
+            tenant_id: &self.tenant_id,
+            ..Ties::default()
+        }
+    }
+}
+
 /// Setup actions concern a tenant's configuration, not a buyer: tied to no person.
 impl Tied for crate::setup::SetupActionLog {
     fn ties(&self) -> Ties<'_> {

@@ -49,6 +49,7 @@ const FILES: &[(&str, &str)] = &[
         "SetupActionLog",
         include_str!("../avro/SetupActionLog.avsc"),
     ),
+    ("SetupMessage", include_str!("../avro/SetupMessage.avsc")),
     (
         "common/EventType",
         include_str!("../avro/common/EventType.avsc"),
@@ -236,7 +237,7 @@ mod tests {
     #[test]
     fn every_top_level_schema_is_self_contained() {
         let set = SchemaSet::bundled();
-        assert_eq!(set.iter().count(), 18);
+        assert_eq!(set.iter().count(), 19);
         for record in set.iter() {
             // Parsing alone (no other schemas supplied) proves no dangling reference.
             let reparsed = Schema::parse_str(&record.json).expect(&record.full_name);

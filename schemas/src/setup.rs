@@ -1,5 +1,6 @@
-//! Guided setup (seeds 003/004): a session's state on `setup.sessions` and one log record
-//! per action on `setup.actions`. The edge's setup API writes both.
+//! Guided setup (seeds 003/004): a session's state on `setup.sessions`, one log record per
+//! action on `setup.actions` and one per chat message on `setup.messages`. The edge's setup
+//! API writes them.
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +54,28 @@ pub struct SetupSession {
     pub inputs: Option<Sealed>,
     /// The tenant before autoconfigure, encrypted.
     pub rollback: Option<Sealed>,
+    /// The troubleshooting chat, oldest first.
+    #[serde(default)]
+    pub messages: Vec<SetupMessage>,
+}
+
+/// `io.funnelhub.setup.SetupMessage`: one chat message, secrets and personal data masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupMessage {
+    pub message_id: String,
+    pub session_id: String,
+    pub tenant_id: String,
+    pub seq: i32,
+    /// `user | assistant`.
+    pub role: String,
+    /// `pt-BR | en`.
+    pub language: String,
+    pub text: String,
+    /// JSON `[{tool, status, reason}]`.
+    pub actions: String,
+    /// `builtin | llm` (assistant messages).
+    pub engine: Option<String>,
+    pub at: i64,
 }
 
 /// `io.funnelhub.setup.SetupActionLog`: one action, secrets masked.

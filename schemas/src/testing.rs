@@ -506,6 +506,24 @@ pub fn sample_tenant_record() -> crate::control::TenantRecord {
     }
 }
 
+/// A setup chat message, as the assistant answered.
+pub fn sample_setup_message() -> crate::setup::SetupMessage {
+    crate::setup::SetupMessage {
+        message_id: "msg-1".into(),
+        session_id: "setup-1".into(),
+        tenant_id: "acme".into(),
+        seq: 2,
+        role: "assistant".into(),
+        language: "pt-BR".into(),
+        text: "O token da Meta expirou (código 190): gere um novo token.".into(),
+        actions:
+            r#"[{"tool":"validate_meta_token","status":"failed","reason":"graph api code 190"}]"#
+                .into(),
+        engine: Some("builtin".into()),
+        at: 1_790_000_002_000,
+    }
+}
+
 /// A setup session after one failed Meta validation, and that action's log.
 pub fn sample_setup() -> (crate::setup::SetupSession, crate::setup::SetupActionLog) {
     use crate::setup::{SetupActionLog, SetupSession, SetupStep};
@@ -531,6 +549,7 @@ pub fn sample_setup() -> (crate::setup::SetupSession, crate::setup::SetupActionL
         handoff: None,
         inputs: Some(sample_sealed()),
         rollback: None,
+        messages: vec![sample_setup_message()],
     };
     let log = SetupActionLog {
         action_id: "a-1".into(),

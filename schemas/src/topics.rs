@@ -15,7 +15,7 @@ use crate::derived::{
 };
 use crate::events::{OnboardingEvent, OrderEvent, RawWebhook, TrackingHit};
 use crate::privacy::Suppression;
-use crate::setup::{SetupActionLog, SetupSession};
+use crate::setup::{SetupActionLog, SetupMessage, SetupSession};
 use crate::state::{DedupeEntry, FunnelSession, MatchEntry};
 
 /// A topic whose values are `V`.
@@ -61,6 +61,7 @@ pub const TENANTS: Typed<TenantRecord> = Typed::new(Topic::Tenants);
 pub const SETUP_SESSIONS: Typed<SetupSession> = Typed::new(Topic::SetupSessions);
 pub const SETUP_ACTIONS: Typed<SetupActionLog> = Typed::new(Topic::SetupActions);
 pub const RAW_WEBHOOKS: Typed<RawWebhook> = Typed::new(Topic::RawWebhooks);
+pub const SETUP_MESSAGES: Typed<SetupMessage> = Typed::new(Topic::SetupMessages);
 
 #[cfg(test)]
 mod tests {
@@ -93,6 +94,7 @@ mod tests {
             entry(SETUP_SESSIONS),
             entry(SETUP_ACTIONS),
             entry(RAW_WEBHOOKS),
+            entry(SETUP_MESSAGES),
         ];
         let topics: Vec<Topic> = typed.iter().map(|(t, _)| *t).collect();
         assert_eq!(

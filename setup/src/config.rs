@@ -1,6 +1,8 @@
 //! `[edge.setup]`: the setup API's settings.
 
 use funnelhub_tenants::Secret;
+
+use crate::chat::AssistantConfig;
 use serde::{Deserialize, Serialize};
 
 /// `[edge.setup]`.
@@ -28,6 +30,8 @@ pub struct SetupConfig {
     /// is not public is refused, so the probe is no way into the edge's own network. Empty
     /// in production.
     pub probe_private_hosts: Vec<String>,
+    /// `[edge.setup.assistant]`: the troubleshooting chat.
+    pub assistant: AssistantConfig,
 }
 
 impl Default for SetupConfig {
@@ -42,6 +46,7 @@ impl Default for SetupConfig {
             kiwify_api_url: "https://public-api.kiwify.com".into(),
             stripe_api_url: "https://api.stripe.com".into(),
             probe_private_hosts: Vec::new(),
+            assistant: AssistantConfig::default(),
         }
     }
 }

@@ -34,6 +34,9 @@ pub enum SetupError {
     /// The tenant has as many open sessions as it may.
     #[error("{max} setup sessions of this tenant are open: finish one (autoconfigure or rollback) or let it expire (7 days untouched)")]
     TooManyOpenSessions { max: usize },
+    /// The session's conversation holds as many messages as it may.
+    #[error("this conversation has {max} messages: ask for a person (\"talk to a human\") or start a new session")]
+    ConversationFull { max: usize },
     /// A write was not acknowledged (retry later). The reason is for the log only.
     #[error("not stored: {0}")]
     Unavailable(String),

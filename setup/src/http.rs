@@ -10,14 +10,16 @@
 //! Routes: `POST /sessions`, `GET /sessions/{id}/status`, `GET /sessions/{id}/events`
 //! (server-sent events: the status now, then after every change on any edge), `POST
 //! /sessions/{id}/actions/{tool}`, `POST /sessions/{id}/validate`, `POST
-//! /sessions/{id}/autoconfigure`, `POST /sessions/{id}/rollback`.
+//! /sessions/{id}/autoconfigure`, `POST /sessions/{id}/rollback`, `POST /sessions/{id}/chat`
+//! (the troubleshooting assistant), `GET /sessions/{id}/messages` (its conversation).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -123,6 +125,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: Arc<SetupHttp>) -> Router
             post(autoconfigure),
         )
         .route("/api/v1/setup/sessions/{id}/rollback", post(rollback))
+        .route("/api/v1/setup/sessions/{id}/chat", post(chat))
+        .route("/api/v1/setup/sessions/{id}/messages", get(messages))
         .with_state(state)
 }
 
@@ -144,7 +148,8 @@ impl SetupHttp {
             }
             e @ (SetupError::NotValidated { .. }
             | SetupError::NotConfigured { .. }
-            | SetupError::TooManyOpenSessions { .. }) => ApiError::Conflict(e.to_string()),
+            | SetupError::TooManyOpenSessions { .. }
+            | SetupError::ConversationFull { .. }) => ApiError::Conflict(e.to_string()),
             SetupError::Unavailable(reason) => ApiError::Unavailable {
                 reason,
                 retry_after_secs: self.retry_after_secs,
@@ -315,6 +320,87 @@ async fn action_inner(
     let mut body = action.to_json();
     body["session"] = service.status_json(&session);
     Ok(Json(body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChatBody {
+    message: Option<String>,
+    #[serde(default)]
+    attachment_ids: Vec<String>,
+}
+
+/// `POST …/chat` `{message, attachment_ids?}` → `{reply, actions, state, message, session}`.
+async fn chat(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond("setup.chat", chat_inner(&s, &id, &headers, &body).await)
+}
+
+async fn chat_inner(
+    s: &SetupHttp,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let (service, session) = s.session_of(headers, id)?;
+    let body: ChatBody = parse_json(body)?;
+    if let Some(unknown) = body.attachment_ids.first() {
+        return Err(ApiError::field(
+            "attachment_ids",
+            format!(
+                "no attachment {} in this session",
+                unknown.chars().take(64).collect::<String>()
+            ),
+        ));
+    }
+    let message = body.message.unwrap_or_default();
+    let (session, reply) = service
+        .chat(&session.id, &message)
+        .await
+        .map_err(|e| s.error(e))?;
+    Ok(Json(json!({
+        "reply": reply.text,
+        "actions": reply.actions,
+        "state": session.state.as_str(),
+        "message": reply.to_json(),
+        "session": service.status_json(&session),
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessagesQuery {
+    cursor: Option<u32>,
+    limit: Option<usize>,
+}
+
+/// `GET …/messages?cursor=&limit=`: the conversation oldest first, `next_cursor` until the
+/// last page.
+async fn messages(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<MessagesQuery>, QueryRejection>,
+) -> Response {
+    let result = (|| {
+        let (service, session) = s.session_of(&headers, &id)?;
+        let Query(query) = query.map_err(|e| ApiError::field("query", e.body_text()))?;
+        let (page, next) = service
+            .messages(&session.id, query.cursor, query.limit.unwrap_or(50))
+            .map_err(|e| s.error(e))?;
+        Ok(Json(json!({
+            "session_id": session.id,
+            "messages": page.iter().map(crate::chat::ChatMessage::to_json).collect::<Vec<_>>(),
+            "next_cursor": next,
+        }))
+        .into_response())
+    })();
+    respond("setup.messages", result)
 }
 
 async fn validate(

@@ -1,7 +1,9 @@
 //! The production stores on Kafka: sessions on the compacted topic `setup.sessions` (every
-//! edge follows it, so any edge answers status and streams changes), one record per action
-//! on `setup.actions` (stored by the ClickHouse sink in `setup_action_logs`), tenants on the
-//! control topic; and [`connect`], which builds the service on them.
+//! edge follows it, so any edge answers status, streams changes and holds the chat), one
+//! record per action on `setup.actions` and per chat message on `setup.messages` (stored by
+//! the ClickHouse sink in `setup_action_logs` and `setup_messages`), hand-off tickets on
+//! `ops.tickets` (the funnel's ticket stream), tenants on the control topic; and
+//! [`connect`], which builds the service on them.
 //!
 //! Writes wait for the broker's acknowledgement; the writer applies its own write at once.
 //! An expired session is deleted with a tombstone by an hourly sweep any edge may run (a
@@ -14,7 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use funnelhub_kafka::follow::{self, Follower};
 use funnelhub_kafka::{AckedProducer, KafkaConfig, SchemaRegistry, TopicCodec};
-use funnelhub_schemas::setup::{SetupActionLog, SetupSession};
+use funnelhub_schemas::catalog::key;
+use funnelhub_schemas::derived::OpsTicket;
+use funnelhub_schemas::setup::{SetupActionLog, SetupMessage, SetupSession};
 use funnelhub_schemas::topics;
 use funnelhub_schemas::Catalog;
 use funnelhub_tenants::{Keyring, TenantDirectory, TenantStore};
@@ -77,6 +81,8 @@ pub struct KafkaSessions {
     producer: AckedProducer,
     sessions: Arc<TopicCodec<SetupSession>>,
     actions: Arc<TopicCodec<SetupActionLog>>,
+    messages: Arc<TopicCodec<SetupMessage>>,
+    tickets: Arc<TopicCodec<OpsTicket>>,
     _follower: Follower,
 }
 
@@ -91,6 +97,8 @@ impl KafkaSessions {
         let catalog = Catalog::new(&kafka.topic_prefix);
         let sessions = TopicCodec::of(registry, &catalog, topics::SETUP_SESSIONS).await?;
         let actions = TopicCodec::of(registry, &catalog, topics::SETUP_ACTIONS).await?;
+        let messages = TopicCodec::of(registry, &catalog, topics::SETUP_MESSAGES).await?;
+        let tickets = TopicCodec::of(registry, &catalog, topics::OPS_TICKETS).await?;
         let map = Arc::new(SessionMap::default());
         let applied = map.clone();
         let follower = follow::follow(
@@ -111,6 +119,8 @@ impl KafkaSessions {
             producer,
             sessions: Arc::new(sessions),
             actions: Arc::new(actions),
+            messages: Arc::new(messages),
+            tickets: Arc::new(tickets),
             _follower: follower,
         };
         let sweeper = SweepHandle {
@@ -206,6 +216,35 @@ impl SessionStore for KafkaSessions {
             )
             .await
             .map_err(|e| StoreError(format!("action log not stored: {e}")))?;
+        Ok(())
+    }
+
+    async fn log_message(&self, message: &SetupMessage) -> Result<(), StoreError> {
+        let bytes = self
+            .messages
+            .encode(message)
+            .map_err(|e| StoreError(e.to_string()))?;
+        self.producer
+            .send(
+                self.messages.topic(),
+                message.session_id.as_bytes(),
+                Some(&bytes),
+            )
+            .await
+            .map_err(|e| StoreError(format!("chat message not stored: {e}")))?;
+        Ok(())
+    }
+
+    async fn raise_ticket(&self, ticket: &OpsTicket) -> Result<(), StoreError> {
+        let bytes = self
+            .tickets
+            .encode(ticket)
+            .map_err(|e| StoreError(e.to_string()))?;
+        let key = key(&[&ticket.tenant_id, &ticket.session_id]);
+        self.producer
+            .send(self.tickets.topic(), key.as_bytes(), Some(&bytes))
+            .await
+            .map_err(|e| StoreError(format!("ticket not raised: {e}")))?;
         Ok(())
     }
 

@@ -7,7 +7,9 @@
 //! Layering: `http` → `service` → (`tools`, `store`) → `session`. Domain code returns
 //! [`SetupError`]; only `http` maps it to status codes.
 
+pub mod chat;
 pub mod config;
+pub mod conversation;
 pub mod error;
 pub mod http;
 pub mod kafka;

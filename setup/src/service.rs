@@ -86,12 +86,23 @@ impl TenantChange {
     }
 }
 
-/// The settings validated so far, with their secrets (kept sealed in the session).
+/// The settings validated so far, with their secrets (kept sealed in the session), and
+/// the last ones tried for each step (what the assistant tries again).
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Validated {
-    gateway: Option<GatewayInput>,
-    meta: Option<MetaInput>,
-    url: Option<String>,
+pub(crate) struct Validated {
+    pub(crate) gateway: Option<GatewayInput>,
+    pub(crate) meta: Option<MetaInput>,
+    pub(crate) url: Option<String>,
+    #[serde(default)]
+    pub(crate) tried: Tried,
+}
+
+/// The last input tried for each step, validated or not.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Tried {
+    pub(crate) gateway: Option<GatewayInput>,
+    pub(crate) meta: Option<MetaInput>,
+    pub(crate) url: Option<String>,
 }
 
 impl Validated {
@@ -102,18 +113,28 @@ impl Validated {
             Input::Url(input) => self.url = input.url,
         }
     }
+
+    fn tried(&mut self, input: &Input) {
+        match input {
+            Input::Gateway(input) => self.tried.gateway = Some(input.clone()),
+            Input::Meta(input) => self.tried.meta = Some(input.clone()),
+            Input::Url(input) => self.tried.url = input.url.clone(),
+        }
+    }
 }
 
 /// Guided setup.
 #[derive(Debug)]
 pub struct SetupService {
     config: SetupConfig,
-    sessions: Arc<dyn SessionStore>,
+    pub(crate) sessions: Arc<dyn SessionStore>,
     tenants: Arc<dyn TenantWriter>,
     keys: Keyring,
     tools: Tools,
     /// One session update at a time in this process (tools run outside it).
-    writing: tokio::sync::Mutex<()>,
+    pub(crate) writing: tokio::sync::Mutex<()>,
+    /// The chat's engine.
+    pub(crate) assistant: Arc<dyn crate::chat::Assistant>,
 }
 
 /// Check a tenant id given by a caller: 1-64 letters, digits, `-` or `_`.
@@ -135,7 +156,7 @@ pub fn check_tenant_id(tenant_id: Option<&str>) -> Result<String, SetupError> {
     Ok(tenant_id.to_owned())
 }
 
-fn unavailable(e: StoreError) -> SetupError {
+pub(crate) fn unavailable(e: StoreError) -> SetupError {
     SetupError::Unavailable(e.0)
 }
 
@@ -153,6 +174,7 @@ impl SetupService {
             tenants,
             keys,
             writing: tokio::sync::Mutex::new(()),
+            assistant: Arc::new(crate::chat::diagnoser::Diagnoser),
         })
     }
 
@@ -180,7 +202,7 @@ impl SetupService {
         self.sessions.sweep(now_ms()).await.map_err(unavailable)
     }
 
-    fn session(&self, id: &str) -> Result<Session, SetupError> {
+    pub(crate) fn session(&self, id: &str) -> Result<Session, SetupError> {
         self.find(id)
             .ok_or_else(|| SetupError::UnknownSession(id.chars().take(64).collect()))
     }
@@ -247,7 +269,7 @@ impl SetupService {
         self.run_tools(&session, inputs).await
     }
 
-    fn open_inputs(&self, session: &Session) -> Result<Validated, SetupError> {
+    pub(crate) fn open_inputs(&self, session: &Session) -> Result<Validated, SetupError> {
         match &session.inputs {
             None => Ok(Validated::default()),
             Some(sealed) => {
@@ -262,7 +284,7 @@ impl SetupService {
     }
 
     /// Run tools, then record their outcomes in the session (one update) and the action log.
-    async fn run_tools(
+    pub(crate) async fn run_tools(
         &self,
         session: &Session,
         inputs: Vec<Input>,
@@ -277,8 +299,10 @@ impl SetupService {
         let mut validated = self.open_inputs(&session)?;
         let now = now_ms();
         let mut actions = Vec::new();
+        let state_before = session.state;
         for (input, outcome) in inputs.into_iter().zip(outcomes) {
             session.record(&outcome, now, self.config.max_failed_attempts);
+            validated.tried(&input);
             if outcome.ok {
                 validated.keep(input);
             }
@@ -299,7 +323,38 @@ impl SetupService {
             self.sessions.log(&log).await.map_err(unavailable)?;
         }
         self.sessions.put(&session).await.map_err(unavailable)?;
+        if state_before != SessionState::NeedsHuman && session.state == SessionState::NeedsHuman {
+            self.raise_handoff_ticket(&session).await?;
+        }
         Ok((session, actions))
+    }
+
+    /// The ops ticket of a session handed off to a person (one per session: its id is
+    /// deterministic), raised on the funnel's ticket stream; its id.
+    pub(crate) async fn raise_handoff_ticket(
+        &self,
+        session: &Session,
+    ) -> Result<String, SetupError> {
+        let kind = funnelhub_schemas::derived::TicketKind::SetupNeedsHuman;
+        let ticket = funnelhub_schemas::derived::OpsTicket {
+            ticket_id: funnelhub_schemas::ids::deterministic_id(
+                "ticket",
+                &[&session.tenant_id, &session.id, kind.as_str()],
+            ),
+            tenant_id: session.tenant_id.clone(),
+            session_id: session.id.clone(),
+            domain: String::new(),
+            kind,
+            subject: format!("[setup.needs_human] {}", session.tenant_id),
+            cause_event_id: format!("{}#{}", session.id, session.revision),
+            created_at: now_ms(),
+        };
+        self.sessions
+            .raise_ticket(&ticket)
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(session = %session.id, tenant = %session.tenant_id, ticket = %ticket.ticket_id, "setup session handed off to a person");
+        Ok(ticket.ticket_id)
     }
 
     /// Store the validated settings into the tenant (created if new), keeping the tenant as
@@ -545,6 +600,7 @@ mod tests {
                 test_event_code: None,
             }),
             url: Some("https://shop.example/offer".into()),
+            tried: Tried::default(),
         };
         let plain = serde_json::to_vec(&inputs).expect("json");
         session.inputs = Some(service.keys.seal(&session.id, &plain).expect("sealed"));

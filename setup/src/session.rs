@@ -4,6 +4,8 @@
 //! - every step validated → [`SessionState::Validated`]; `max_failed` failed actions →
 //!   [`SessionState::NeedsHuman`] with a handoff bundle, sticky until every step validates;
 //!   another failure → [`SessionState::Failed`]; else [`SessionState::Validating`];
+//! - asked for (the chat's hand-off), a session goes [`SessionState::NeedsHuman`] at once;
+//!   the handoff bundle carries the conversation (masked);
 //! - [`SessionState::Configured`] and [`SessionState::RolledBack`] close a session;
 //! - a session untouched for [`SESSION_TTL_MS`] is expired: answered as unknown and deleted;
 //! - on the wire a session is the Avro record `SetupSession` ([`Session::to_record`]); a
@@ -13,9 +15,11 @@
 use std::fmt;
 
 use funnelhub_schemas::control::Sealed;
-use funnelhub_schemas::setup::{SetupSession, SetupStep};
+use funnelhub_schemas::ids::deterministic_id;
+use funnelhub_schemas::setup::{SetupMessage, SetupSession, SetupStep};
 use serde_json::{json, Value};
 
+use crate::chat::{ActionNote, ChatMessage, EngineName, Language, Role};
 use crate::tools::Outcome;
 
 /// How long a session lives after its last change.
@@ -163,6 +167,8 @@ pub enum RecordError {
     UnknownState(String),
     #[error("unknown status {1:?} of step {0}")]
     UnknownStepStatus(&'static str, String),
+    #[error("message {0}: unknown role, language or engine")]
+    UnknownMessage(i32),
 }
 
 /// A setup session.
@@ -187,6 +193,8 @@ pub struct Session {
     pub inputs: Option<Sealed>,
     /// The tenant as it was before autoconfigure, sealed to the session.
     pub rollback: Option<Sealed>,
+    /// The troubleshooting chat, oldest first, masked.
+    pub messages: Vec<ChatMessage>,
 }
 
 impl Session {
@@ -207,6 +215,7 @@ impl Session {
             handoff: None,
             inputs: None,
             rollback: None,
+            messages: Vec::new(),
         }
     }
 
@@ -286,6 +295,59 @@ impl Session {
         };
     }
 
+    /// Hand the session to a person now (the user asked for one); its bundle carries the
+    /// conversation. Whether it was not handed off already.
+    pub fn escalate(&mut self, now: i64) -> bool {
+        let first = self.state != SessionState::NeedsHuman;
+        self.state = SessionState::NeedsHuman;
+        self.updated_at = now;
+        self.handoff = Some(self.handoff_bundle());
+        first
+    }
+
+    /// Append a message (its `seq` the next one).
+    pub fn add_message(
+        &mut self,
+        role: Role,
+        language: Language,
+        text: String,
+        actions: Vec<ActionNote>,
+        engine: Option<EngineName>,
+        now: i64,
+    ) -> &ChatMessage {
+        let seq = self.messages.last().map_or(1, |m| m.seq + 1);
+        self.messages.push(ChatMessage {
+            seq,
+            role,
+            language,
+            text,
+            actions,
+            engine,
+            at: now,
+        });
+        if self.handoff.is_some() {
+            self.handoff = Some(self.handoff_bundle());
+        }
+        self.updated_at = now;
+        self.messages.last().expect("pushed above")
+    }
+
+    /// The Avro record of one of its messages.
+    pub fn message_record(&self, message: &ChatMessage) -> SetupMessage {
+        SetupMessage {
+            message_id: deterministic_id("setup-message", &[&self.id, &message.seq.to_string()]),
+            session_id: self.id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            seq: i32::try_from(message.seq).unwrap_or(i32::MAX),
+            role: message.role.as_str().into(),
+            language: message.language.as_str().into(),
+            text: message.text.clone(),
+            actions: serde_json::to_string(&message.actions).expect("notes serialize"),
+            engine: message.engine.map(|e| e.as_str().into()),
+            at: message.at,
+        }
+    }
+
     /// Close the session as `state` (configured or rolled back), as a new revision.
     pub fn close(&mut self, state: SessionState, now: i64) {
         self.state = state;
@@ -306,6 +368,10 @@ impl Session {
                 "SELECT at, tool, status, reason, input, output FROM setup_action_logs FINAL WHERE tenant_id = '{}' AND session_id = '{}' ORDER BY at_ms",
                 self.tenant_id, self.id
             ),
+            "transcript": self.messages.iter().map(|m| json!({
+                "seq": m.seq, "role": m.role.as_str(), "text": m.text, "at": m.at,
+            })).collect::<Vec<_>>(),
+            "attachments": [],
         })
     }
 
@@ -368,6 +434,11 @@ impl Session {
             handoff: self.handoff.as_ref().map(Value::to_string),
             inputs: self.inputs.clone(),
             rollback: self.rollback.clone(),
+            messages: self
+                .messages
+                .iter()
+                .map(|m| self.message_record(m))
+                .collect(),
         }
     }
 
@@ -401,8 +472,30 @@ impl Session {
             handoff: json_of(record.handoff),
             inputs: record.inputs,
             rollback: record.rollback,
+            messages: record
+                .messages
+                .into_iter()
+                .map(message_of)
+                .collect::<Result<_, _>>()?,
         })
     }
+}
+
+/// A message of a session record.
+fn message_of(record: SetupMessage) -> Result<ChatMessage, RecordError> {
+    let unknown = || RecordError::UnknownMessage(record.seq);
+    Ok(ChatMessage {
+        seq: u32::try_from(record.seq).map_err(|_| unknown())?,
+        role: Role::parse(&record.role).ok_or_else(unknown)?,
+        language: Language::parse(&record.language).ok_or_else(unknown)?,
+        actions: serde_json::from_str(&record.actions).unwrap_or_default(),
+        engine: match &record.engine {
+            None => None,
+            Some(e) => Some(EngineName::parse(e).ok_or_else(unknown)?),
+        },
+        text: record.text,
+        at: record.at,
+    })
 }
 
 fn json_of(text: Option<String>) -> Option<Value> {

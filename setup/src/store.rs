@@ -15,7 +15,8 @@ use std::fmt::Debug;
 use std::sync::{Mutex, RwLock};
 
 use async_trait::async_trait;
-use funnelhub_schemas::setup::SetupActionLog;
+use funnelhub_schemas::derived::OpsTicket;
+use funnelhub_schemas::setup::{SetupActionLog, SetupMessage};
 use funnelhub_tenants::{TenantConfig, TenantStore};
 use tokio::sync::broadcast;
 
@@ -39,6 +40,11 @@ pub trait SessionStore: Send + Sync + Debug {
     async fn put(&self, session: &Session) -> Result<(), StoreError>;
     /// Store one action's log record, acknowledged.
     async fn log(&self, action: &SetupActionLog) -> Result<(), StoreError>;
+    /// Store one chat message's record (for the analysts' table), acknowledged.
+    async fn log_message(&self, message: &SetupMessage) -> Result<(), StoreError>;
+    /// Raise an ops ticket (a session handed off to a person), acknowledged. Raising the
+    /// same ticket again is harmless: its id is deterministic.
+    async fn raise_ticket(&self, ticket: &OpsTicket) -> Result<(), StoreError>;
     /// Delete the sessions expired at `now`; how many.
     async fn sweep(&self, now: i64) -> Result<usize, StoreError>;
 }
@@ -140,12 +146,24 @@ impl SessionMap {
 pub struct MemorySessions {
     map: SessionMap,
     logs: Mutex<Vec<SetupActionLog>>,
+    messages: Mutex<Vec<SetupMessage>>,
+    tickets: Mutex<Vec<OpsTicket>>,
 }
 
 impl MemorySessions {
     /// Every action logged so far.
     pub fn logs(&self) -> Vec<SetupActionLog> {
         self.logs.lock().expect("logs lock").clone()
+    }
+
+    /// Every chat message logged so far.
+    pub fn messages(&self) -> Vec<SetupMessage> {
+        self.messages.lock().expect("messages lock").clone()
+    }
+
+    /// Every ticket raised so far.
+    pub fn tickets(&self) -> Vec<OpsTicket> {
+        self.tickets.lock().expect("tickets lock").clone()
     }
 }
 
@@ -170,6 +188,22 @@ impl SessionStore for MemorySessions {
 
     async fn log(&self, action: &SetupActionLog) -> Result<(), StoreError> {
         self.logs.lock().expect("logs lock").push(action.clone());
+        Ok(())
+    }
+
+    async fn log_message(&self, message: &SetupMessage) -> Result<(), StoreError> {
+        self.messages
+            .lock()
+            .expect("messages lock")
+            .push(message.clone());
+        Ok(())
+    }
+
+    async fn raise_ticket(&self, ticket: &OpsTicket) -> Result<(), StoreError> {
+        self.tickets
+            .lock()
+            .expect("tickets lock")
+            .push(ticket.clone());
         Ok(())
     }
 

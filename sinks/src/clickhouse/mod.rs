@@ -54,6 +54,7 @@ pub async fn start(
         dlq: TopicCodec::of(registry, &catalog, topics::DLQ).await?,
         setup_actions: TopicCodec::of(registry, &catalog, topics::SETUP_ACTIONS).await?,
         raw_webhooks: TopicCodec::of(registry, &catalog, topics::RAW_WEBHOOKS).await?,
+        setup_messages: TopicCodec::of(registry, &catalog, topics::SETUP_MESSAGES).await?,
     };
     let sink = sink::ClickHouseSink {
         client: server.client.clone(),

@@ -522,3 +522,37 @@ impl From<funnelhub_schemas::events::RawWebhook> for RawWebhookRow {
         }
     }
 }
+
+/// `setup_messages`: one setup chat message (secrets and personal data masked at the edge).
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+pub struct SetupMessageRow {
+    pub tenant_id: String,
+    pub session_id: String,
+    pub message_id: String,
+    pub seq: u32,
+    pub role: String,
+    pub language: String,
+    pub text: String,
+    pub actions: String,
+    pub engine: String,
+    pub at: u32,
+    pub at_ms: i64,
+}
+
+impl From<funnelhub_schemas::setup::SetupMessage> for SetupMessageRow {
+    fn from(m: funnelhub_schemas::setup::SetupMessage) -> Self {
+        SetupMessageRow {
+            tenant_id: m.tenant_id,
+            session_id: m.session_id,
+            message_id: m.message_id,
+            seq: u32::try_from(m.seq).unwrap_or(0),
+            role: m.role,
+            language: m.language,
+            text: m.text,
+            actions: m.actions,
+            engine: m.engine.unwrap_or_default(),
+            at: seconds(m.at),
+            at_ms: m.at,
+        }
+    }
+}

@@ -30,7 +30,7 @@ use funnelhub_schemas::{AvroRecord, StageId, Topic};
 
 use super::rows::{
     AttemptRow, CapiRequestRow, DlqRow, EventRow, MatchRow, RawWebhookRow, SessionStageRow,
-    SetupActionRow, TicketRow, TransitionRow,
+    SetupActionRow, SetupMessageRow, TicketRow, TransitionRow,
 };
 
 /// The topics the sink reads, each with its codec.
@@ -48,6 +48,7 @@ pub struct Codecs {
     pub dlq: TopicCodec<DlqRecord>,
     pub setup_actions: TopicCodec<funnelhub_schemas::setup::SetupActionLog>,
     pub raw_webhooks: TopicCodec<funnelhub_schemas::events::RawWebhook>,
+    pub setup_messages: TopicCodec<funnelhub_schemas::setup::SetupMessage>,
 }
 
 /// The sink.
@@ -216,6 +217,14 @@ impl PartitionProcessor for ClickHousePartition {
                     .rows(batch, &c.raw_webhooks, out, |_, w| RawWebhookRow::from(w))
                     .await?;
                 sink.insert("raw_webhooks", &rows).await
+            }
+            Topic::SetupMessages => {
+                let rows = sink
+                    .rows(batch, &c.setup_messages, out, |_, m| {
+                        SetupMessageRow::from(m)
+                    })
+                    .await?;
+                sink.insert("setup_messages", &rows).await
             }
             other => Err(ProcessError::Fatal(format!("no table for {other:?}"))),
         }

@@ -1,0 +1,273 @@
+//! The setup assistant's chat through `funnelhub up` on the real broker and ClickHouse,
+//! with the Meta Graph API emulator behind the token tool:
+//!
+//! - a bad Meta token is diagnosed (the tool ran, its failure explained in the user's
+//!   language with the recommendation), and a second message that depends on the first
+//!   (the pixel given before, a new token now) re-validates it;
+//! - the conversation survives a restart of the edge, masked: no token in any message;
+//! - repeated failures hand the session to a person: `needs_human`, the transcript in the
+//!   bundle, one ops ticket however often it is asked for;
+//! - messages land in `setup_messages`; limits and another tenant's key are refused.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use funnelhub_clickhouse::query::json_rows;
+use funnelhub_emulators::{Faults, MetaGraphEmulator};
+use serde_json::{json, Value};
+use support::pipeline::{setup_with, stop, up, WAIT};
+
+const ADMIN: &str = "setup-admin-key-chat-01";
+const PIXEL: &str = "123456789012345";
+const TOKEN: &str = "EAABgoodChatToken0123456789";
+const BAD_TOKEN: &str = "EAABrevokedChatToken987654";
+
+struct Client {
+    http: reqwest::Client,
+    edge: String,
+}
+
+impl Client {
+    async fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.edge);
+        let mut request = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url),
+        }
+        .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("edge answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn session(&self, tenant: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/setup/sessions",
+                ADMIN,
+                Some(json!({"tenant_id": tenant})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["session_id"].as_str().expect("id").to_owned()
+    }
+
+    async fn chat(&self, session: &str, message: &str) -> Value {
+        let (status, body) = self
+            .call(
+                "POST",
+                &format!("/api/v1/setup/sessions/{session}/chat"),
+                ADMIN,
+                Some(json!({"message": message})),
+            )
+            .await;
+        assert_eq!(status, 200, "{message}: {body}");
+        body
+    }
+}
+
+async fn eventually(clickhouse: &funnelhub_clickhouse::ClickHouseConfig, sql: &str, want: Value) {
+    let sql = sql.replace("{db}", &clickhouse.database);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = Value::Array(json_rows(clickhouse, &sql).await.expect(&sql));
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}\n got {got}\nwant {want}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_assistant_diagnoses_remembers_survives_a_restart_and_hands_off_once() {
+    let meta = MetaGraphEmulator::start(
+        ([127, 0, 0, 1], 0).into(),
+        [
+            ("111000111".to_string(), "token-acme".to_string()),
+            (PIXEL.to_string(), TOKEN.to_string()),
+        ]
+        .into(),
+        Faults::default(),
+    )
+    .await
+    .expect("meta emulator");
+    let extra = format!(
+        "\n[edge.setup]\nadmin_keys = [\"{ADMIN}\"]\nmax_failed_attempts = 3\ntool_timeout_ms = 800\nmeta_graph_url = \"{}\"\n",
+        meta.url()
+    );
+    let setup = setup_with(&meta.url(), &extra);
+    let mut pipeline = up(&setup);
+    let client = Client {
+        http: reqwest::Client::new(),
+        edge: setup.edge.clone(),
+    };
+
+    // A bad token, diagnosed in Portuguese with the tool's recommendation.
+    let session = client.session("acme").await;
+    let first = client
+        .chat(
+            &session,
+            &format!("Meu token da Meta não funciona: {BAD_TOKEN} (pixel {PIXEL})"),
+        )
+        .await;
+    assert_eq!(
+        first["actions"][0]["tool"], "validate_meta_token",
+        "{first}"
+    );
+    assert_eq!(first["actions"][0]["status"], "failed", "{first}");
+    let reply = first["reply"].as_str().expect("reply");
+    assert!(
+        reply.contains("falhou") && reply.contains("gere um novo token"),
+        "{reply}"
+    );
+    assert_eq!(first["message"]["language"], "pt-BR");
+    assert_eq!(first["state"], "failed");
+
+    // The next message relies on the first: the pixel given before, a new token now.
+    let second = client
+        .chat(&session, &format!("gerei outro, tente de novo: {TOKEN}"))
+        .await;
+    assert_eq!(second["actions"][0]["status"], "success", "{second}");
+    assert_eq!(second["session"]["steps"]["meta"]["status"], "success");
+
+    // English in, English out; the status without running a tool.
+    let third = client.chat(&session, "what is the status?").await;
+    assert_eq!(third["message"]["language"], "en", "{third}");
+    assert!(
+        third["reply"]
+            .as_str()
+            .expect("reply")
+            .contains("Still to validate"),
+        "{third}"
+    );
+
+    // Limits and tenancy.
+    let (status, body) = client
+        .call(
+            "POST",
+            &format!("/api/v1/setup/sessions/{session}/chat"),
+            ADMIN,
+            Some(json!({"message": "x".repeat(2_001)})),
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("message")));
+    let (status, _) = client
+        .call(
+            "GET",
+            &format!("/api/v1/setup/sessions/{session}/messages"),
+            "acme-read-key",
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "a read key does not reach setup");
+    let other = client.session("loja").await;
+    let (status, _) = client
+        .call(
+            "GET",
+            &format!("/api/v1/setup/sessions/{other}/messages"),
+            "acme-api-key",
+            None,
+        )
+        .await;
+    assert_eq!(status, 401, "another tenant's key sees no session");
+
+    // A restart of the edge keeps the conversation, masked.
+    stop(pipeline);
+    pipeline = up(&setup);
+    let (status, page) = client
+        .call(
+            "GET",
+            &format!("/api/v1/setup/sessions/{session}/messages?limit=4"),
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let messages = page["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 4, "{page}");
+    assert_eq!(messages[0]["role"], "user");
+    assert_eq!(messages[1]["role"], "assistant");
+    let cursor = page["next_cursor"].as_u64().expect("more");
+    let (_, rest) = client
+        .call(
+            "GET",
+            &format!("/api/v1/setup/sessions/{session}/messages?cursor={cursor}"),
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(rest["messages"].as_array().map(Vec::len), Some(2), "{rest}");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let text = format!("{page}{rest}");
+    assert!(
+        !text.contains(TOKEN) && !text.contains(BAD_TOKEN) && text.contains("[secret]"),
+        "{text}"
+    );
+
+    // Repeated failures hand the session to a person, with one ticket.
+    let stuck = client.session("acme").await;
+    let mut last = Value::Null;
+    for _ in 0..3 {
+        last = client
+            .chat(
+                &stuck,
+                &format!("validate my Meta token {BAD_TOKEN} pixel {PIXEL}"),
+            )
+            .await;
+    }
+    assert_eq!(last["state"], "needs_human", "{last}");
+    let handoff = &last["session"]["handoff"];
+    assert_eq!(
+        handoff["transcript"].as_array().map(Vec::len),
+        Some(6),
+        "the bundle carries the conversation: {handoff}"
+    );
+    assert!(
+        last["reply"]
+            .as_str()
+            .expect("reply")
+            .contains("called a person"),
+        "{last}"
+    );
+    let asked = client.chat(&stuck, "I want to talk to a human").await;
+    assert_eq!(asked["actions"][0]["tool"], "escalate_to_human", "{asked}");
+    let ticket = asked["reply"].as_str().expect("reply").to_owned();
+    assert!(ticket.contains("Ticket"), "{ticket}");
+    eventually(
+        &setup.clickhouse,
+        &format!(
+            "SELECT kind, count() AS n FROM {{db}}.ops_tickets FINAL WHERE session_id = '{stuck}' GROUP BY kind"
+        ),
+        json!([{"kind": "setup_needs_human", "n": "1"}]),
+    )
+    .await;
+    // Every message in the analysts' table, masked.
+    eventually(
+        &setup.clickhouse,
+        &format!(
+            "SELECT role, count() AS n FROM {{db}}.setup_messages FINAL WHERE session_id = '{session}' GROUP BY role ORDER BY role"
+        ),
+        json!([{"role": "assistant", "n": "3"}, {"role": "user", "n": "3"}]),
+    )
+    .await;
+    let rows = json_rows(
+        &setup.clickhouse,
+        &format!(
+            "SELECT text FROM {}.setup_messages WHERE position(text, 'EAAB') > 0",
+            setup.clickhouse.database
+        ),
+    )
+    .await
+    .expect("query");
+    assert!(rows.is_empty(), "{rows:?}");
+
+    stop(pipeline);
+    meta.stop().await.expect("emulator stops");
+    let _ = std::fs::remove_dir_all(&setup.dir);
+}
