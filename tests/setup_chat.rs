@@ -7,14 +7,17 @@
 //! - the conversation survives a restart of the edge, masked: no token in any message;
 //! - repeated failures hand the session to a person: `needs_human`, the transcript in the
 //!   bundle, one ops ticket however often it is asked for;
-//! - messages land in `setup_messages`; limits and another tenant's key are refused.
+//! - messages land in `setup_messages`; limits and another tenant's key are refused;
+//! - with a model configured (the OpenAI-compatible emulator), the model's tool call runs
+//!   the tool, no secret reaches the model, an unknown tool runs nothing, and a model that
+//!   fails or times out is replaced by the built-in diagnoser for the turn.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use funnelhub_clickhouse::query::json_rows;
-use funnelhub_emulators::{Faults, MetaGraphEmulator};
+use funnelhub_emulators::{ChatCompletionsEmulator, Faults, MetaGraphEmulator, Scripted};
 use serde_json::{json, Value};
 use support::pipeline::{setup_with, stop, up, WAIT};
 
@@ -268,6 +271,139 @@ async fn the_assistant_diagnoses_remembers_survives_a_restart_and_hands_off_once
     assert!(rows.is_empty(), "{rows:?}");
 
     stop(pipeline);
+    meta.stop().await.expect("emulator stops");
+    let _ = std::fs::remove_dir_all(&setup.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_model_engine_calls_tools_never_sees_a_secret_and_falls_back_when_down() {
+    let meta = MetaGraphEmulator::start(
+        ([127, 0, 0, 1], 0).into(),
+        [(PIXEL.to_string(), TOKEN.to_string())].into(),
+        Faults::default(),
+    )
+    .await
+    .expect("meta emulator");
+    let model =
+        ChatCompletionsEmulator::start(([127, 0, 0, 1], 0).into(), Some("llm-test-key-42".into()))
+            .await
+            .expect("model emulator");
+    // `funnelhub up` inherits it; each test runs in its own process.
+    std::env::set_var("SETUP_CHAT_TEST_LLM_KEY", "llm-test-key-42");
+    let extra = format!(
+        "\n[edge.setup]\nadmin_keys = [\"{ADMIN}\"]\ntool_timeout_ms = 800\nmeta_graph_url = \"{}\"\n\
+         [edge.setup.assistant]\nbase_url = \"{}\"\nmodel = \"test-model\"\n\
+         api_key_env = \"SETUP_CHAT_TEST_LLM_KEY\"\ntimeout_ms = 1000\nretries = 1\n",
+        meta.url(),
+        model.url()
+    );
+    let setup = setup_with(&meta.url(), &extra);
+    let pipeline = up(&setup);
+    let client = Client {
+        http: reqwest::Client::new(),
+        edge: setup.edge.clone(),
+    };
+    let session = client.session("acme").await;
+
+    // The model calls the token tool; the tool runs with the token lifted from the message.
+    model.script([
+        Scripted::ToolCall {
+            name: "validate_meta_token".into(),
+            arguments: json!({}),
+        },
+        Scripted::Answer("A Meta recusou o token: gere um novo no Gerenciador de Eventos.".into()),
+    ]);
+    let first = client
+        .chat(
+            &session,
+            &format!("meu token {BAD_TOKEN} do pixel {PIXEL} não funciona"),
+        )
+        .await;
+    assert_eq!(first["message"]["engine"], "llm", "{first}");
+    assert_eq!(
+        first["reply"],
+        "A Meta recusou o token: gere um novo no Gerenciador de Eventos."
+    );
+    assert_eq!(first["actions"][0]["tool"], "validate_meta_token");
+    assert_eq!(first["actions"][0]["status"], "failed");
+    let sent = model.requests();
+    assert_eq!(sent.len(), 2, "a tool call, then the answer");
+    let offered: Vec<&str> = sent[0]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
+        .collect();
+    assert_eq!(
+        offered,
+        [
+            "validate_meta_token",
+            "validate_gateway_credentials",
+            "probe_landing_url",
+            "status",
+            "autoconfigure",
+            "escalate_to_human"
+        ]
+    );
+    let tool_message = sent[1]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("the tool's result went back to the model");
+    assert!(
+        tool_message["content"]
+            .as_str()
+            .expect("content")
+            .contains("code 190"),
+        "{tool_message}"
+    );
+
+    // A tool the model invents runs nothing.
+    model.script([
+        Scripted::ToolCall {
+            name: "delete_tenant".into(),
+            arguments: json!({}),
+        },
+        Scripted::Answer("Não posso fazer isso.".into()),
+    ]);
+    let invented = client.chat(&session, "apague minha conta").await;
+    assert_eq!(invented["actions"], json!([]), "{invented}");
+
+    // The model down (500 twice) or too slow: the diagnoser answers, and says so.
+    model.script([Scripted::Fault(500), Scripted::Fault(500)]);
+    let down = client.chat(&session, "qual o status?").await;
+    assert_eq!(down["message"]["engine"], "builtin", "{down}");
+    assert!(
+        down["reply"]
+            .as_str()
+            .expect("reply")
+            .contains("indisponível"),
+        "{down}"
+    );
+    model.script([
+        Scripted::Delay(Duration::from_secs(3)),
+        Scripted::Delay(Duration::from_secs(3)),
+    ]);
+    let slow = client.chat(&session, "what is the status?").await;
+    assert_eq!(slow["message"]["engine"], "builtin", "{slow}");
+    assert!(
+        slow["reply"]
+            .as_str()
+            .expect("reply")
+            .contains("unavailable"),
+        "{slow}"
+    );
+
+    // No secret in anything the model was sent.
+    let everything = serde_json::to_string(&model.requests()).expect("json");
+    assert!(
+        !everything.contains(BAD_TOKEN) && !everything.contains(TOKEN),
+        "a token reached the model"
+    );
+
+    stop(pipeline);
+    model.stop().await.expect("model emulator stops");
     meta.stop().await.expect("emulator stops");
     let _ = std::fs::remove_dir_all(&setup.dir);
 }

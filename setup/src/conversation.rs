@@ -49,15 +49,21 @@ impl SetupService {
                 format!("at most {MAX_MESSAGE_CHARS} characters"),
             ));
         }
-        let language = Language::detect(text);
         let given = Given::from_message(text);
         let masked = mask(text);
-        let session = {
+        let (session, language) = {
             let _writing = self.writing.lock().await;
             let mut session = self.session(id)?;
             if session.messages.len() + 2 > MAX_MESSAGES {
                 return Err(SetupError::ConversationFull { max: MAX_MESSAGES });
             }
+            let so_far = session
+                .messages
+                .iter()
+                .rev()
+                .find(|m| m.role == Role::User)
+                .map_or(Language::PtBr, |m| m.language);
+            let language = Language::detect_or(text, so_far);
             session.add_message(
                 Role::User,
                 language,
@@ -68,7 +74,7 @@ impl SetupService {
             );
             session.revision += 1;
             self.store_last_message(&session).await?;
-            session
+            (session, language)
         };
         let memory = Memory::of(
             &session,

@@ -167,6 +167,11 @@ impl SetupService {
         tenants: Arc<dyn TenantWriter>,
         keys: Keyring,
     ) -> Result<SetupService, SetupError> {
+        let assistant: Arc<dyn crate::chat::Assistant> =
+            match crate::chat::llm::ModelEngine::from_config(&config.assistant) {
+                Some(model) => Arc::new(model),
+                None => Arc::new(crate::chat::diagnoser::Diagnoser),
+            };
         Ok(SetupService {
             tools: Tools::new(&config)?,
             config,
@@ -174,7 +179,7 @@ impl SetupService {
             tenants,
             keys,
             writing: tokio::sync::Mutex::new(()),
-            assistant: Arc::new(crate::chat::diagnoser::Diagnoser),
+            assistant,
         })
     }
 

@@ -17,6 +17,7 @@
 //!   autoconfigure and the hand-off to a person, at most `max_tool_calls` per reply.
 
 pub mod diagnoser;
+pub mod llm;
 pub mod mask;
 
 use std::fmt;
@@ -44,6 +45,18 @@ pub struct AssistantConfig {
     pub max_prompt_chars: usize,
     /// Tool calls an engine may make for one reply.
     pub max_tool_calls: usize,
+    /// An OpenAI-compatible API (`https://api.openai.com/v1`, Ollama's
+    /// `http://localhost:11434/v1`...): its model answers, with tool calling. Unset: the
+    /// built-in diagnoser answers.
+    pub base_url: Option<String>,
+    /// The model's name at that API.
+    pub model: String,
+    /// The environment variable holding the API key (none for a local server).
+    pub api_key_env: Option<String>,
+    /// Deadline of one request to the model.
+    pub timeout_ms: u64,
+    /// Retries of a request that timed out or got 429 or 5xx.
+    pub retries: u32,
 }
 
 impl Default for AssistantConfig {
@@ -52,6 +65,11 @@ impl Default for AssistantConfig {
             memory_turns: 8,
             max_prompt_chars: 6_000,
             max_tool_calls: 3,
+            base_url: None,
+            model: "gpt-4o-mini".into(),
+            api_key_env: None,
+            timeout_ms: 20_000,
+            retries: 2,
         }
     }
 }
@@ -100,9 +118,10 @@ impl Language {
             .find(|l| l.as_str() == text)
     }
 
-    /// The language of `text`: Portuguese when its words or accents say so, else English.
-    pub fn detect(text: &str) -> Language {
-        const PT: [&str; 40] = [
+    /// The language of `text`: Portuguese or English, by its words and accents; when they
+    /// do not tell, `otherwise` (the conversation's language so far).
+    pub fn detect_or(text: &str, otherwise: Language) -> Language {
+        const PT: [&str; 56] = [
             "não",
             "nao",
             "meu",
@@ -143,6 +162,22 @@ impl Language {
             "isso",
             "agora",
             "tentar",
+            "qual",
+            "quais",
+            "o",
+            "os",
+            "no",
+            "na",
+            "em",
+            "seu",
+            "sua",
+            "tudo",
+            "ainda",
+            "já",
+            "sim",
+            "bom",
+            "dia",
+            "conta",
         ];
         const EN: [&str; 30] = [
             "the", "my", "is", "why", "what", "how", "not", "does", "doesn't", "failed", "please",
@@ -157,11 +192,17 @@ impl Language {
         let pt = words.iter().filter(|w| PT.contains(w)).count()
             + lower.chars().filter(|c| "ãõçáéíóúâêô".contains(*c)).count();
         let en = words.iter().filter(|w| EN.contains(w)).count();
-        if pt > en {
-            Language::PtBr
-        } else {
-            Language::En
+        match pt.cmp(&en) {
+            std::cmp::Ordering::Greater => Language::PtBr,
+            std::cmp::Ordering::Less => Language::En,
+            std::cmp::Ordering::Equal => otherwise,
         }
+    }
+
+    /// [`Language::detect_or`], Brazilian Portuguese when the words do not tell (most of
+    /// the gateways' users).
+    pub fn detect(text: &str) -> Language {
+        Language::detect_or(text, Language::PtBr)
     }
 }
 
@@ -433,6 +474,12 @@ mod tests {
             Language::En
         );
         assert_eq!(Language::detect("talk to a human please"), Language::En);
+        assert_eq!(Language::detect("qual o status?"), Language::PtBr);
+        assert_eq!(
+            Language::detect_or("status?", Language::En),
+            Language::En,
+            "undecided: the conversation's language"
+        );
         assert_eq!(
             Language::detect("quero falar com uma pessoa"),
             Language::PtBr
