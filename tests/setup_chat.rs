@@ -407,3 +407,157 @@ async fn the_model_engine_calls_tools_never_sees_a_secret_and_falls_back_when_do
     meta.stop().await.expect("emulator stops");
     let _ = std::fs::remove_dir_all(&setup.dir);
 }
+
+/// A `multipart/form-data` body of one file part.
+fn multipart(filename: &str, content_type: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "funnelhub-test-boundary-7c1d";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn screenshots_are_images_bounded_kept_by_content_and_only_the_tenants() {
+    let extra = format!("\n[edge.setup]\nadmin_keys = [\"{ADMIN}\"]\n");
+    let setup = setup_with("http://127.0.0.1:9", &extra);
+    let pipeline = up(&setup);
+    let client = Client {
+        http: reqwest::Client::new(),
+        edge: setup.edge.clone(),
+    };
+    let session = client.session("acme").await;
+    let upload = |key: &'static str, session: String, part: (String, Vec<u8>)| {
+        let http = client.http.clone();
+        let url = format!("{}/api/v1/setup/sessions/{session}/attachments", setup.edge);
+        async move {
+            let response = http
+                .post(url)
+                .bearer_auth(key)
+                .header("content-type", part.0)
+                .body(part.1)
+                .send()
+                .await
+                .expect("edge answers");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    png.extend_from_slice(b"a screenshot of the Events Manager");
+
+    // An image, whatever its name says, is kept under its SHA-256 and served back.
+    let (status, stored) = upload(
+        ADMIN,
+        session.clone(),
+        multipart("../../etc/passwd", "text/plain", &png),
+    )
+    .await;
+    assert_eq!(status, 201, "{stored}");
+    assert_eq!(stored["content_type"], "image/png");
+    let id = stored["attachment_id"].as_str().expect("id").to_owned();
+    assert_eq!(id.len(), 64);
+    let response = client
+        .http
+        .get(format!(
+            "{}/api/v1/setup/sessions/{session}/attachments/{id}",
+            setup.edge
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("edge answers");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().expect("type"),
+        "image/png"
+    );
+    assert_eq!(response.bytes().await.expect("bytes").as_ref(), &png[..]);
+    assert!(
+        setup
+            .dir
+            .join(format!(
+                ".stack/attachments/attachments/acme/{session}/{id}"
+            ))
+            .exists(),
+        "kept in the local folder, by content"
+    );
+
+    // Not an image (whatever it claims), too large, or asked by path tricks: refused.
+    let (status, _) = upload(
+        ADMIN,
+        session.clone(),
+        multipart("shot.png", "image/png", b"<svg onload=alert(1)>"),
+    )
+    .await;
+    assert_eq!(status, 415);
+    let mut huge = png.clone();
+    huge.resize(5 * 1024 * 1024 + 1, 0);
+    let (status, _) = upload(
+        ADMIN,
+        session.clone(),
+        multipart("big.png", "image/png", &huge),
+    )
+    .await;
+    assert_eq!(status, 413);
+    for tricky in ["..%2F..%2Fetc%2Fpasswd", "%2e%2e", &"A".repeat(64)] {
+        let (status, _) = client
+            .call(
+                "GET",
+                &format!("/api/v1/setup/sessions/{session}/attachments/{tricky}"),
+                ADMIN,
+                None,
+            )
+            .await;
+        assert_eq!(status, 404, "{tricky}");
+    }
+
+    // Another tenant's key reaches neither the session nor its attachment.
+    let (status, _) = client
+        .call(
+            "GET",
+            &format!("/api/v1/setup/sessions/{session}/attachments/{id}"),
+            "loja-no-such-key",
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+
+    // A message refers to it; an unknown id is refused; the hand-off lists it.
+    let (status, body) = client
+        .call(
+            "POST",
+            &format!("/api/v1/setup/sessions/{session}/chat"),
+            ADMIN,
+            Some(json!({"message": "veja o print", "attachment_ids": ["f".repeat(64)]})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("attachment_ids"))
+    );
+    let (status, body) = client
+        .call(
+            "POST",
+            &format!("/api/v1/setup/sessions/{session}/chat"),
+            ADMIN,
+            Some(json!({"message": "quero falar com uma pessoa, veja o print", "attachment_ids": [id]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let handoff = &body["session"]["handoff"];
+    assert_eq!(handoff["attachments"][0]["attachment_id"], id, "{handoff}");
+    assert_eq!(
+        handoff["transcript"][0]["attachment_ids"][0], id,
+        "{handoff}"
+    );
+
+    stop(pipeline);
+    let _ = std::fs::remove_dir_all(&setup.dir);
+}

@@ -57,6 +57,19 @@ pub struct SetupSession {
     /// The troubleshooting chat, oldest first.
     #[serde(default)]
     pub messages: Vec<SetupMessage>,
+    /// Screenshots attached to the session.
+    #[serde(default)]
+    pub attachments: Vec<SetupAttachment>,
+}
+
+/// `io.funnelhub.setup.SetupAttachment`: a screenshot kept in the object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupAttachment {
+    /// SHA-256 of the bytes, hex.
+    pub attachment_id: String,
+    pub content_type: String,
+    pub bytes: i64,
+    pub at: i64,
 }
 
 /// `io.funnelhub.setup.SetupMessage`: one chat message, secrets and personal data masked.
@@ -75,6 +88,9 @@ pub struct SetupMessage {
     pub actions: String,
     /// `builtin | llm` (assistant messages).
     pub engine: Option<String>,
+    /// The session's attachments the message refers to.
+    #[serde(default)]
+    pub attachment_ids: Vec<String>,
     pub at: i64,
 }
 

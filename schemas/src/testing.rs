@@ -520,6 +520,7 @@ pub fn sample_setup_message() -> crate::setup::SetupMessage {
             r#"[{"tool":"validate_meta_token","status":"failed","reason":"graph api code 190"}]"#
                 .into(),
         engine: Some("builtin".into()),
+        attachment_ids: vec![],
         at: 1_790_000_002_000,
     }
 }
@@ -550,6 +551,13 @@ pub fn sample_setup() -> (crate::setup::SetupSession, crate::setup::SetupActionL
         inputs: Some(sample_sealed()),
         rollback: None,
         messages: vec![sample_setup_message()],
+        attachments: vec![crate::setup::SetupAttachment {
+            attachment_id: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+                .into(),
+            content_type: "image/png".into(),
+            bytes: 4_096,
+            at: 1_790_000_001_500,
+        }],
     };
     let log = SetupActionLog {
         action_id: "a-1".into(),

@@ -32,6 +32,12 @@ pub struct SetupConfig {
     pub probe_private_hosts: Vec<String>,
     /// `[edge.setup.assistant]`: the troubleshooting chat.
     pub assistant: AssistantConfig,
+    /// Where chat screenshots are kept: `s3://bucket/prefix`, `gs://bucket/prefix` or
+    /// `file:///path` (credentials from the `AWS_*` / `GOOGLE_*` environment); unset, the
+    /// local folder `attachments_dir`.
+    pub attachments_url: Option<String>,
+    /// The local folder of attachments when `attachments_url` is unset.
+    pub attachments_dir: String,
 }
 
 impl Default for SetupConfig {
@@ -47,6 +53,8 @@ impl Default for SetupConfig {
             stripe_api_url: "https://api.stripe.com".into(),
             probe_private_hosts: Vec::new(),
             assistant: AssistantConfig::default(),
+            attachments_url: None,
+            attachments_dir: ".stack/attachments".into(),
         }
     }
 }

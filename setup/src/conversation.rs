@@ -33,11 +33,13 @@ use crate::tools::{GatewayInput, Input, MetaInput, ToolName};
 pub const MAX_PAGE: usize = 100;
 
 impl SetupService {
-    /// Answer `message` in session `id`: the session after the turn and the reply.
+    /// Answer `message` (referring to the session's attachments `attachment_ids`) in
+    /// session `id`: the session after the turn and the reply.
     pub async fn chat(
         &self,
         id: &str,
         message: &str,
+        attachment_ids: &[String],
     ) -> Result<(Session, ChatMessage), SetupError> {
         let text = message.trim();
         if text.is_empty() {
@@ -64,14 +66,28 @@ impl SetupService {
                 .find(|m| m.role == Role::User)
                 .map_or(Language::PtBr, |m| m.language);
             let language = Language::detect_or(text, so_far);
-            session.add_message(
-                Role::User,
-                language,
-                masked.clone(),
-                Vec::new(),
-                None,
-                now_ms(),
-            );
+            if let Some(unknown) = attachment_ids
+                .iter()
+                .find(|a| !session.attachments.iter().any(|known| &known.id == *a))
+            {
+                return Err(SetupError::invalid(
+                    "attachment_ids",
+                    format!(
+                        "no attachment {} in this session",
+                        unknown.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
+            session
+                .add_message(
+                    Role::User,
+                    language,
+                    masked.clone(),
+                    Vec::new(),
+                    None,
+                    now_ms(),
+                )
+                .attachment_ids = attachment_ids.to_vec();
             session.revision += 1;
             self.store_last_message(&session).await?;
             (session, language)

@@ -34,6 +34,18 @@ pub enum SetupError {
     /// The tenant has as many open sessions as it may.
     #[error("{max} setup sessions of this tenant are open: finish one (autoconfigure or rollback) or let it expire (7 days untouched)")]
     TooManyOpenSessions { max: usize },
+    /// No attachment of that id in this session.
+    #[error("attachment {0}")]
+    UnknownAttachment(String),
+    /// An attachment that is not a PNG, JPEG or WebP image (by its bytes).
+    #[error("an attachment is a PNG, JPEG or WebP image")]
+    NotAnImage,
+    /// An attachment over the size limit.
+    #[error("an attachment is at most {max} bytes")]
+    AttachmentTooLarge { max: usize },
+    /// The session holds as many attachments as it may.
+    #[error("this session has {max} attachments already")]
+    TooManyAttachments { max: usize },
     /// The session's conversation holds as many messages as it may.
     #[error("this conversation has {max} messages: ask for a person (\"talk to a human\") or start a new session")]
     ConversationFull { max: usize },

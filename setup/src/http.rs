@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -127,6 +128,16 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: Arc<SetupHttp>) -> Router
         .route("/api/v1/setup/sessions/{id}/rollback", post(rollback))
         .route("/api/v1/setup/sessions/{id}/chat", post(chat))
         .route("/api/v1/setup/sessions/{id}/messages", get(messages))
+        .route(
+            "/api/v1/setup/sessions/{id}/attachments",
+            post(attach).layer(DefaultBodyLimit::max(
+                crate::attachments::MAX_ATTACHMENT_BYTES + 64 * 1024,
+            )),
+        )
+        .route(
+            "/api/v1/setup/sessions/{id}/attachments/{attachment}",
+            get(attachment),
+        )
         .with_state(state)
 }
 
@@ -143,13 +154,16 @@ impl SetupHttp {
     fn error(&self, e: SetupError) -> ApiError {
         match e {
             SetupError::InvalidInput { field, message } => ApiError::field(field, message),
-            e @ (SetupError::UnknownTool(_) | SetupError::UnknownSession(_)) => {
-                ApiError::NotFound(e.to_string())
-            }
+            e @ (SetupError::UnknownTool(_)
+            | SetupError::UnknownSession(_)
+            | SetupError::UnknownAttachment(_)) => ApiError::NotFound(e.to_string()),
+            e @ SetupError::NotAnImage => ApiError::UnsupportedMediaType(e.to_string()),
+            SetupError::AttachmentTooLarge { max } => ApiError::PayloadTooLarge(max),
             e @ (SetupError::NotValidated { .. }
             | SetupError::NotConfigured { .. }
             | SetupError::TooManyOpenSessions { .. }
-            | SetupError::ConversationFull { .. }) => ApiError::Conflict(e.to_string()),
+            | SetupError::ConversationFull { .. }
+            | SetupError::TooManyAttachments { .. }) => ApiError::Conflict(e.to_string()),
             SetupError::Unavailable(reason) => ApiError::Unavailable {
                 reason,
                 retry_after_secs: self.retry_after_secs,
@@ -348,18 +362,12 @@ async fn chat_inner(
 ) -> Result<Response, ApiError> {
     let (service, session) = s.session_of(headers, id)?;
     let body: ChatBody = parse_json(body)?;
-    if let Some(unknown) = body.attachment_ids.first() {
-        return Err(ApiError::field(
-            "attachment_ids",
-            format!(
-                "no attachment {} in this session",
-                unknown.chars().take(64).collect::<String>()
-            ),
-        ));
+    if body.attachment_ids.len() > crate::attachments::MAX_ATTACHMENTS_PER_SESSION {
+        return Err(ApiError::field("attachment_ids", "too many"));
     }
     let message = body.message.unwrap_or_default();
     let (session, reply) = service
-        .chat(&session.id, &message)
+        .chat(&session.id, &message, &body.attachment_ids)
         .await
         .map_err(|e| s.error(e))?;
     Ok(Json(json!({
@@ -370,6 +378,87 @@ async fn chat_inner(
         "session": service.status_json(&session),
     }))
     .into_response())
+}
+
+/// `POST …/attachments` (multipart, one image in the first part): 201 `{attachment_id,
+/// content_type, bytes, url}`. The part's file name and declared type are ignored: the
+/// bytes decide (415 unless PNG, JPEG or WebP; 413 over the limit).
+async fn attach(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
+    respond(
+        "setup.attach",
+        attach_inner(&s, &id, &headers, multipart).await,
+    )
+}
+
+async fn attach_inner(
+    s: &SetupHttp,
+    id: &str,
+    headers: &HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let (service, session) = s.session_of(headers, id)?;
+    let mut multipart =
+        multipart.map_err(|e| ApiError::field("body", format!("multipart/form-data: {e}")))?;
+    let field = multipart
+        .next_field()
+        .await
+        .map_err(|e| attachment_read_error(&e))?
+        .ok_or_else(|| ApiError::field("file", "one image part is required"))?;
+    let bytes = field.bytes().await.map_err(|e| attachment_read_error(&e))?;
+    let (session, attachment) = service
+        .attach(&session.id, bytes.to_vec())
+        .await
+        .map_err(|e| s.error(e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "attachment_id": attachment.id,
+            "content_type": attachment.image.content_type(),
+            "bytes": attachment.bytes,
+            "url": format!("/api/v1/setup/sessions/{}/attachments/{}", session.id, attachment.id),
+        })),
+    )
+        .into_response())
+}
+
+/// A multipart body that could not be read: too large, or malformed.
+fn attachment_read_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(crate::attachments::MAX_ATTACHMENT_BYTES)
+    } else {
+        ApiError::field("file", e.body_text())
+    }
+}
+
+/// `GET …/attachments/{id}`: the image, with its true type, to the session's tenant only.
+async fn attachment(
+    State(s): State<Shared>,
+    Path((id, attachment)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = async {
+        let (service, session) = s.session_of(&headers, &id)?;
+        let (bytes, image) = service
+            .attachment(&session.id, &attachment)
+            .await
+            .map_err(|e| s.error(e))?;
+        Ok((
+            [
+                (header::CONTENT_TYPE, image.content_type()),
+                (header::CACHE_CONTROL, "private, no-store"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            bytes,
+        )
+            .into_response())
+    }
+    .await;
+    respond("setup.attachment", result)
 }
 
 #[derive(Debug, Deserialize)]

@@ -62,7 +62,13 @@ pub async fn connect(
         );
         return Ok(None);
     }
-    let sessions = KafkaSessions::follow(kafka, registry, deadline).await?;
+    let attachments = crate::attachments::Attachments::open(
+        config.attachments_url.as_deref(),
+        &config.attachments_dir,
+    )?;
+    let sessions = KafkaSessions::follow(kafka, registry, deadline)
+        .await?
+        .deleting_attachments(attachments);
     let store = TenantStore::connect(kafka, registry, keys.clone(), tenants.clone())
         .await
         .map_err(|e| ConnectError::Tenants(e.to_string()))?;
@@ -83,6 +89,8 @@ pub struct KafkaSessions {
     actions: Arc<TopicCodec<SetupActionLog>>,
     messages: Arc<TopicCodec<SetupMessage>>,
     tickets: Arc<TopicCodec<OpsTicket>>,
+    /// Where the sessions' screenshots are, deleted with an expired session.
+    attachments: Arc<std::sync::OnceLock<crate::attachments::Attachments>>,
     _follower: Follower,
 }
 
@@ -121,12 +129,14 @@ impl KafkaSessions {
             actions: Arc::new(actions),
             messages: Arc::new(messages),
             tickets: Arc::new(tickets),
+            attachments: Arc::default(),
             _follower: follower,
         };
         let sweeper = SweepHandle {
             map: Arc::downgrade(&store.map),
             producer: store.producer.clone(),
             topic: store.sessions.topic().to_owned(),
+            attachments: store.attachments.clone(),
         };
         tokio::spawn(async move {
             loop {
@@ -144,29 +154,55 @@ impl KafkaSessions {
     }
 }
 
+impl KafkaSessions {
+    /// Delete an expired session's attachments from `attachments` when it is swept.
+    pub fn deleting_attachments(self, attachments: crate::attachments::Attachments) -> Self {
+        let _ = self.attachments.set(attachments);
+        self
+    }
+}
+
 /// What the hourly sweep holds: not the store itself, so the sweep ends with it.
 struct SweepHandle {
     map: std::sync::Weak<SessionMap>,
     producer: AckedProducer,
     topic: String,
+    attachments: Arc<std::sync::OnceLock<crate::attachments::Attachments>>,
 }
 
 impl SweepHandle {
     /// `None` once the store is gone.
     async fn sweep(&self, now: i64) -> Option<Result<usize, StoreError>> {
         let map = self.map.upgrade()?;
-        Some(sweep(&map, &self.producer, &self.topic, now).await)
+        Some(
+            sweep(
+                &map,
+                &self.producer,
+                &self.topic,
+                self.attachments.get(),
+                now,
+            )
+            .await,
+        )
     }
 }
 
+/// Tombstone every expired session (and delete its attachments).
 async fn sweep(
     map: &SessionMap,
     producer: &AckedProducer,
     topic: &str,
+    attachments: Option<&crate::attachments::Attachments>,
     now: i64,
 ) -> Result<usize, StoreError> {
-    let gone = map.expired(now);
-    for id in &gone {
+    let gone = map.expired_of(now);
+    for (tenant, id) in &gone {
+        if let Some(attachments) = attachments {
+            attachments
+                .delete_session(tenant, id)
+                .await
+                .map_err(|e| StoreError(e.to_string()))?;
+        }
         producer
             .send(topic, id.as_bytes(), None)
             .await
@@ -249,6 +285,13 @@ impl SessionStore for KafkaSessions {
     }
 
     async fn sweep(&self, now: i64) -> Result<usize, StoreError> {
-        sweep(&self.map, &self.producer, self.sessions.topic(), now).await
+        sweep(
+            &self.map,
+            &self.producer,
+            self.sessions.topic(),
+            self.attachments.get(),
+            now,
+        )
+        .await
     }
 }

@@ -7,6 +7,7 @@
 //! Layering: `http` → `service` → (`tools`, `store`) → `session`. Domain code returns
 //! [`SetupError`]; only `http` maps it to status codes.
 
+pub mod attachments;
 pub mod chat;
 pub mod config;
 pub mod conversation;

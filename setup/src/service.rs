@@ -135,6 +135,8 @@ pub struct SetupService {
     pub(crate) writing: tokio::sync::Mutex<()>,
     /// The chat's engine.
     pub(crate) assistant: Arc<dyn crate::chat::Assistant>,
+    /// Where screenshots are kept.
+    attachments: crate::attachments::Attachments,
 }
 
 /// Check a tenant id given by a caller: 1-64 letters, digits, `-` or `_`.
@@ -172,7 +174,12 @@ impl SetupService {
                 Some(model) => Arc::new(model),
                 None => Arc::new(crate::chat::diagnoser::Diagnoser),
             };
+        let attachments = crate::attachments::Attachments::open(
+            config.attachments_url.as_deref(),
+            &config.attachments_dir,
+        )?;
         Ok(SetupService {
+            attachments,
             tools: Tools::new(&config)?,
             config,
             sessions,
@@ -332,6 +339,72 @@ impl SetupService {
             self.raise_handoff_ticket(&session).await?;
         }
         Ok((session, actions))
+    }
+
+    /// Keep a screenshot for session `id`: the session listing it, and the attachment.
+    pub async fn attach(
+        &self,
+        id: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(Session, crate::attachments::AttachmentRef), SetupError> {
+        use crate::attachments::{AttachmentRef, MAX_ATTACHMENTS_PER_SESSION};
+        let session = self.session(id)?;
+        if session.attachments.len() >= MAX_ATTACHMENTS_PER_SESSION {
+            return Err(SetupError::TooManyAttachments {
+                max: MAX_ATTACHMENTS_PER_SESSION,
+            });
+        }
+        let size = bytes.len() as u64;
+        let (attachment_id, image) = self
+            .attachments
+            .put(&session.tenant_id, &session.id, bytes)
+            .await?;
+        let _writing = self.writing.lock().await;
+        let mut session = self.session(id)?;
+        let attachment = match session.attachments.iter().find(|a| a.id == attachment_id) {
+            // The same image again: already listed.
+            Some(known) => known.clone(),
+            None => {
+                let attachment = AttachmentRef {
+                    id: attachment_id,
+                    image,
+                    bytes: size,
+                    at: now_ms(),
+                };
+                session.attachments.push(attachment.clone());
+                session.updated_at = attachment.at;
+                session.revision += 1;
+                self.sessions.put(&session).await.map_err(unavailable)?;
+                attachment
+            }
+        };
+        Ok((session, attachment))
+    }
+
+    /// The bytes and type of attachment `attachment_id` of session `id`.
+    pub async fn attachment(
+        &self,
+        id: &str,
+        attachment_id: &str,
+    ) -> Result<(Vec<u8>, crate::attachments::ImageType), SetupError> {
+        let session = self.session(id)?;
+        let listed = session
+            .attachments
+            .iter()
+            .find(|a| a.id == attachment_id)
+            .ok_or_else(|| {
+                SetupError::UnknownAttachment(attachment_id.chars().take(64).collect())
+            })?;
+        let bytes = self
+            .attachments
+            .get(&session.tenant_id, &session.id, attachment_id)
+            .await?;
+        Ok((bytes, listed.image))
+    }
+
+    /// Delete the attachments of session `id` of `tenant_id` (the session expired).
+    pub async fn delete_attachments(&self, tenant_id: &str, id: &str) -> Result<usize, SetupError> {
+        self.attachments.delete_session(tenant_id, id).await
     }
 
     /// The ops ticket of a session handed off to a person (one per session: its id is

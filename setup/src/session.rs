@@ -16,9 +16,10 @@ use std::fmt;
 
 use funnelhub_schemas::control::Sealed;
 use funnelhub_schemas::ids::deterministic_id;
-use funnelhub_schemas::setup::{SetupMessage, SetupSession, SetupStep};
+use funnelhub_schemas::setup::{SetupAttachment, SetupMessage, SetupSession, SetupStep};
 use serde_json::{json, Value};
 
+use crate::attachments::{AttachmentRef, ImageType};
 use crate::chat::{ActionNote, ChatMessage, EngineName, Language, Role};
 use crate::tools::Outcome;
 
@@ -195,6 +196,8 @@ pub struct Session {
     pub rollback: Option<Sealed>,
     /// The troubleshooting chat, oldest first, masked.
     pub messages: Vec<ChatMessage>,
+    /// Screenshots attached to the session.
+    pub attachments: Vec<AttachmentRef>,
 }
 
 impl Session {
@@ -216,6 +219,7 @@ impl Session {
             inputs: None,
             rollback: None,
             messages: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 
@@ -314,7 +318,7 @@ impl Session {
         actions: Vec<ActionNote>,
         engine: Option<EngineName>,
         now: i64,
-    ) -> &ChatMessage {
+    ) -> &mut ChatMessage {
         let seq = self.messages.last().map_or(1, |m| m.seq + 1);
         self.messages.push(ChatMessage {
             seq,
@@ -323,13 +327,14 @@ impl Session {
             text,
             actions,
             engine,
+            attachment_ids: Vec::new(),
             at: now,
         });
         if self.handoff.is_some() {
             self.handoff = Some(self.handoff_bundle());
         }
         self.updated_at = now;
-        self.messages.last().expect("pushed above")
+        self.messages.last_mut().expect("pushed above")
     }
 
     /// The Avro record of one of its messages.
@@ -344,6 +349,7 @@ impl Session {
             text: message.text.clone(),
             actions: serde_json::to_string(&message.actions).expect("notes serialize"),
             engine: message.engine.map(|e| e.as_str().into()),
+            attachment_ids: message.attachment_ids.clone(),
             at: message.at,
         }
     }
@@ -369,9 +375,13 @@ impl Session {
                 self.tenant_id, self.id
             ),
             "transcript": self.messages.iter().map(|m| json!({
-                "seq": m.seq, "role": m.role.as_str(), "text": m.text, "at": m.at,
+                "seq": m.seq, "role": m.role.as_str(), "text": m.text,
+                "attachment_ids": m.attachment_ids, "at": m.at,
             })).collect::<Vec<_>>(),
-            "attachments": [],
+            "attachments": self.attachments.iter().map(|a| json!({
+                "attachment_id": a.id, "content_type": a.image.content_type(), "bytes": a.bytes,
+                "url": format!("/api/v1/setup/sessions/{}/attachments/{}", self.id, a.id),
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -439,6 +449,16 @@ impl Session {
                 .iter()
                 .map(|m| self.message_record(m))
                 .collect(),
+            attachments: self
+                .attachments
+                .iter()
+                .map(|a| SetupAttachment {
+                    attachment_id: a.id.clone(),
+                    content_type: a.image.content_type().into(),
+                    bytes: i64::try_from(a.bytes).unwrap_or(i64::MAX),
+                    at: a.at,
+                })
+                .collect(),
         }
     }
 
@@ -477,6 +497,18 @@ impl Session {
                 .into_iter()
                 .map(message_of)
                 .collect::<Result<_, _>>()?,
+            attachments: record
+                .attachments
+                .into_iter()
+                .filter_map(|a| {
+                    Some(AttachmentRef {
+                        image: ImageType::parse(&a.content_type)?,
+                        id: a.attachment_id,
+                        bytes: u64::try_from(a.bytes).unwrap_or(0),
+                        at: a.at,
+                    })
+                })
+                .collect(),
         })
     }
 }
@@ -493,6 +525,7 @@ fn message_of(record: SetupMessage) -> Result<ChatMessage, RecordError> {
             None => None,
             Some(e) => Some(EngineName::parse(e).ok_or_else(unknown)?),
         },
+        attachment_ids: record.attachment_ids,
         text: record.text,
         at: record.at,
     })

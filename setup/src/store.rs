@@ -127,12 +127,17 @@ impl SessionMap {
 
     /// Ids of the sessions expired at `now`.
     pub fn expired(&self, now: i64) -> Vec<String> {
+        self.expired_of(now).into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// (tenant, id) of the sessions expired at `now`.
+    pub fn expired_of(&self, now: i64) -> Vec<(String, String)> {
         self.map
             .read()
             .expect("sessions lock")
             .values()
             .filter(|s| s.expired(now))
-            .map(|s| s.id.clone())
+            .map(|s| (s.tenant_id.clone(), s.id.clone()))
             .collect()
     }
 

@@ -250,6 +250,8 @@ pub struct ChatMessage {
     pub text: String,
     pub actions: Vec<ActionNote>,
     pub engine: Option<EngineName>,
+    /// The session's attachments the message refers to.
+    pub attachment_ids: Vec<String>,
     pub at: i64,
 }
 
@@ -262,6 +264,7 @@ impl ChatMessage {
             "text": self.text,
             "actions": self.actions,
             "engine": self.engine.map(EngineName::as_str),
+            "attachment_ids": self.attachment_ids,
             "at": self.at,
         })
     }
