@@ -293,7 +293,7 @@ async fn the_model_engine_calls_tools_never_sees_a_secret_and_falls_back_when_do
     let extra = format!(
         "\n[edge.setup]\nadmin_keys = [\"{ADMIN}\"]\ntool_timeout_ms = 800\nmeta_graph_url = \"{}\"\n\
          [edge.setup.assistant]\nbase_url = \"{}\"\nmodel = \"test-model\"\n\
-         api_key_env = \"SETUP_CHAT_TEST_LLM_KEY\"\ntimeout_ms = 1000\nretries = 1\n",
+         api_key_env = \"SETUP_CHAT_TEST_LLM_KEY\"\ntimeout_ms = 1000\nretries = 1\nvision = true\n",
         meta.url(),
         model.url()
     );
@@ -394,6 +394,51 @@ async fn the_model_engine_calls_tools_never_sees_a_secret_and_falls_back_when_do
             .contains("unavailable"),
         "{slow}"
     );
+
+    // A model that looks at images gets the message's screenshot with it.
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    png.extend_from_slice(b"events manager");
+    let (content_type, body) = multipart("print.png", "image/png", &png);
+    let stored: Value = client
+        .http
+        .post(format!(
+            "{}/api/v1/setup/sessions/{session}/attachments",
+            setup.edge
+        ))
+        .bearer_auth(ADMIN)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("edge answers")
+        .json()
+        .await
+        .expect("json");
+    model.script([Scripted::Answer("Vi o print.".into())]);
+    let (status, seen) = client
+        .call(
+            "POST",
+            &format!("/api/v1/setup/sessions/{session}/chat"),
+            ADMIN,
+            Some(json!({"message": "veja o print", "attachment_ids": [stored["attachment_id"]]})),
+        )
+        .await;
+    assert_eq!(
+        (status, seen["reply"].as_str()),
+        (200, Some("Vi o print.")),
+        "{seen}"
+    );
+    let last = model.requests().pop().expect("a request");
+    let image = last["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_array())
+        .and_then(|parts| parts.iter().find(|p| p["type"] == "image_url"))
+        .expect("the screenshot went with the message");
+    assert!(image["image_url"]["url"]
+        .as_str()
+        .expect("url")
+        .starts_with("data:image/png;base64,"));
 
     // No secret in anything the model was sent.
     let everything = serde_json::to_string(&model.requests()).expect("json");

@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 use crate::chat::diagnoser::{needs_input, Diagnoser};
 use crate::chat::mask::mask;
 use crate::chat::{
-    Assistant, Call, CallResult, ChatMessage, EngineError, Given, Language, Memory, Role, Toolbox,
-    Turn, MAX_MESSAGES, MAX_MESSAGE_CHARS,
+    Assistant, Call, CallResult, ChatMessage, EngineError, EngineName, Given, Language, Memory,
+    Role, Toolbox, Turn, MAX_MESSAGES, MAX_MESSAGE_CHARS,
 };
 use crate::error::SetupError;
 use crate::service::{unavailable, SetupService};
@@ -103,11 +103,18 @@ impl SetupService {
             given: &given,
             calls: AtomicUsize::new(0),
         };
+        let mut images = Vec::new();
+        if self.config().assistant.vision && self.assistant.name() == EngineName::Llm {
+            for attachment in attachment_ids {
+                images.push(self.attachment(id, attachment).await.map(|(b, t)| (t, b))?);
+            }
+        }
         let turn = Turn {
             message: &masked,
             language,
             memory: &memory,
             given: &given,
+            images: &images,
         };
         let (mut reply, engine) = match self.assistant.reply(&turn, &tools).await {
             Ok(reply) => (reply, self.assistant.name()),

@@ -199,6 +199,20 @@ impl Assistant for ModelEngine {
             };
             messages.push(json!({"role": role, "content": m.text}));
         }
+        // The screenshots of the message being answered, as image parts of it.
+        if !turn.images.is_empty() {
+            if let Some(last) = messages.last_mut().filter(|m| m["role"] == "user") {
+                use base64::Engine as _;
+                let mut parts = vec![json!({"type": "text", "text": last["content"]})];
+                for (image, bytes) in turn.images {
+                    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    parts.push(json!({"type": "image_url", "image_url": {
+                        "url": format!("data:{};base64,{data}", image.content_type()),
+                    }}));
+                }
+                last["content"] = Value::Array(parts);
+            }
+        }
         let mut actions: Vec<ActionNote> = Vec::new();
         loop {
             let offer = actions.len() < self.max_tool_calls;

@@ -57,6 +57,8 @@ pub struct AssistantConfig {
     pub timeout_ms: u64,
     /// Retries of a request that timed out or got 429 or 5xx.
     pub retries: u32,
+    /// Whether the model accepts images: a message's screenshots are sent with it.
+    pub vision: bool,
 }
 
 impl Default for AssistantConfig {
@@ -70,6 +72,7 @@ impl Default for AssistantConfig {
             api_key_env: None,
             timeout_ms: 20_000,
             retries: 2,
+            vision: false,
         }
     }
 }
@@ -428,6 +431,9 @@ pub struct Turn<'a> {
     pub memory: &'a Memory,
     /// Whether the user gave settings in the message (they are not in `message`).
     pub given: &'a Given,
+    /// The screenshots the message refers to, for engines that look at images (loaded
+    /// only when the engine is configured to).
+    pub images: &'a [(crate::attachments::ImageType, Vec<u8>)],
 }
 
 /// An engine's answer.
