@@ -1,21 +1,17 @@
 //! The `funnelhub` binary as a user runs it, against the real local stack.
 
+mod support;
+
 use std::process::Command;
 
 use funnelhub_kafka::testing::{kafka_config, unique};
 use funnelhub_schemas::{Catalog, Topic};
+use support::pipeline::free_port;
 
 fn funnelhub() -> Command {
     Command::new(env!("CARGO_BIN_EXE_funnelhub"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 #[test]
 fn up_creates_topics_serves_the_registry_and_registers_every_schema() {

@@ -105,9 +105,7 @@ impl Client {
 /// A landing page server: `/ok` carries the snippet, `/bare` does not, `/away` redirects to
 /// another host, `/hop` redirects on the same host, `/slow` answers after 3 s.
 async fn landing() -> (String, funnelhub_runtime::RunningServer) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
+    let port = support::pipeline::free_port();
     let page = "<html><body>Curso<script>navigator.sendBeacon('https://edge.example/api/v1/track/pageview?tenant=shop', JSON.stringify({}))</script></body></html>";
     let router = axum::Router::new()
         .route("/ok", get(move || async move { Html(page) }))

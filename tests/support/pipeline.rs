@@ -17,12 +17,17 @@ use funnelhub_schemas::Catalog;
 
 pub const WAIT: Duration = Duration::from_secs(120);
 
+/// A port free now, below the kernel's ephemeral range (32768 and up on Linux): a port the
+/// kernel handed out for `:0` is free only until it hands it out again, to any of the many
+/// outgoing connections of tests running in parallel, before `funnelhub up` binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    for _ in 0..1_000 {
+        let port = rand::random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-32000")
 }
 
 /// Everything one pipeline of this test is configured with.
