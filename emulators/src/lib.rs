@@ -1,6 +1,6 @@
-//! Emulators of the external APIs funnelhub calls (Meta's Graph API, the gateways' APIs, an
-//! OpenAI-compatible Chat Completions API, an OTLP collector), which are unreachable from tests and
-//! local runs. Each enforces the provider's documented rules (so a request the emulator
+//! Emulators of the external APIs funnelhub calls (Meta's Graph API, the gateways' APIs,
+//! an OpenAI-compatible Chat Completions API, an OTLP collector), which are unreachable
+//! from tests and local runs. Each enforces the provider's documented rules (so a request the emulator
 //! accepts is one the provider would accept) and can inject the provider's faults. The
 //! production code under test is unchanged: only its base URL points here.
 

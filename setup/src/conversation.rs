@@ -136,8 +136,12 @@ impl SetupService {
                 (reply, Diagnoser.name())
             }
         };
-        // An engine never repeats a secret or personal data, whatever it was shown.
-        reply.text = mask(&reply.text);
+        // An engine never repeats a secret or personal data, whatever it was shown, and a
+        // reply is bounded like a question.
+        reply.text = mask(&reply.text)
+            .chars()
+            .take(2 * MAX_MESSAGE_CHARS)
+            .collect();
         let _writing = self.writing.lock().await;
         let mut session = self.session(id)?;
         session.add_message(
