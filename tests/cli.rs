@@ -12,7 +12,6 @@ fn funnelhub() -> Command {
     Command::new(env!("CARGO_BIN_EXE_funnelhub"))
 }
 
-
 #[test]
 fn up_creates_topics_serves_the_registry_and_registers_every_schema() {
     let kafka = kafka_config("cli-up");
