@@ -95,8 +95,10 @@ impl Attachments {
         let (store, prefix): (Arc<dyn ObjectStore>, Path) = match url {
             Some(url) => {
                 let url = url::Url::parse(url).map_err(|e| fail(e.to_string()))?;
+                // The store's own keys, as its builders read them from the environment.
                 let options = std::env::vars()
-                    .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("GOOGLE_"));
+                    .filter(|(k, _)| k.starts_with("AWS_") || k.starts_with("GOOGLE_"))
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v));
                 let (store, prefix) =
                     object_store::parse_url_opts(&url, options).map_err(|e| fail(e.to_string()))?;
                 (Arc::from(store), prefix)
@@ -204,6 +206,17 @@ mod tests {
         assert!(is_attachment_id(&"a".repeat(64)));
         assert!(!is_attachment_id("../../etc/passwd"));
         assert!(!is_attachment_id(&"A".repeat(64)));
+    }
+
+    #[test]
+    fn an_s3_url_names_the_bucket_and_the_prefix() {
+        let store = Attachments::open(Some("s3://funnelhub-setup/attachments"), "unused")
+            .expect("an S3 store");
+        assert_eq!(
+            store.path("acme", "s1", "ab").as_ref(),
+            "attachments/attachments/acme/s1/ab"
+        );
+        assert!(Attachments::open(Some("ftp://x/y"), "unused").is_err());
     }
 
     #[tokio::test]
