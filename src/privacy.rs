@@ -50,12 +50,17 @@ pub async fn run(
     let server = Server::connect(&config.clickhouse)
         .await
         .with_context(|| format!("ClickHouse at {}", config.clickhouse.url))?;
+    let attachments = funnelhub_setup::attachments::Attachments::open(
+        config.edge.setup.attachments_url.as_deref(),
+        &config.edge.setup.attachments_dir,
+    )?;
     let purger = Purger {
         clickhouse: &server.client,
         database: &config.clickhouse.database,
         producer: &producer,
         suppressions: &suppressions,
         settle: SETTLE,
+        attachments: Some(&attachments),
     };
     let receipt = purge(&purger, &tenant.id, kind, &hash).await?;
     println!("{}", serde_json::to_string_pretty(&receipt)?);

@@ -4,6 +4,7 @@
 //!
 //! - After the purge no table holds her hash, her session or her events; the other buyer
 //!   is untouched; the receipt counts what was deleted and does not hold the hash.
+//! - The tenant's guided-setup screenshots are deleted by any purge (one may show her).
 //! - Every stage is replayed from the start and the pipeline started again: the other
 //!   buyer's events reach Meta again (the replay really ran), hers do not, and ClickHouse
 //!   still holds nothing of her.
@@ -253,12 +254,70 @@ async fn a_purged_person_is_erased_and_a_full_replay_neither_stores_nor_sends_he
     .await;
     assert_eq!(status, 400, "{body}");
 
+    // A guided-setup screenshot of the tenant (it may show a buyer: a sale's screen).
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{}/api/v1/setup/sessions", setup.edge))
+        .bearer_auth("acme-api-key")
+        .json(&json!({"tenant_id": "acme"}))
+        .send()
+        .await
+        .expect("edge answers")
+        .json()
+        .await
+        .expect("json");
+    let setup_session = created["session_id"].as_str().expect("session").to_owned();
+    let boundary = "purge-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"sale.png\"\r\nContent-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 1, 2, 3]);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let stored: Value = http
+        .post(format!(
+            "{}/api/v1/setup/sessions/{setup_session}/attachments",
+            setup.edge
+        ))
+        .bearer_auth("acme-api-key")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("edge answers")
+        .json()
+        .await
+        .expect("json");
+    let screenshot = format!(
+        "{}/api/v1/setup/sessions/{setup_session}/attachments/{}",
+        setup.edge,
+        stored["attachment_id"].as_str().expect("attachment id")
+    );
+    let status_of = |url: String| {
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .bearer_auth("acme-api-key")
+                .send()
+                .await
+                .expect("edge answers")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status_of(screenshot.clone()).await, 200);
+
     // A purge of someone the tenant never saw stores a receipt and costs ClickHouse no
-    // mutation (mutations rewrite table parts).
+    // mutation (mutations rewrite table parts); the tenant's screenshots go, all of them.
     let nobody = format!("nobody-{run}@example.com");
     let (status, empty) =
         purge_request(&setup, Some("acme-api-key"), json!({"email": nobody})).await;
     assert_eq!(status, 200, "{empty}");
+    assert_eq!(empty["deleted"]["setup_attachments"], 1, "{empty}");
+    assert_eq!(status_of(screenshot).await, 404, "the screenshot is gone");
     assert_eq!(
         (empty["events"].as_u64(), empty["left"].as_u64()),
         (Some(0), Some(0)),

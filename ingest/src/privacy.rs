@@ -13,7 +13,10 @@
 //!    written), the rows are looked up again, deleted from every table that holds some (a
 //!    table without any gets no mutation), and counted once ClickHouse has applied the
 //!    deletes.
-//! 5. A receipt is stored in `purge_receipts` (counts per table, times, a digest of the
+//! 5. The tenant's guided-setup screenshots are deleted, all of them: an image cannot be
+//!    searched for a person, and any may show one (a sale's screen). Counted as
+//!    `setup_attachments`.
+//! 6. A receipt is stored in `purge_receipts` (counts per table, times, a digest of the
 //!    hash that is not the hash) and returned.
 
 use std::collections::BTreeMap;
@@ -39,6 +42,8 @@ pub struct Purger<'a> {
     pub producer: &'a AckedProducer,
     pub suppressions: &'a TopicCodec<Suppression>,
     pub settle: Duration,
+    /// Where guided-setup screenshots are (`None`: setup is off here).
+    pub attachments: Option<&'a funnelhub_setup::attachments::Attachments>,
 }
 
 impl std::fmt::Debug for Purger<'_> {
@@ -57,6 +62,8 @@ pub enum PurgeError {
     ClickHouse(#[from] clickhouse::error::Error),
     #[error("writing the suppression: {0}")]
     Kafka(String),
+    #[error("deleting setup screenshots: {0}")]
+    Attachments(#[from] funnelhub_setup::SetupError),
 }
 
 /// The answer of a purge: its receipt, readable.
@@ -119,6 +126,11 @@ pub async fn purge(
         // A batch in flight landed between the count and the deletes: once more.
         purge::delete(client, db, &subject, &remaining, DELETES_APPLIED).await?;
         left = purge::count(client, db, &subject).await?.values().sum();
+    }
+    let mut deleted = deleted;
+    if let Some(attachments) = purger.attachments {
+        let gone = attachments.delete_tenant(tenant_id).await?;
+        deleted.insert("setup_attachments".into(), gone as u64);
     }
     let receipt = Receipt {
         purge_id,

@@ -167,11 +167,21 @@ impl Attachments {
 
     /// Delete every attachment of `session` (it expired); how many.
     pub async fn delete_session(&self, tenant: &str, session: &str) -> Result<usize, SetupError> {
+        self.delete_under(&self.session_prefix(tenant, session))
+            .await
+    }
+
+    /// Delete every attachment of `tenant` (a privacy purge); how many.
+    pub async fn delete_tenant(&self, tenant: &str) -> Result<usize, SetupError> {
+        self.delete_under(&self.prefix.child("attachments").child(tenant))
+            .await
+    }
+
+    async fn delete_under(&self, prefix: &Path) -> Result<usize, SetupError> {
         use futures::TryStreamExt;
-        let prefix = self.session_prefix(tenant, session);
         let objects: Vec<_> = self
             .store
-            .list(Some(&prefix))
+            .list(Some(prefix))
             .try_collect()
             .await
             .map_err(|e| SetupError::Unavailable(format!("attachments not listed: {e}")))?;

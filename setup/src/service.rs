@@ -402,9 +402,9 @@ impl SetupService {
         Ok((bytes, listed.image))
     }
 
-    /// Delete the attachments of session `id` of `tenant_id` (the session expired).
-    pub async fn delete_attachments(&self, tenant_id: &str, id: &str) -> Result<usize, SetupError> {
-        self.attachments.delete_session(tenant_id, id).await
+    /// Where screenshots are kept.
+    pub fn attachments(&self) -> &crate::attachments::Attachments {
+        &self.attachments
     }
 
     /// The ops ticket of a session handed off to a person (one per session: its id is

@@ -197,6 +197,15 @@ impl Reader {
         self.state.read.as_ref().expect("checked when extracted")
     }
 
+    /// Where guided-setup screenshots are, when setup runs on this edge.
+    fn setup_attachments(&self) -> Option<&funnelhub_setup::attachments::Attachments> {
+        self.state
+            .setup
+            .service
+            .as_ref()
+            .map(funnelhub_setup::SetupService::attachments)
+    }
+
     /// Run `work` against the read API within [`QUERY_TIMEOUT`].
     async fn run<T>(
         &self,

@@ -56,6 +56,7 @@ pub async fn purge_route(reader: Reader, body: Bytes) -> Result<Json<Receipt>, A
         producer: &api.producer,
         suppressions: &api.suppressions,
         settle: SETTLE,
+        attachments: reader.setup_attachments(),
     };
     purge(&purger, &reader.tenant.id, *kind, &hash)
         .await
