@@ -267,23 +267,18 @@ async fn a_purged_person_is_erased_and_a_full_replay_neither_stores_nor_sends_he
         .await
         .expect("json");
     let setup_session = created["session_id"].as_str().expect("session").to_owned();
-    let boundary = "purge-test-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"sale.png\"\r\nContent-Type: image/png\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 1, 2, 3]);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let (content_type, body) = support::multipart(
+        "sale.png",
+        "image/png",
+        &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 1, 2, 3],
+    );
     let stored: Value = http
         .post(format!(
             "{}/api/v1/setup/sessions/{setup_session}/attachments",
             setup.edge
         ))
         .bearer_auth("acme-api-key")
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
+        .header("content-type", content_type)
         .body(body)
         .send()
         .await

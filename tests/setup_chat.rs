@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use funnelhub_clickhouse::query::json_rows;
 use funnelhub_emulators::{ChatCompletionsEmulator, Faults, MetaGraphEmulator, Scripted};
 use serde_json::{json, Value};
+use support::multipart;
 use support::pipeline::{setup_with, stop, up, WAIT};
 
 const ADMIN: &str = "setup-admin-key-chat-01";
@@ -451,18 +452,6 @@ async fn the_model_engine_calls_tools_never_sees_a_secret_and_falls_back_when_do
     model.stop().await.expect("model emulator stops");
     meta.stop().await.expect("emulator stops");
     let _ = std::fs::remove_dir_all(&setup.dir);
-}
-
-/// A `multipart/form-data` body of one file part.
-fn multipart(filename: &str, content_type: &str, bytes: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "funnelhub-test-boundary-7c1d";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
