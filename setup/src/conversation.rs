@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use funnelhub_schemas::ids::now_ms;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::chat::diagnoser::{needs_input, Diagnoser};
+use crate::chat::diagnoser::Diagnoser;
 use crate::chat::mask::mask;
 use crate::chat::{
     Assistant, Call, CallResult, ChatMessage, EngineError, EngineName, Given, Language, Memory,
-    Role, Toolbox, Turn, MAX_MESSAGES, MAX_MESSAGE_CHARS,
+    NoteStatus, Role, Toolbox, Turn, MAX_MESSAGES, MAX_MESSAGE_CHARS,
 };
 use crate::error::SetupError;
 use crate::service::{unavailable, SetupService};
@@ -218,36 +218,49 @@ impl Toolbox for ChatTools<'_> {
     async fn call(&self, call: Call) -> Result<CallResult, SetupError> {
         let max = self.service.config().assistant.max_tool_calls;
         if self.calls.fetch_add(1, Ordering::SeqCst) >= max {
-            return Ok(CallResult {
-                note: crate::chat::ActionNote {
-                    tool: call.name().into(),
-                    status: "refused".into(),
-                    reason: Some(format!("at most {max} tool calls per reply")),
-                },
-                detail: json!({}),
-            });
+            return Ok(CallResult::of(
+                &call,
+                NoteStatus::Refused,
+                Some(format!("at most {max} tool calls per reply")),
+                json!({}),
+            ));
         }
         let service = self.service;
         match call {
             Call::Status => {
                 let session = service.session(self.session_id)?;
-                Ok(success(&call, service.status_json(&session)))
+                Ok(CallResult::of(
+                    &call,
+                    NoteStatus::Success,
+                    None,
+                    service.status_json(&session),
+                ))
             }
             Call::Autoconfigure => match service.autoconfigure(self.session_id).await {
                 Ok((session, change)) => {
                     let mut detail = service.status_json(&session);
                     detail["tenant_change"] = change.to_json();
-                    Ok(success(&call, detail))
+                    Ok(CallResult::of(&call, NoteStatus::Success, None, detail))
                 }
                 Err(e @ SetupError::NotValidated { .. }) => {
                     let session = service.session(self.session_id)?;
-                    Ok(failed(&call, e.to_string(), service.status_json(&session)))
+                    Ok(CallResult::of(
+                        &call,
+                        NoteStatus::Failed,
+                        Some(e.to_string()),
+                        service.status_json(&session),
+                    ))
                 }
                 Err(e) => Err(e),
             },
             Call::EscalateToHuman => {
                 let ticket = service.escalate(self.session_id).await?;
-                Ok(success(&call, json!({"ticket_id": ticket})))
+                Ok(CallResult::of(
+                    &call,
+                    NoteStatus::Success,
+                    None,
+                    json!({"ticket_id": ticket}),
+                ))
             }
             Call::Validate(tool) => self.validate(&call, tool).await,
         }
@@ -317,42 +330,21 @@ impl ChatTools<'_> {
             "state": session.state.as_str(),
             "handed_off": session.state == SessionState::NeedsHuman,
         });
-        Ok(CallResult {
-            note: crate::chat::ActionNote {
-                tool: tool.as_str().into(),
-                status: if outcome.ok { "success" } else { "failed" }.into(),
-                reason: outcome.reason.clone(),
-            },
-            detail,
-        })
+        let status = if outcome.ok {
+            NoteStatus::Success
+        } else {
+            NoteStatus::Failed
+        };
+        Ok(CallResult::of(call, status, outcome.reason.clone(), detail))
     }
 }
 
-fn success(call: &Call, detail: Value) -> CallResult {
-    CallResult {
-        note: crate::chat::ActionNote {
-            tool: call.name().into(),
-            status: "success".into(),
-            reason: None,
-        },
-        detail,
-    }
-}
-
-fn failed(call: &Call, reason: String, detail: Value) -> CallResult {
-    CallResult {
-        note: crate::chat::ActionNote {
-            tool: call.name().into(),
-            status: "failed".into(),
-            reason: Some(reason),
-        },
-        detail,
-    }
-}
-
+/// `call` not run: `missing` names what it needs.
 fn needs(call: &Call, missing: &str) -> CallResult {
-    CallResult {
-        note: needs_input(call, missing),
-        detail: json!({}),
-    }
+    CallResult::of(
+        call,
+        NoteStatus::NeedsInput,
+        Some(missing.into()),
+        json!({}),
+    )
 }

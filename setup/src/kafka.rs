@@ -66,9 +66,7 @@ pub async fn connect(
         config.attachments_url.as_deref(),
         &config.attachments_dir,
     )?;
-    let sessions = KafkaSessions::follow(kafka, registry, deadline)
-        .await?
-        .deleting_attachments(attachments);
+    let sessions = KafkaSessions::follow(kafka, registry, deadline, Some(attachments)).await?;
     let store = TenantStore::connect(kafka, registry, keys.clone(), tenants.clone())
         .await
         .map_err(|e| ConnectError::Tenants(e.to_string()))?;
@@ -90,17 +88,18 @@ pub struct KafkaSessions {
     messages: Arc<TopicCodec<SetupMessage>>,
     tickets: Arc<TopicCodec<OpsTicket>>,
     /// Where the sessions' screenshots are, deleted with an expired session.
-    attachments: Arc<std::sync::OnceLock<crate::attachments::Attachments>>,
+    attachments: Option<crate::attachments::Attachments>,
     _follower: Follower,
 }
 
 impl KafkaSessions {
     /// Read `setup.sessions` to its end and follow it; sweep expired sessions hourly while
-    /// this store is in use.
+    /// this store is in use, deleting their screenshots from `attachments`.
     pub async fn follow(
         kafka: &KafkaConfig,
         registry: &SchemaRegistry,
         deadline: Duration,
+        attachments: Option<crate::attachments::Attachments>,
     ) -> Result<KafkaSessions, funnelhub_kafka::Error> {
         let catalog = Catalog::new(&kafka.topic_prefix);
         let sessions = TopicCodec::of(registry, &catalog, topics::SETUP_SESSIONS).await?;
@@ -129,7 +128,7 @@ impl KafkaSessions {
             actions: Arc::new(actions),
             messages: Arc::new(messages),
             tickets: Arc::new(tickets),
-            attachments: Arc::default(),
+            attachments,
             _follower: follower,
         };
         let sweeper = SweepHandle {
@@ -154,20 +153,12 @@ impl KafkaSessions {
     }
 }
 
-impl KafkaSessions {
-    /// Delete an expired session's attachments from `attachments` when it is swept.
-    pub fn deleting_attachments(self, attachments: crate::attachments::Attachments) -> Self {
-        let _ = self.attachments.set(attachments);
-        self
-    }
-}
-
 /// What the hourly sweep holds: not the store itself, so the sweep ends with it.
 struct SweepHandle {
     map: std::sync::Weak<SessionMap>,
     producer: AckedProducer,
     topic: String,
-    attachments: Arc<std::sync::OnceLock<crate::attachments::Attachments>>,
+    attachments: Option<crate::attachments::Attachments>,
 }
 
 impl SweepHandle {
@@ -179,7 +170,7 @@ impl SweepHandle {
                 &map,
                 &self.producer,
                 &self.topic,
-                self.attachments.get(),
+                self.attachments.as_ref(),
                 now,
             )
             .await,
@@ -289,7 +280,7 @@ impl SessionStore for KafkaSessions {
             &self.map,
             &self.producer,
             self.sessions.topic(),
-            self.attachments.get(),
+            self.attachments.as_ref(),
             now,
         )
         .await

@@ -70,10 +70,10 @@ pub fn deliver(
     event: &serde_json::Value,
     received_at: i64,
 ) -> Delivery {
-    let (mapped, described) = match gateway {
-        Gateway::Hotmart => (hotmart::normalize(event), hotmart::describe(event)),
-        Gateway::Kiwify => (kiwify::normalize(event), kiwify::describe(event)),
-        Gateway::Stripe | Gateway::Unknown => (stripe::normalize(event), stripe::describe(event)),
+    let mapped = match gateway {
+        Gateway::Hotmart => hotmart::normalize(event),
+        Gateway::Kiwify => kiwify::normalize(event),
+        Gateway::Stripe | Gateway::Unknown => stripe::normalize(event),
     };
     let unmapped = match mapped {
         Ok(Outcome::Order(draft)) => {
@@ -85,7 +85,11 @@ pub fn deliver(
             field: None,
         },
         Err(error) => Unmapped {
-            described,
+            described: match gateway {
+                Gateway::Hotmart => hotmart::describe(event),
+                Gateway::Kiwify => kiwify::describe(event),
+                Gateway::Stripe | Gateway::Unknown => stripe::describe(event),
+            },
             reason: RawWebhookReason::Unmappable,
             field: match error {
                 ApiError::InvalidField { field, .. } => Some(field),

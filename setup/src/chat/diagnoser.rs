@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    ActionNote, Assistant, Call, CallResult, EngineError, EngineName, Language, Reply, Toolbox,
+    Assistant, Call, CallResult, EngineError, EngineName, Language, NoteStatus, Reply, Toolbox,
     Turn,
 };
 use crate::tools::ToolName;
@@ -200,7 +200,8 @@ impl Assistant for Diagnoser {
             });
         }
         // After a success, the next step; after a status, nothing more.
-        if result.note.status == "success" && !matches!(call, Call::Status | Call::EscalateToHuman)
+        if result.note.status == NoteStatus::Success
+            && !matches!(call, Call::Status | Call::EscalateToHuman)
         {
             let after = tools.call(Call::Status).await?;
             text.push(' ');
@@ -280,7 +281,7 @@ fn explain(call: &Call, result: &CallResult, lang: Language) -> String {
         .get("recommendation")
         .and_then(Value::as_str)
         .map(|r| recommendation(r, lang));
-    match (call, note.status.as_str(), lang) {
+    match (call, note.status, lang) {
         (Call::EscalateToHuman, _, Language::PtBr) => format!(
             "Chamei uma pessoa da nossa equipe: ela recebe o histórico desta conversa e tudo o que já tentamos, e continua daqui. Ticket: {}.",
             result.detail.get("ticket_id").and_then(Value::as_str).unwrap_or("-")
@@ -290,10 +291,10 @@ fn explain(call: &Call, result: &CallResult, lang: Language) -> String {
             result.detail.get("ticket_id").and_then(Value::as_str).unwrap_or("-")
         ),
         (Call::Status, _, _) => explain_status(&result.detail, lang),
-        (Call::Autoconfigure, "success", Language::PtBr) => {
+        (Call::Autoconfigure, NoteStatus::Success, Language::PtBr) => {
             "Pronto: apliquei a configuração validada à sua conta. Se algo mudar para pior, dá para desfazer (rollback).".into()
         }
-        (Call::Autoconfigure, "success", Language::En) => {
+        (Call::Autoconfigure, NoteStatus::Success, Language::En) => {
             "Done: the validated settings are applied to your account. If anything gets worse, it can be rolled back.".into()
         }
         (Call::Autoconfigure, _, Language::PtBr) => format!(
@@ -304,17 +305,17 @@ fn explain(call: &Call, result: &CallResult, lang: Language) -> String {
             "The settings cannot be applied yet: {reason}. {}",
             explain_status(&result.detail, lang)
         ),
-        (Call::Validate(tool), "success", Language::PtBr) => {
+        (Call::Validate(tool), NoteStatus::Success, Language::PtBr) => {
             format!("{} foi validado com sucesso.", step_name(tool.as_str(), lang))
         }
-        (Call::Validate(tool), "success", Language::En) => {
+        (Call::Validate(tool), NoteStatus::Success, Language::En) => {
             format!("{} is validated.", step_name(tool.as_str(), lang))
         }
-        (Call::Validate(tool), "needs_input", Language::PtBr) => format!(
+        (Call::Validate(tool), NoteStatus::NeedsInput, Language::PtBr) => format!(
             "Para validar, preciso de: {reason}. Mande no chat (o segredo fica só com a ferramenta de validação, não é guardado na conversa). {}",
             step_name(tool.as_str(), lang)
         ),
-        (Call::Validate(tool), "needs_input", Language::En) => format!(
+        (Call::Validate(tool), NoteStatus::NeedsInput, Language::En) => format!(
             "To validate it I need: {reason}. Send it here (a secret goes only to the validation tool, never into the conversation). {}",
             step_name(tool.as_str(), lang)
         ),
@@ -400,15 +401,6 @@ fn next_step(status: &Value, lang: Language) -> String {
         }
         (_, Language::PtBr) => format!("Falta validar: {}.", pending.join(", ")),
         (_, Language::En) => format!("Still to validate: {}.", pending.join(", ")),
-    }
-}
-
-/// A note for a call that did not run because something is missing.
-pub fn needs_input(call: &Call, missing: &str) -> ActionNote {
-    ActionNote {
-        tool: call.name().into(),
-        status: "needs_input".into(),
-        reason: Some(missing.into()),
     }
 }
 

@@ -201,12 +201,6 @@ impl Language {
             std::cmp::Ordering::Equal => otherwise,
         }
     }
-
-    /// [`Language::detect_or`], Brazilian Portuguese when the words do not tell (most of
-    /// the gateways' users).
-    pub fn detect(text: &str) -> Language {
-        Language::detect_or(text, Language::PtBr)
-    }
 }
 
 /// Which engine answered.
@@ -233,14 +227,35 @@ impl EngineName {
     }
 }
 
+/// How one tool call of a reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteStatus {
+    Success,
+    Failed,
+    /// Not run: something is missing (`reason` names it).
+    NeedsInput,
+    /// Not run: the reply made as many calls as it may.
+    Refused,
+}
+
+impl NoteStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoteStatus::Success => "success",
+            NoteStatus::Failed => "failed",
+            NoteStatus::NeedsInput => "needs_input",
+            NoteStatus::Refused => "refused",
+        }
+    }
+}
+
 /// What one tool call of a reply did, as the user is shown it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionNote {
     /// `validate_meta_token`, `status`, `autoconfigure`, `escalate_to_human`...
     pub tool: String,
-    /// `success`, `failed`, or `needs_input` (the tool was not run: `reason` names what
-    /// is missing).
-    pub status: String,
+    pub status: NoteStatus,
     pub reason: Option<String>,
 }
 
@@ -351,7 +366,7 @@ impl Memory {
                 m.text.chars().take(80).collect::<String>()
             );
             for a in &m.actions {
-                line.push_str(&format!(" [{} {}]", a.tool, a.status));
+                line.push_str(&format!(" [{} {}]", a.tool, a.status.as_str()));
             }
             summary.push_str(&line);
             summary.push('\n');
@@ -416,6 +431,20 @@ pub struct CallResult {
     pub detail: Value,
 }
 
+impl CallResult {
+    /// `call` ended as `status` (for `reason`), with `detail`.
+    pub fn of(call: &Call, status: NoteStatus, reason: Option<String>, detail: Value) -> Self {
+        CallResult {
+            note: ActionNote {
+                tool: call.name().into(),
+                status,
+                reason,
+            },
+            detail,
+        }
+    }
+}
+
 /// What an engine may do to the session, and nothing else.
 #[async_trait]
 pub trait Toolbox: Send + Sync {
@@ -468,31 +497,24 @@ pub trait Assistant: Send + Sync + fmt::Debug {
 mod tests {
     use super::*;
 
+    /// The language of a first message (nothing said before it).
+    fn detect(text: &str) -> Language {
+        Language::detect_or(text, Language::PtBr)
+    }
+
     #[test]
     fn the_language_is_the_users() {
-        assert_eq!(
-            Language::detect("meu token da Meta não funciona"),
-            Language::PtBr
-        );
-        assert_eq!(
-            Language::detect("por que a Hotmart falhou?"),
-            Language::PtBr
-        );
-        assert_eq!(
-            Language::detect("why did my Meta token fail?"),
-            Language::En
-        );
-        assert_eq!(Language::detect("talk to a human please"), Language::En);
-        assert_eq!(Language::detect("qual o status?"), Language::PtBr);
+        assert_eq!(detect("meu token da Meta não funciona"), Language::PtBr);
+        assert_eq!(detect("por que a Hotmart falhou?"), Language::PtBr);
+        assert_eq!(detect("why did my Meta token fail?"), Language::En);
+        assert_eq!(detect("talk to a human please"), Language::En);
+        assert_eq!(detect("qual o status?"), Language::PtBr);
         assert_eq!(
             Language::detect_or("status?", Language::En),
             Language::En,
             "undecided: the conversation's language"
         );
-        assert_eq!(
-            Language::detect("quero falar com uma pessoa"),
-            Language::PtBr
-        );
+        assert_eq!(detect("quero falar com uma pessoa"), Language::PtBr);
     }
 
     #[test]
