@@ -13,6 +13,8 @@
 //!   (Prometheus), `GET /readyz` with the reasons, `GET /healthz`
 //! - the read API over ClickHouse, authenticated by tenant API keys ([`read`]), with the
 //!   purge by identifier ([`privacy`])
+//! - `GET /app/`: the web app (setup wizard, live status, chat, ops desk), embedded
+//!   ([`webapp`]), and `GET /api/v1/whoami` for its key form
 
 pub mod config;
 pub mod metrics;
@@ -23,6 +25,7 @@ pub mod request;
 pub mod sdk;
 pub mod tracking;
 pub mod validate;
+pub mod webapp;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -229,6 +232,7 @@ pub fn app(state: Arc<EdgeState>) -> Router {
             }),
         )
         .merge(read::routes())
+        .merge(webapp::routes())
         .merge(funnelhub_setup::http::routes(state.setup.clone()))
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::NotFound(uri.path().chars().take(128).collect()).into_response()

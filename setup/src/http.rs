@@ -11,7 +11,8 @@
 //! (server-sent events: the status now, then after every change on any edge), `POST
 //! /sessions/{id}/actions/{tool}`, `POST /sessions/{id}/validate`, `POST
 //! /sessions/{id}/autoconfigure`, `POST /sessions/{id}/rollback`, `POST /sessions/{id}/chat`
-//! (the troubleshooting assistant), `GET /sessions/{id}/messages` (its conversation).
+//! (the troubleshooting assistant), `GET /sessions/{id}/messages` (its conversation), `POST
+//! /sessions/{id}/escalate` (hand the session to a person: the app's button).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -128,6 +129,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: Arc<SetupHttp>) -> Router
         .route("/api/v1/setup/sessions/{id}/rollback", post(rollback))
         .route("/api/v1/setup/sessions/{id}/chat", post(chat))
         .route("/api/v1/setup/sessions/{id}/messages", get(messages))
+        .route("/api/v1/setup/sessions/{id}/escalate", post(escalate))
         .route(
             "/api/v1/setup/sessions/{id}/attachments",
             post(attach).layer(DefaultBodyLimit::max(
@@ -179,7 +181,6 @@ impl SetupHttp {
         headers: &HeaderMap,
         tenant_id: &str,
     ) -> Result<(), ApiError> {
-        use subtle::ConstantTimeEq;
         let key = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -188,14 +189,7 @@ impl SetupHttp {
             .ok_or(ApiError::Unauthorized(
                 "setup key (Authorization: Bearer <key>)",
             ))?;
-        let admin = service
-            .config()
-            .admin_keys
-            .iter()
-            .filter(|k| k.is_usable())
-            .fold(false, |found, k| {
-                found | bool::from(k.expose().as_bytes().ct_eq(key.as_bytes()))
-            });
+        let admin = service.is_admin_key(key);
         match self.tenants.by_api_key(key) {
             _ if admin => Ok(()),
             Some((tenant, scope)) if tenant.id == tenant_id => {
@@ -378,6 +372,29 @@ async fn chat_inner(
         "session": service.status_json(&session),
     }))
     .into_response())
+}
+
+/// `POST …/escalate` → `{ticket_id, state, session}`: the session goes to a person (one
+/// ticket however often it is asked).
+async fn escalate(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let result = async {
+        let (service, session) = s.session_of(&headers, &id)?;
+        let ticket_id = service
+            .escalate(&session.id)
+            .await
+            .map_err(|e| s.error(e))?;
+        let session = service
+            .find(&session.id)
+            .ok_or_else(|| s.error(SetupError::UnknownSession(session.id.clone())))?;
+        Ok(Json(json!({
+            "ticket_id": ticket_id,
+            "state": session.state.as_str(),
+            "session": service.status_json(&session),
+        }))
+        .into_response())
+    }
+    .await;
+    respond("setup.escalate", result)
 }
 
 /// `POST …/attachments` (multipart, one image in the first part): 201 `{attachment_id,

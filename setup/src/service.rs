@@ -194,6 +194,19 @@ impl SetupService {
         &self.config
     }
 
+    /// `key` is one of the operators' keys (`[edge.setup] admin_keys`), compared in
+    /// constant time with every usable one.
+    pub fn is_admin_key(&self, key: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.config
+            .admin_keys
+            .iter()
+            .filter(|k| k.is_usable())
+            .fold(false, |found, k| {
+                found | bool::from(k.expose().as_bytes().ct_eq(key.as_bytes()))
+            })
+    }
+
     /// The consolidated status of `session`.
     pub fn status_json(&self, session: &Session) -> Value {
         session.status_json(self.config.max_failed_attempts)

@@ -9,6 +9,7 @@
 //!   (click to purchase, with the abandoned-checkout and pending-payment stages) or
 //!   onboarding sessions per current stage over the last 48 h and up to 50 active ones;
 //! - `GET /api/v1/onboard/sessions/{id}/timeline` — a session's events in time order;
+//! - `GET /api/v1/desk/tickets` — the newest ops tickets (at most 50);
 //! - `GET /api/v1/desk/tickets/{id}` — an ops ticket with its session's timeline;
 //! - `POST /api/v1/replay/{event_id}` — re-enqueue the event's stored dispatch request for
 //!   the CAPI sink (same record, same `event_id`);
@@ -16,7 +17,8 @@
 //!   ([`crate::privacy`]).
 //!
 //! Every route takes `Authorization: Bearer <api key>`; the key decides the tenant, so a
-//! key never reads another tenant's rows (every query filters on it). ClickHouse being
+//! key never reads another tenant's rows (every query filters on it). An operators' key
+//! reads the tenant named by `X-Funnelhub-Tenant` ([`Reader`]). ClickHouse being
 //! away makes these routes answer 503, never the ingestion routes: the client connects
 //! lazily and the edge starts without it.
 
@@ -165,13 +167,20 @@ pub fn routes() -> Router<Arc<EdgeState>> {
             "/api/v1/onboard/sessions/{id}/timeline",
             get(onboard::timeline),
         )
+        .route("/api/v1/desk/tickets", get(onboard::tickets))
         .route("/api/v1/desk/tickets/{id}", get(onboard::ticket))
         .route("/api/v1/replay/{event_id}", post(replay::replay))
         .route("/api/v1/privacy/purge", post(privacy::purge_route))
 }
 
-/// An authenticated read request: the tenant of its API key (every query filters on it).
-/// Extracting it answers 401 without a known key, 503 when the edge has no read API.
+/// The header naming the tenant an operator's key reads.
+pub const TENANT_HEADER: &str = "x-funnelhub-tenant";
+
+/// An authenticated read request: the tenant of its API key (every query filters on it),
+/// or, with an operators' key (`[edge.setup] admin_keys`), the tenant named by
+/// [`TENANT_HEADER`] with scope admin (configured or not). Extracting it answers 401
+/// without a known key, 400 when an operator names no valid tenant id, 503 when the edge
+/// has no read API.
 #[derive(Debug)]
 pub struct Reader {
     pub tenant: Arc<TenantConfig>,
@@ -232,10 +241,41 @@ impl FromRequestParts<Arc<EdgeState>> for Reader {
             .ok_or(ApiError::Unauthorized(
                 "api key (Authorization: Bearer <key>)",
             ))?;
-        let (tenant, scope) = state
-            .tenants
-            .by_api_key(key.trim())
-            .ok_or(ApiError::Unauthorized("api key"))?;
+        let key = key.trim();
+        let operator = state
+            .setup
+            .service
+            .as_ref()
+            .is_some_and(|setup| setup.is_admin_key(key));
+        let (tenant, scope) = if operator {
+            let id = parts
+                .headers
+                .get(TENANT_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "tenant",
+                        format!("an operator key names the tenant in {TENANT_HEADER}"),
+                    )
+                })?;
+            let id = funnelhub_setup::service::check_tenant_id(Some(id))
+                .map_err(|_| ApiError::field("tenant", "1-64 letters, digits, - or _"))?;
+            // A tenant not configured yet (a setup handed off before its first
+            // autoconfigure) still has rows to read: its tickets, its setup's messages.
+            let tenant = state
+                .tenants
+                .directory()
+                .get(&id)
+                .unwrap_or_else(|| Arc::new(TenantConfig::new(&id)));
+            (tenant, funnelhub_tenants::KeyScope::Admin)
+        } else {
+            state
+                .tenants
+                .by_api_key(key)
+                .ok_or(ApiError::Unauthorized("api key"))?
+        };
         if state.read.is_none() {
             return Err(ApiError::Unavailable {
                 reason: "the read API is not configured on this edge".into(),

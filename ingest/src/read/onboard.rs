@@ -1,5 +1,5 @@
-//! The onboarding views of seed 000: the funnel, a session's timeline, a ticket with its
-//! session's timeline.
+//! The onboarding views of seed 000: the funnel, a session's timeline, the newest tickets,
+//! a ticket with its session's timeline.
 
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
@@ -116,6 +116,29 @@ struct Ticket {
     subject: String,
     cause_event_id: String,
     created_at_ms: i64,
+}
+
+/// Most tickets listed.
+const TICKETS_LIMIT: u64 = 50;
+
+/// The tenant's newest tickets of the last 30 days (at most [`TICKETS_LIMIT`]), newest first.
+pub async fn tickets(reader: Reader) -> Result<Response, ApiError> {
+    let (tenant, api) = (&reader.tenant, reader.api());
+    reader
+        .run(async {
+            let q = api
+                .query(
+                    "SELECT ticket_id, session_id, domain, kind, subject, cause_event_id, \
+                     created_at_ms FROM {db}.ops_tickets FINAL WHERE tenant_id = ? \
+                     AND created_at >= now() - INTERVAL 30 DAY ORDER BY created_at_ms DESC, ticket_id LIMIT ?",
+                )
+                .await?
+                .bind(&tenant.id)
+                .bind(TICKETS_LIMIT);
+            let tickets: Vec<Ticket> = api.fetch(q).await?;
+            Ok(Json(json!({ "tickets": tickets })).into_response())
+        })
+        .await
 }
 
 pub async fn ticket(reader: Reader, Path(id): Path<String>) -> Result<Response, ApiError> {
