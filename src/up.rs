@@ -86,6 +86,11 @@ pub async fn run(config: &Config, once: bool) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
+        "  web app          {}/app/ (setup wizard, chat, ops desk: sign in with an API key)",
+        edge.url()
+    )?;
+    writeln!(
+        out,
         "  processors       {} (groups {}-*, metrics with the edge's)",
         processors.names().join(", "),
         config.process.group_prefix

@@ -21,10 +21,7 @@ use std::time::{Duration, Instant};
 use axum::response::{Html, IntoResponse, Redirect};
 use axum::routing::get;
 use funnelhub_clickhouse::query::json_rows;
-use funnelhub_emulators::{
-    Faults, GatewayAccounts, GatewayEmulator, HotmartCredential, KiwifyCredential,
-    MetaGraphEmulator,
-};
+use funnelhub_emulators::{GatewayAccounts, GatewayEmulator, HotmartCredential, KiwifyCredential};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use support::pipeline::{funnelhub, setup_with, stop, up, Setup, WAIT};
@@ -218,17 +215,7 @@ fn stripe_webhook(setup: &Setup, secret: &str) -> reqwest::RequestBuilder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn setup_sessions_validate_autoconfigure_and_roll_back_a_live_tenant() {
-    let meta = MetaGraphEmulator::start(
-        ([127, 0, 0, 1], 0).into(),
-        [
-            ("111000111".to_string(), "token-acme".to_string()),
-            (PIXEL.to_string(), TOKEN.to_string()),
-        ]
-        .into(),
-        Faults::default(),
-    )
-    .await
-    .expect("meta emulator");
+    let meta = support::pipeline::meta_emulator_with(PIXEL, TOKEN).await;
     let gateways = GatewayEmulator::start(
         ([127, 0, 0, 1], 0).into(),
         GatewayAccounts {

@@ -90,17 +90,7 @@ async fn eventually(clickhouse: &funnelhub_clickhouse::ClickHouseConfig, sql: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_assistant_diagnoses_remembers_survives_a_restart_and_hands_off_once() {
-    let meta = MetaGraphEmulator::start(
-        ([127, 0, 0, 1], 0).into(),
-        [
-            ("111000111".to_string(), "token-acme".to_string()),
-            (PIXEL.to_string(), TOKEN.to_string()),
-        ]
-        .into(),
-        Faults::default(),
-    )
-    .await
-    .expect("meta emulator");
+    let meta = support::pipeline::meta_emulator_with(PIXEL, TOKEN).await;
     let extra = format!(
         "\n[edge.setup]\nadmin_keys = [\"{ADMIN}\"]\nmax_failed_attempts = 3\ntool_timeout_ms = 800\nmeta_graph_url = \"{}\"\n",
         meta.url()

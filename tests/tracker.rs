@@ -15,7 +15,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
 use axum::http::{header, StatusCode};
@@ -177,33 +176,16 @@ hotmart_hottok = "{HOTTOK}"
     let pipeline = up(&setup);
 
     let screenshot = setup.dir.join("tracker.png");
-    let driven = tokio::task::spawn_blocking({
-        let (tracker, landing, screenshot) = (tracker.clone(), landing.clone(), screenshot.clone());
-        move || {
-            Command::new("node")
-                .arg("test/browser.mjs")
-                .arg(
-                    serde_json::json!({
-                        "landing": landing,
-                        "screenshot": screenshot,
-                        "vectors": vectors_file(),
-                    })
-                    .to_string(),
-                )
-                .current_dir(tracker)
-                .output()
-                .expect("node runs")
-        }
-    })
-    .await
-    .expect("joins");
-    let stdout = String::from_utf8_lossy(&driven.stdout);
-    let out: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "browser.mjs printed no JSON ({e}): {stdout}{}",
-            String::from_utf8_lossy(&driven.stderr)
-        )
-    });
+    let out = support::drive_browser(
+        tracker.clone(),
+        "test/browser.mjs",
+        serde_json::json!({
+            "landing": landing,
+            "screenshot": screenshot,
+            "vectors": vectors_file(),
+        }),
+    )
+    .await;
     assert!(out["failure"].is_null(), "{}", out["failure"]);
     // The only error a console may show: the flaky edge's 503, which the page itself logs.
     let errors: Vec<&Value> = out["errors"]

@@ -21,13 +21,12 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::extract::Path;
 use axum::response::Html;
 use axum::routing::get;
-use funnelhub_emulators::{Faults, GatewayAccounts, GatewayEmulator, MetaGraphEmulator};
+use funnelhub_emulators::{GatewayAccounts, GatewayEmulator};
 use funnelhub_simulator::gateways;
 use serde_json::{json, Value};
 use support::pipeline::{deliver, free_port, setup_with, stop, up, Setup, WAIT};
@@ -139,17 +138,7 @@ async fn the_web_app_in_chromium_sets_up_chats_hands_off_and_shows_the_desk() {
         app.join("node_modules/playwright-core").exists(),
         "run `npm ci` in web/app first (scripts/test does)"
     );
-    let meta = MetaGraphEmulator::start(
-        ([127, 0, 0, 1], 0).into(),
-        [
-            ("111000111".to_string(), "token-acme".to_string()),
-            (PIXEL.to_string(), TOKEN.to_string()),
-        ]
-        .into(),
-        Faults::default(),
-    )
-    .await
-    .expect("meta emulator");
+    let meta = support::pipeline::meta_emulator_with(PIXEL, TOKEN).await;
     let gateways_emulator = GatewayEmulator::start(
         ([127, 0, 0, 1], 0).into(),
         GatewayAccounts {
@@ -219,40 +208,17 @@ probe_private_hosts = ["{landing}"]
 
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-app");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let driven = tokio::task::spawn_blocking({
-        let (app, shots, edge, site, session) = (
-            app.clone(),
-            shots.clone(),
-            setup.edge.clone(),
-            site.clone(),
-            pageview_session.clone(),
-        );
-        move || {
-            Command::new("node")
-                .arg("test/app.mjs")
-                .arg(
-                    json!({
-                        "edge": edge, "admin": ADMIN, "tenant_key": TENANT_KEY, "landing": site,
-                        "pixel": PIXEL, "token": TOKEN, "bad_token": BAD_TOKEN,
-                        "stripe_key": STRIPE_KEY, "whsec": WHSEC,
-                        "pageview_session": session, "shots": shots,
-                    })
-                    .to_string(),
-                )
-                .current_dir(app)
-                .output()
-                .expect("node runs")
-        }
-    })
-    .await
-    .expect("joins");
-    let stdout = String::from_utf8_lossy(&driven.stdout);
-    let out: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "app.mjs printed no JSON ({e}): {stdout}{}",
-            String::from_utf8_lossy(&driven.stderr)
-        )
-    });
+    let out = support::drive_browser(
+        app.clone(),
+        "test/app.mjs",
+        json!({
+            "edge": setup.edge, "admin": ADMIN, "tenant_key": TENANT_KEY, "landing": site,
+            "pixel": PIXEL, "token": TOKEN, "bad_token": BAD_TOKEN,
+            "stripe_key": STRIPE_KEY, "whsec": WHSEC,
+            "pageview_session": pageview_session, "shots": shots,
+        }),
+    )
+    .await;
     assert!(out["failure"].is_null(), "{}\n{out:#}", out["failure"]);
     assert_eq!(out["foreign"], json!([]), "requests to another origin");
     assert_eq!(out["unlabelled"], json!([]), "fields without a label");
@@ -286,6 +252,7 @@ probe_private_hosts = ["{landing}"]
     // The wizard's happy path, and what the API says of it.
     let wizard = &out["wizard"];
     assert_eq!(wizard["sentForBadUrl"], 0, "{wizard}");
+    assert_eq!(wizard["gatewayShown"], "stripe", "{wizard}");
     assert!(
         wizard["urlError"]
             .as_str()

@@ -31,11 +31,7 @@ pub fn tracker(query: Option<&str>, headers: &HeaderMap) -> Response {
     } else {
         "public, max-age=300"
     };
-    let fresh = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
-    let mut response = if fresh {
+    let mut response = if funnelhub_runtime::api::if_none_match(headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (

@@ -105,11 +105,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         .into_response();
     };
     let etag = &ETAGS[index];
-    let fresh = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
-    let mut response = if fresh {
+    let mut response = if funnelhub_runtime::api::if_none_match(headers, etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
@@ -142,14 +138,9 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
 /// `{kind: operator}` or `{kind: tenant, tenant_id, scope}`; 401 for an unknown key.
 async fn whoami(State(s): State<Arc<EdgeState>>, headers: HeaderMap) -> Response {
     let result = (|| {
-        let key = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized(
-                "api key (Authorization: Bearer <key>)",
-            ))?;
+        let key = funnelhub_runtime::api::bearer_key(&headers).ok_or(ApiError::Unauthorized(
+            "api key (Authorization: Bearer <key>)",
+        ))?;
         if s.setup
             .service
             .as_ref()

@@ -143,6 +143,23 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The key of `Authorization: Bearer <key>`, trimmed; `None` without one.
+pub fn bearer_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The request's `If-None-Match` names `etag` (quoted, as sent in `ETag`).
+pub fn if_none_match(headers: &axum::http::HeaderMap, etag: &str) -> bool {
+    headers
+        .get(axum::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag))
+}
+
 /// Parse JSON into `T`. A syntax error is `malformed_json`; a value of the wrong type
 /// names its path (`data.purchase.price.value`).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -181,14 +181,9 @@ impl SetupHttp {
         headers: &HeaderMap,
         tenant_id: &str,
     ) -> Result<(), ApiError> {
-        let key = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or(ApiError::Unauthorized(
-                "setup key (Authorization: Bearer <key>)",
-            ))?;
+        let key = funnelhub_runtime::api::bearer_key(headers).ok_or(ApiError::Unauthorized(
+            "setup key (Authorization: Bearer <key>)",
+        ))?;
         let admin = service.is_admin_key(key);
         match self.tenants.by_api_key(key) {
             _ if admin => Ok(()),

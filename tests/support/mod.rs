@@ -56,3 +56,29 @@ pub fn multipart(filename: &str, content_type: &str, bytes: &[u8]) -> (String, V
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
+
+/// Run browser driver `script` (a Node module under `dir`, playwright-core) with `arg` as
+/// its one argument, off the async runtime; the one JSON object it prints.
+pub async fn drive_browser(
+    dir: std::path::PathBuf,
+    script: &'static str,
+    arg: serde_json::Value,
+) -> serde_json::Value {
+    let driven = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .arg(arg.to_string())
+            .current_dir(dir)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .expect("joins");
+    let stdout = String::from_utf8_lossy(&driven.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {stdout}{}",
+            String::from_utf8_lossy(&driven.stderr)
+        )
+    })
+}

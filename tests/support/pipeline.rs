@@ -316,6 +316,19 @@ pub async fn meta_emulator() -> MetaGraphEmulator {
         .expect("emulator")
 }
 
+/// A Meta Graph API emulator that knows acme's pixel and token and `pixel` with `token` (a
+/// tenant that guided setup creates).
+pub async fn meta_emulator_with(pixel: &str, token: &str) -> MetaGraphEmulator {
+    let pixels = [
+        ("111000111".to_string(), "token-acme".to_string()),
+        (pixel.to_string(), token.to_string()),
+    ]
+    .into();
+    MetaGraphEmulator::start(([127, 0, 0, 1], 0).into(), pixels, Faults::default())
+        .await
+        .expect("meta emulator")
+}
+
 /// Send a prepared request (hit, signed webhook) to the edge; it must be accepted.
 pub async fn deliver(setup: &Setup, delivery: &funnelhub_simulator::gateways::Delivery) {
     let mut request = reqwest::Client::new()

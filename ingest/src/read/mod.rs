@@ -32,7 +32,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::Router;
@@ -233,15 +232,9 @@ impl FromRequestParts<Arc<EdgeState>> for Reader {
         parts: &mut Parts,
         state: &Arc<EdgeState>,
     ) -> Result<Self, Self::Rejection> {
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthorized(
-                "api key (Authorization: Bearer <key>)",
-            ))?;
-        let key = key.trim();
+        let key = funnelhub_runtime::api::bearer_key(&parts.headers).ok_or(
+            ApiError::Unauthorized("api key (Authorization: Bearer <key>)"),
+        )?;
         let operator = state
             .setup
             .service

@@ -118,6 +118,10 @@ struct Ticket {
     created_at_ms: i64,
 }
 
+/// A [`Ticket`]'s columns.
+const TICKET_COLUMNS: &str =
+    "ticket_id, session_id, domain, kind, subject, cause_event_id, created_at_ms";
+
 /// Most tickets listed.
 const TICKETS_LIMIT: u64 = 50;
 
@@ -127,11 +131,11 @@ pub async fn tickets(reader: Reader) -> Result<Response, ApiError> {
     reader
         .run(async {
             let q = api
-                .query(
-                    "SELECT ticket_id, session_id, domain, kind, subject, cause_event_id, \
-                     created_at_ms FROM {db}.ops_tickets FINAL WHERE tenant_id = ? \
-                     AND created_at >= now() - INTERVAL 30 DAY ORDER BY created_at_ms DESC, ticket_id LIMIT ?",
-                )
+                .query(&format!(
+                    "SELECT {TICKET_COLUMNS} FROM {{db}}.ops_tickets FINAL WHERE tenant_id = ? \
+                         AND created_at >= now() - INTERVAL 30 DAY \
+                         ORDER BY created_at_ms DESC, ticket_id LIMIT ?"
+                ))
                 .await?
                 .bind(&tenant.id)
                 .bind(TICKETS_LIMIT);
@@ -146,10 +150,10 @@ pub async fn ticket(reader: Reader, Path(id): Path<String>) -> Result<Response, 
     reader
         .run(async {
             let q = api
-                .query(
-                    "SELECT ticket_id, session_id, domain, kind, subject, cause_event_id, \
-                     created_at_ms FROM {db}.ops_tickets FINAL WHERE tenant_id = ? AND ticket_id = ?",
-                )
+                .query(&format!(
+                    "SELECT {TICKET_COLUMNS} FROM {{db}}.ops_tickets FINAL \
+                         WHERE tenant_id = ? AND ticket_id = ?"
+                ))
                 .await?
                 .bind(&tenant.id)
                 .bind(&id);

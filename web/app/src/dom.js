@@ -54,9 +54,11 @@ export function table(headings, rows, caption) {
 /** A labelled field: the label, the control, a hint, and a slot for its error. */
 export function field({ id, label, hint, apiField, ...input }) {
   const control = input.tag === 'select'
-    ? h('select', { id, name: id, ...without(input, 'tag', 'options') },
+    ? h('select', { id, name: id, ...without(input, 'tag', 'options', 'value') },
       (input.options || []).map(([value, text]) => h('option', { value }, text)))
     : h(input.tag || 'input', { id, name: id, ...without(input, 'tag') });
+  // A select's `value` attribute means nothing: choose the option.
+  if (input.tag === 'select' && input.value !== undefined) control.value = input.value;
   const error = h('p', { class: 'error', id: `${id}-error`, role: 'alert', hidden: true });
   control.setAttribute('aria-describedby', `${id}-error${hint ? ` ${id}-hint` : ''}`);
   if (apiField) control.dataset.apiField = apiField;

@@ -141,6 +141,7 @@ const scenarios = {
     const session = decodeURIComponent((await page.evaluate(() => location.hash)).split('/')[2] || '');
     await page.selectOption('#gateway', 'stripe');
     await page.locator('#stripe-secret_key').waitFor();
+    const gatewayShown = await page.locator('#gateway').inputValue();
     await unlabelled(page, 'wizard gateway');
     const webhookUrl = await page.locator('[data-testid="webhook-url"]').inputValue();
     await page.fill('#stripe-secret_key', args.stripe_key);
@@ -163,7 +164,7 @@ const scenarios = {
     await shot(page, 'wizard-configured');
     const configured = await page.locator('[data-testid="configured"]').innerText();
     await context.close();
-    return { session, urlError, sentForBadUrl, webhookUrl, configured, steps };
+    return { session, urlError, sentForBadUrl, gatewayShown, webhookUrl, configured, steps };
   },
 
   /**
