@@ -4,9 +4,9 @@
 //! landing page of the test's own:
 //!
 //! - a wrong key stays on the key form; a key the API refuses later returns to it;
-//! - the wizard's happy path (landing page, Stripe, Meta) ends `configured`, shown live;
-//!   a malformed field is refused in the browser before anything is sent; the webhook URL
-//!   to paste is shown;
+//! - the wizard's happy path (landing page, Stripe, Meta) ends `configured`, shown live,
+//!   and rolls back; its first step is done by keyboard; a malformed field is refused in
+//!   the browser before anything is sent, focus on it; the webhook URL to paste is shown;
 //! - a bad Meta token shows its failure live and opens the chat, which diagnoses it and
 //!   re-validates with a new token given in a message; screenshots go up by the picker
 //!   and by drag-and-drop and show in the conversation; "talk to a person" hands off (one
@@ -252,6 +252,14 @@ probe_private_hosts = ["{landing}"]
     // The wizard's happy path, and what the API says of it.
     let wizard = &out["wizard"];
     assert_eq!(wizard["sentForBadUrl"], 0, "{wizard}");
+    assert_eq!(wizard["firstFocus"], "tenant_id", "{wizard}");
+    assert_eq!(wizard["focusAfterError"], "url", "{wizard}");
+    assert!(
+        wizard["rolledBack"]
+            .as_str()
+            .is_some_and(|r| r.contains("Rolled back")),
+        "{wizard}"
+    );
     assert_eq!(wizard["gatewayShown"], "stripe", "{wizard}");
     assert!(
         wizard["urlError"]
@@ -278,7 +286,7 @@ probe_private_hosts = ["{landing}"]
     .await;
     assert_eq!(
         (status, &body["state"]),
-        (200, &json!("configured")),
+        (200, &json!("rolled_back")),
         "{body}"
     );
     assert_eq!(body["tenant_id"], "shop");

@@ -45,7 +45,7 @@ function render(body, status) {
       return h('li', { class: `step-${s.status}`, 'data-step': step },
         h('span', { class: 'dot', 'aria-hidden': 'true' }),
         h('span', {}, t(`step.${step}`), ': ', h('strong', {}, t(`result.${s.status}`)),
-          s.attempts ? ` (${t('status.attempts', { n: s.attempts })})` : '',
+          s.attempts ? ` (${t(s.attempts === 1 ? 'status.attempt' : 'status.attempts', { n: s.attempts })})` : '',
           s.at ? h('small', {}, ' · ', when(s.at, lang())) : ''));
     })),
     standing ? h('div', { class: 'failure', role: 'alert', 'data-testid': 'last-failure' },

@@ -54,6 +54,7 @@ export function wizard(sessionId) {
     const status = statusPanel(id, (s) => {
       const first = !draft.status;
       draft.status = s;
+      if (!draft.values.tenant_id) draft.values.tenant_id = s.tenant_id;
       chat.update(s);
       if (['failed', 'needs_human'].includes(s.state) && !chat.isOpen()) chat.open({ focus: false });
       if (first && resume) {

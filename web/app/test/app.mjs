@@ -128,15 +128,22 @@ const scenarios = {
     await page.locator('form[data-page="start"]').waitFor();
     await unlabelled(page, 'wizard start');
     // The browser's own checks: nothing is sent for a malformed field.
+    // By keyboard only: the heading has focus, Tab reaches the first field, Enter submits.
     let actions = 0;
     page.on('request', (r) => r.url().includes('/actions/') && (actions += 1));
-    await page.fill('#tenant_id', 'shop');
-    await page.fill('#url', 'not a url');
-    await page.click('form[data-page="start"] button[type="submit"]');
+    await page.keyboard.press('Tab');
+    const firstFocus = await page.evaluate(() => document.activeElement.id);
+    await page.keyboard.type('shop');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('not a url');
+    await page.keyboard.press('Enter');
+    await page.locator('#url-error').waitFor({ state: 'visible' });
     const urlError = await page.locator('#url-error').innerText();
+    const focusAfterError = await page.evaluate(() => document.activeElement.id);
     const sentForBadUrl = actions;
-    await page.fill('#url', `${args.landing}/shop`);
-    await page.click('form[data-page="start"] button[type="submit"]');
+    await page.keyboard.press('Control+A');
+    await page.keyboard.type(`${args.landing}/shop`);
+    await page.keyboard.press('Enter');
     await page.locator('form[data-page="gateway"]').waitFor();
     const session = decodeURIComponent((await page.evaluate(() => location.hash)).split('/')[2] || '');
     await page.selectOption('#gateway', 'stripe');
@@ -163,8 +170,15 @@ const scenarios = {
     const steps = await page.$$eval('[data-testid="status"] .step-list li', (lis) => lis.map((li) => li.className));
     await shot(page, 'wizard-configured');
     const configured = await page.locator('[data-testid="configured"]').innerText();
+    // And back: the tenant as it was.
+    await page.getByRole('button', { name: 'Roll back' }).click();
+    await page.locator('[data-testid="rolled-back"]').waitFor();
+    await page.waitForFunction(() => document.querySelector('[data-testid="state"]')?.textContent === 'rolled back');
+    const rolledBack = await page.locator('[data-testid="rolled-back"]').innerText();
     await context.close();
-    return { session, urlError, sentForBadUrl, gatewayShown, webhookUrl, configured, steps };
+    return {
+      session, firstFocus, urlError, focusAfterError, sentForBadUrl, gatewayShown, webhookUrl, configured, steps, rolledBack,
+    };
   },
 
   /**
