@@ -223,10 +223,11 @@ probe_private_hosts = ["{landing}"]
     assert_eq!(out["foreign"], json!([]), "requests to another origin");
     assert_eq!(out["unlabelled"], json!([]), "fields without a label");
     // The only console errors: the browser reporting the refusals the test provokes (the
-    // wrong keys' 401s, the search's 400).
+    // wrong keys' 401s, the search's 400, the missing session's 404).
     let provoked = |e: &str| {
         (e.starts_with("wrong_key: Failed to load resource") && e.contains("401"))
             || (e.starts_with("desk: Failed to load resource") && e.contains("400"))
+            || (e.starts_with("chat: Failed to load resource") && e.contains("404"))
     };
     let errors: Vec<&Value> = out["errors"]
         .as_array()
@@ -335,6 +336,12 @@ probe_private_hosts = ["{landing}"]
     assert!(
         chat["afterReload"].as_u64().is_some_and(|n| n >= 6),
         "{chat}"
+    );
+    assert!(
+        chat["gone"]
+            .as_str()
+            .is_some_and(|g| g.contains("não existe")),
+        "a missing session says so: {chat}"
     );
     let chat_session = chat["session"].as_str().expect("chat session");
     let (_, body) = get_json(

@@ -61,11 +61,20 @@ function keyForm(notice) {
   return form;
 }
 
+/** A route segment decoded; a malformed escape (a hand-edited URL) stays as typed. */
+function decoded(segment) {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 function render() {
   if (leaving) leaving();
   leaving = null;
   navigation();
-  const route = (location.hash || '#/setup').slice(2).split('/').map(decodeURIComponent);
+  const route = (location.hash || '#/setup').slice(2).split('/').map(decoded);
   if (!auth.key() || route[0] === 'key') {
     if (route[0] !== 'key') wanted = location.hash || '#/setup';
     fill(main, keyForm(notice));

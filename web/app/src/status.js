@@ -27,6 +27,10 @@ export function statusPanel(id, onStatus = () => {}) {
   }, controller.signal, (state) => {
     live.dataset.state = state;
     live.textContent = t(`status.${state}`);
+    if (state === 'gone') {
+      fill(body, h('p', { class: 'error', role: 'alert', 'data-testid': 'gone' }, t('status.gone_text')),
+        h('p', {}, h('a', { href: '#/setup' }, t('status.start_new'))));
+    }
   });
   return { element, leave: () => controller.abort() };
 }

@@ -264,10 +264,14 @@ const scenarios = {
     await page.locator('[data-testid="chat"]').waitFor({ state: 'visible' });
     await page.waitForFunction(() => document.querySelectorAll('.message').length >= 6);
     const afterReload = await page.locator('.message').count();
+    // A session that does not exist (a stale or hand-edited link) says so.
+    await page.goto(`${edge}/app/#/setup/setup-does-not-exist%ZZ`);
+    await page.locator('[data-testid="gone"]').waitFor();
+    const gone = await page.locator('[data-testid="gone"]').innerText();
     await context.close();
     return {
       heading, stepFailure, lastFailure, diagnosis, revalidation, revalidated, fixed, notImage, pendingAfter,
-      handoff, personDisabled, session, afterReload,
+      handoff, personDisabled, session, afterReload, gone,
     };
   },
 
