@@ -31,6 +31,10 @@ pub struct EdgeConfig {
     /// sent slowly or never finished gets 408 then); a stream's body (setup's SSE) is not
     /// counted once its answer started.
     pub request_timeout_ms: u64,
+    /// Requests this edge works on at once (public routes); one more is answered 503 with
+    /// `Retry-After` at once, instead of queueing without bound. An answered event stream
+    /// (setup's SSE) no longer counts. At least 1.
+    pub max_in_flight_requests: usize,
     /// `Retry-After` seconds sent with 503.
     pub retry_after_secs: u32,
     /// Stripe: reject signatures whose timestamp is older than this (Stripe's default).
@@ -49,6 +53,7 @@ impl Default for EdgeConfig {
             max_body_bytes: 256 * 1024,
             produce_timeout_ms: 5_000,
             request_timeout_ms: 30_000,
+            max_in_flight_requests: 4096,
             retry_after_secs: 5,
             stripe_tolerance_secs: 300,
             setup: funnelhub_setup::SetupConfig::default(),

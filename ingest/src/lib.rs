@@ -219,6 +219,9 @@ pub fn app(state: Arc<EdgeState>) -> Router {
             }
         }));
     let limit = state.config.max_body_bytes;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        state.config.max_in_flight_requests.max(1),
+    ));
     Router::new()
         .route("/api/v1/track/{kind}", post(track).layer(cors))
         .route("/api/v1/webhooks/onboard", post(onboard))
@@ -242,7 +245,36 @@ pub fn app(state: Arc<EdgeState>) -> Router {
             state.clone(),
             request_deadline,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), in_flight),
+            bounded_in_flight,
+        ))
         .with_state(state)
+}
+
+/// Answer 503 + `Retry-After` at once when `edge.max_in_flight_requests` requests are
+/// already being worked on: back-pressure on the senders (browsers and gateways retry)
+/// instead of a queue that grows until memory or every deadline runs out. The slot is held
+/// until the answer's head is ready: a stream being answered does not hold it.
+async fn bounded_in_flight(
+    State((s, slots)): State<(Arc<EdgeState>, Arc<tokio::sync::Semaphore>)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(_slot) = slots.try_acquire() else {
+        // Counted, not logged: a log line per refusal would add to the overload.
+        funnelhub_runtime::api::count_rejected("request", "overloaded");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, s.config.retry_after_secs.to_string())],
+            Json(json!({
+                "error": "overloaded",
+                "message": "this edge is at its limit of requests in flight: retry later",
+            })),
+        )
+            .into_response();
+    };
+    next.run(request).await
 }
 
 /// The operators' routes: `/metrics`, `/healthz`, and `/readyz` with the reasons.

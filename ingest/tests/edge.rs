@@ -607,6 +607,73 @@ async fn a_body_that_never_finishes_gets_408_within_the_request_timeout() {
 }
 
 #[tokio::test]
+async fn beyond_its_requests_in_flight_the_edge_answers_503_at_once_and_recovers() {
+    let name = "edge-in-flight";
+    let config = EdgeConfig {
+        max_in_flight_requests: 1,
+        request_timeout_ms: 2_000,
+        ..EdgeConfig::default()
+    };
+    let edge = Edge::start_on(kafka_config(name), kafka_config(name), config).await;
+    // One request holds the only slot: its body never finishes.
+    use futures::StreamExt as _;
+    let stalled = futures::StreamExt::boxed(
+        futures::stream::iter([Ok::<_, std::io::Error>(axum::body::Bytes::from_static(
+            b"{\"session_id\":",
+        ))])
+        .chain(futures::stream::pending()),
+    );
+    let held = Request::post("/api/v1/track/click?tenant=acme")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stalled))
+        .expect("request");
+    let app = edge.app.clone();
+    let holder = tokio::spawn(async move { app.oneshot(held).await.expect("infallible") });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let hit = || {
+        Request::post("/api/v1/track/click?tenant=acme")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"session_id":"in-flight-1"}"#))
+            .expect("request")
+    };
+    let started = std::time::Instant::now();
+    let (status, body, headers) = edge.send(hit()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "overloaded");
+    assert_eq!(headers["retry-after"], "5");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused at once"
+    );
+    // The held request ends (408 at its deadline) and frees the slot.
+    let held = holder.await.expect("joins");
+    assert_eq!(held.status(), StatusCode::REQUEST_TIMEOUT);
+    let (status, body, _) = edge.send(hit()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let response = edge
+        .ops
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("metrics");
+    let metrics = String::from_utf8(
+        axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body")
+            .to_vec(),
+    )
+    .expect("utf-8");
+    assert!(
+        metrics.contains(r#"funnelhub_edge_rejected_total{route="request",reason="overloaded"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn every_rejection_has_its_status_and_names_the_problem_and_stores_nothing() {
     let edge = Edge::start("edge-reject").await;
     let cases: Vec<RejectionCase> = vec![
