@@ -39,6 +39,9 @@ pub struct EdgeConfig {
     pub retry_after_secs: u32,
     /// Stripe: reject signatures whose timestamp is older than this (Stripe's default).
     pub stripe_tolerance_secs: i64,
+    /// `[edge.rate_limits]`: requests per second per client IP and per tenant on the
+    /// tracking routes (off unless set).
+    pub rate_limits: crate::limits::RateLimitConfig,
     /// `[edge.setup]`: the guided-setup API.
     pub setup: funnelhub_setup::SetupConfig,
 }
@@ -56,6 +59,7 @@ impl Default for EdgeConfig {
             max_in_flight_requests: 4096,
             retry_after_secs: 5,
             stripe_tolerance_secs: 300,
+            rate_limits: crate::limits::RateLimitConfig::default(),
             setup: funnelhub_setup::SetupConfig::default(),
         }
     }

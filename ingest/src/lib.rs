@@ -17,6 +17,7 @@
 //!   ([`webapp`]), and `GET /api/v1/whoami` for its key form
 
 pub mod config;
+pub mod limits;
 pub mod metrics;
 pub mod privacy;
 pub mod producer;
@@ -73,6 +74,8 @@ pub struct EdgeState {
     pub setup: Arc<funnelhub_setup::http::SetupHttp>,
     /// How a tracking hit's client IP is found.
     pub client_ip: request::ClientIpRule,
+    /// Rate limits of the tracking routes.
+    pub limits: limits::RateLimits,
 }
 
 /// Why the edge could not start.
@@ -158,8 +161,11 @@ pub async fn start(
         retry_after_secs: config.retry_after_secs,
         streams: Default::default(),
     });
+    let limits = limits::RateLimits::new(&config.rate_limits);
+    limits.spawn_sweeper();
     let state = Arc::new(EdgeState {
         client_ip,
+        limits,
         config: config.clone(),
         tenants: Tenants::live(tenants),
         producer,
@@ -351,9 +357,11 @@ async fn track(
             let query = QueryParams::parse(query.as_deref());
             let tenant = s.tenants.resolve(&query)?;
             require_json_or_text(&headers)?;
+            let client = s.client_ip.client_addr(&headers, peer.map(|p| p.0 .0));
+            s.limits.check(&tenant.id, client)?;
             let body = request::body(body, s.config.max_body_bytes)?;
             let ctx = tracking::RequestContext {
-                client_ip: s.client_ip.client_ip(&headers, peer.map(|p| p.0 .0)),
+                client_ip: client.map(|ip| ip.to_string()),
                 user_agent: headers
                     .get(header::USER_AGENT)
                     .and_then(|v| v.to_str().ok())

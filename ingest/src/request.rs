@@ -145,6 +145,11 @@ impl ClientIpRule {
 
     /// The client's IP for a request from `peer` with `headers`.
     pub fn client_ip(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+        self.client_addr(headers, peer).map(|ip| ip.to_string())
+    }
+
+    /// [`ClientIpRule::client_ip`] as an address.
+    pub fn client_addr(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<IpAddr> {
         let peer = peer.map(|p| p.ip());
         let from_header = match (&self.header, peer) {
             (Some(name), Some(peer)) if self.trusted(peer) => headers
@@ -161,7 +166,7 @@ impl ClientIpRule {
                 .find(|ip| !self.trusted(*ip)),
             _ => None,
         };
-        from_header.or(peer).map(|ip| ip.to_string())
+        from_header.or(peer)
     }
 }
 

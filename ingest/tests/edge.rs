@@ -74,6 +74,7 @@ impl Edge {
         )
         .await
         .expect("producer");
+        let limits = funnelhub_ingest::limits::RateLimits::new(&config.rate_limits);
         let state = Arc::new(EdgeState {
             config: EdgeConfig {
                 max_body_bytes: 8 * 1024,
@@ -86,6 +87,7 @@ impl Edge {
             read: None,
             setup: funnelhub_setup::http::SetupHttp::disabled(),
             client_ip: Default::default(),
+            limits,
         });
         Edge {
             app: app(state.clone()),
@@ -671,6 +673,38 @@ async fn beyond_its_requests_in_flight_the_edge_answers_503_at_once_and_recovers
         metrics.contains(r#"funnelhub_edge_rejected_total{route="request",reason="overloaded"}"#),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_tracking_rate_gets_429_with_retry_after_then_sends_again() {
+    let name = "edge-rate-limit";
+    let config = EdgeConfig {
+        rate_limits: funnelhub_ingest::limits::RateLimitConfig {
+            per_tenant_per_sec: 2,
+            ..Default::default()
+        },
+        ..EdgeConfig::default()
+    };
+    let edge = Edge::start_on(kafka_config(name), kafka_config(name), config).await;
+    let hit = |i: u32| {
+        Request::post("/api/v1/track/click?tenant=acme")
+            .header("content-type", "application/json")
+            .body(Body::from(format!(r#"{{"session_id":"limited-{i}"}}"#)))
+            .expect("request")
+    };
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let (status, body, headers) = edge.send(hit(i)).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(body["error"], "too_many_requests", "{body}");
+            assert_eq!(headers["retry-after"], "1");
+        }
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    // A second later the tenant may send again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(edge.send(hit(9)).await.0, StatusCode::OK);
 }
 
 #[tokio::test]

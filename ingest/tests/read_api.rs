@@ -147,6 +147,7 @@ async fn edge(kafka: &KafkaConfig, registry_url: &str, clickhouse: &ClickHouseCo
         .expect("producer");
     app(Arc::new(EdgeState {
         client_ip: Default::default(),
+        limits: Default::default(),
         tenants: Tenants::new([tenant("acme", "key-acme"), tenant("beta", "key-beta")]),
         producer,
         registry_url: registry_url.into(),
