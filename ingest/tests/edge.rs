@@ -98,6 +98,24 @@ impl Edge {
         }
     }
 
+    /// What the operators' port's `/metrics` says now.
+    async fn metrics(&self) -> String {
+        let response = self
+            .ops
+            .clone()
+            .oneshot(
+                Request::get("/metrics")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("metrics");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        String::from_utf8(body.to_vec()).expect("utf-8")
+    }
+
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value, axum::http::HeaderMap) {
         let response = self.app.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
@@ -652,23 +670,7 @@ async fn beyond_its_requests_in_flight_the_edge_answers_503_at_once_and_recovers
     assert_eq!(held.status(), StatusCode::REQUEST_TIMEOUT);
     let (status, body, _) = edge.send(hit()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let response = edge
-        .ops
-        .clone()
-        .oneshot(
-            Request::get("/metrics")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("metrics");
-    let metrics = String::from_utf8(
-        axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .expect("body")
-            .to_vec(),
-    )
-    .expect("utf-8");
+    let metrics = edge.metrics().await;
     assert!(
         metrics.contains(r#"funnelhub_edge_rejected_total{route="request",reason="overloaded"}"#),
         "{metrics}"
@@ -838,19 +840,7 @@ async fn every_rejection_has_its_status_and_names_the_problem_and_stores_nothing
         .await
         .expect("answer");
     assert_eq!(public.status(), StatusCode::NOT_FOUND);
-    let response = edge
-        .ops
-        .clone()
-        .oneshot(get("/metrics"))
-        .await
-        .expect("metrics");
-    let text = String::from_utf8(
-        axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .expect("body")
-            .to_vec(),
-    )
-    .expect("utf-8");
+    let text = edge.metrics().await;
     assert!(
         text.contains(
             r#"funnelhub_edge_rejected_total{route="track.click",reason="payload_too_large"}"#
