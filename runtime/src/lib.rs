@@ -57,8 +57,13 @@ impl RunningServer {
 /// service's own request deadline.
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The most a request's head (request line and headers) may take, per connection: HTTP/1
+/// closes a connection whose head is larger (with 431 when hyper can answer), HTTP/2 refuses
+/// a header list larger. Bodies are bounded by each route's own limit.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Bind `listen` (port 0 picks a free port) and serve `router` in the background, HTTP/1
-/// and HTTP/2, headers read within [`HEADER_READ_TIMEOUT`]. Handlers can extract
+/// and HTTP/2, headers read within [`HEADER_READ_TIMEOUT`] and at most [`MAX_HEADER_BYTES`]. Handlers can extract
 /// `ConnectInfo<SocketAddr>` (the TCP peer).
 pub async fn serve(listen: SocketAddr, router: Router) -> std::io::Result<RunningServer> {
     serve_with(listen, router, HEADER_READ_TIMEOUT).await
@@ -95,8 +100,12 @@ async fn accept(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -259,6 +268,32 @@ mod tests {
             .await
             .expect("body");
         assert_eq!(peer, "127.0.0.1", "handlers see the TCP peer");
+        server.stop().await.expect("stops");
+    }
+
+    #[tokio::test]
+    async fn a_head_over_the_limit_is_refused_and_a_normal_one_served() {
+        let server = serve(SocketAddr::from(([127, 0, 0, 1], 0)), router())
+            .await
+            .expect("serving");
+        let client = reqwest::Client::new();
+        let url = format!("{}/peer", server.url());
+        let huge = "a".repeat(MAX_HEADER_BYTES + 1024);
+        let refused = client.get(&url).header("x-filler", &huge).send().await;
+        match refused {
+            Ok(answer) => assert_eq!(
+                answer.status(),
+                reqwest::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            ),
+            Err(e) => assert!(e.is_request() || e.is_connect() || e.is_body(), "{e}"),
+        }
+        let fine = client
+            .get(&url)
+            .header("x-filler", "a".repeat(8 * 1024))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(fine.status(), reqwest::StatusCode::OK);
         server.stop().await.expect("stops");
     }
 }
