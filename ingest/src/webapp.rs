@@ -166,7 +166,8 @@ async fn whoami(State(s): State<Arc<EdgeState>>, headers: HeaderMap) -> Response
 mod tests {
     use super::*;
 
-    /// Every file under `web/app/` that the app is made of (tests and npm's files aside).
+    /// Every file under `web/app/` that the app is made of (tests, npm's and git's files
+    /// aside).
     fn files_of(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).expect("web/app readable") {
             let path = entry.expect("entry").path();
@@ -181,7 +182,7 @@ mod tests {
                 }
             } else if !matches!(
                 relative.as_str(),
-                "package.json" | "package-lock.json" | "README.md"
+                "package.json" | "package-lock.json" | "README.md" | ".gitignore"
             ) {
                 out.push(relative);
             }
