@@ -253,6 +253,8 @@ const scenarios = {
     // A person.
     await page.click('[data-testid="talk-to-person"]');
     await page.locator('[data-testid="handoff"]').waitFor({ state: 'visible' });
+    // The live status may show the hand-off before the button's answer names the ticket.
+    await page.locator('[data-testid="handoff"] code').waitFor();
     const handoff = await page.locator('[data-testid="handoff"]').innerText();
     await page.waitForFunction(() => document.querySelector('[data-testid="state"]')?.textContent === 'com uma pessoa');
     const personDisabled = await page.locator('[data-testid="talk-to-person"]').isDisabled();
