@@ -267,25 +267,14 @@ async fn a_purged_person_is_erased_and_a_full_replay_neither_stores_nor_sends_he
         .await
         .expect("json");
     let setup_session = created["session_id"].as_str().expect("session").to_owned();
-    let (content_type, body) = support::multipart(
+    let stored = support::upload_screenshot(
+        &setup.edge,
+        "acme-api-key",
+        &setup_session,
         "sale.png",
-        "image/png",
         &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, 1, 2, 3],
-    );
-    let stored: Value = http
-        .post(format!(
-            "{}/api/v1/setup/sessions/{setup_session}/attachments",
-            setup.edge
-        ))
-        .bearer_auth("acme-api-key")
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("edge answers")
-        .json()
-        .await
-        .expect("json");
+    )
+    .await;
     let screenshot = format!(
         "{}/api/v1/setup/sessions/{setup_session}/attachments/{}",
         setup.edge,

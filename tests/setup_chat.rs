@@ -389,22 +389,7 @@ async fn the_model_engine_calls_tools_never_sees_a_secret_and_falls_back_when_do
     // A model that looks at images gets the message's screenshot with it.
     let mut png = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
     png.extend_from_slice(b"events manager");
-    let (content_type, body) = multipart("print.png", "image/png", &png);
-    let stored: Value = client
-        .http
-        .post(format!(
-            "{}/api/v1/setup/sessions/{session}/attachments",
-            setup.edge
-        ))
-        .bearer_auth(ADMIN)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("edge answers")
-        .json()
-        .await
-        .expect("json");
+    let stored = support::upload_screenshot(&setup.edge, ADMIN, &session, "print.png", &png).await;
     model.script([Scripted::Answer("Vi o print.".into())]);
     let (status, seen) = client
         .call(

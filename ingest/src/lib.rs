@@ -357,7 +357,7 @@ async fn track(
             let query = QueryParams::parse(query.as_deref());
             let tenant = s.tenants.resolve(&query)?;
             require_json_or_text(&headers)?;
-            let client = s.client_ip.client_addr(&headers, peer.map(|p| p.0 .0));
+            let client = s.client_ip.client_ip(&headers, peer.map(|p| p.0 .0));
             s.limits.check(&tenant.id, client)?;
             let body = request::body(body, s.config.max_body_bytes)?;
             let ctx = tracking::RequestContext {

@@ -141,11 +141,7 @@ async fn whoami(State(s): State<Arc<EdgeState>>, headers: HeaderMap) -> Response
         let key = funnelhub_runtime::api::bearer_key(&headers).ok_or(ApiError::Unauthorized(
             "api key (Authorization: Bearer <key>)",
         ))?;
-        if s.setup
-            .service
-            .as_ref()
-            .is_some_and(|setup| setup.is_admin_key(key))
-        {
+        if s.setup.is_operator_key(key) {
             return Ok(Json(json!({"kind": "operator"})).into_response());
         }
         let (tenant, scope) = s

@@ -63,8 +63,8 @@ pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Bind `listen` (port 0 picks a free port) and serve `router` in the background, HTTP/1
-/// and HTTP/2, headers read within [`HEADER_READ_TIMEOUT`] and at most [`MAX_HEADER_BYTES`]. Handlers can extract
-/// `ConnectInfo<SocketAddr>` (the TCP peer).
+/// and HTTP/2, headers read within [`HEADER_READ_TIMEOUT`] and at most
+/// [`MAX_HEADER_BYTES`]. Handlers can extract `ConnectInfo<SocketAddr>` (the TCP peer).
 pub async fn serve(listen: SocketAddr, router: Router) -> std::io::Result<RunningServer> {
     serve_with(listen, router, HEADER_READ_TIMEOUT).await
 }

@@ -190,8 +190,8 @@ impl SetupService {
     }
 
     /// Hand session `id` to a person: `needs_human`, the bundle with the conversation, one
-    /// ticket. The ticket's id.
-    pub async fn escalate(&self, id: &str) -> Result<String, SetupError> {
+    /// ticket. The session as stored, and the ticket's id.
+    pub async fn escalate(&self, id: &str) -> Result<(Session, String), SetupError> {
         let session = {
             let _writing = self.writing.lock().await;
             let mut session = self.session(id)?;
@@ -201,7 +201,8 @@ impl SetupService {
             session
         };
         // Raised every time: the same deterministic id, so one ticket however often.
-        self.raise_handoff_ticket(&session).await
+        let ticket = self.raise_handoff_ticket(&session).await?;
+        Ok((session, ticket))
     }
 }
 
@@ -254,7 +255,7 @@ impl Toolbox for ChatTools<'_> {
                 Err(e) => Err(e),
             },
             Call::EscalateToHuman => {
-                let ticket = service.escalate(self.session_id).await?;
+                let (_, ticket) = service.escalate(self.session_id).await?;
                 Ok(CallResult::of(
                     &call,
                     NoteStatus::Success,

@@ -144,6 +144,11 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: Arc<SetupHttp>) -> Router
 }
 
 impl SetupHttp {
+    /// `key` is an operators' key (`[edge.setup] admin_keys`); never without setup.
+    pub fn is_operator_key(&self, key: &str) -> bool {
+        self.service.as_ref().is_some_and(|s| s.is_admin_key(key))
+    }
+
     /// The service, or 503.
     fn service(&self) -> Result<&SetupService, ApiError> {
         self.service.as_ref().ok_or_else(|| ApiError::Unavailable {
@@ -374,13 +379,10 @@ async fn chat_inner(
 async fn escalate(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let result = async {
         let (service, session) = s.session_of(&headers, &id)?;
-        let ticket_id = service
+        let (session, ticket_id) = service
             .escalate(&session.id)
             .await
             .map_err(|e| s.error(e))?;
-        let session = service
-            .find(&session.id)
-            .ok_or_else(|| s.error(SetupError::UnknownSession(session.id.clone())))?;
         Ok(Json(json!({
             "ticket_id": ticket_id,
             "state": session.state.as_str(),

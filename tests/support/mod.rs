@@ -57,6 +57,31 @@ pub fn multipart(filename: &str, content_type: &str, bytes: &[u8]) -> (String, V
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// Upload `png` (named `filename`) to setup session `session` on `edge` with `key`: the
+/// attachment API's JSON answer.
+pub async fn upload_screenshot(
+    edge: &str,
+    key: &str,
+    session: &str,
+    filename: &str,
+    png: &[u8],
+) -> serde_json::Value {
+    let (content_type, body) = multipart(filename, "image/png", png);
+    reqwest::Client::new()
+        .post(format!(
+            "{edge}/api/v1/setup/sessions/{session}/attachments"
+        ))
+        .bearer_auth(key)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("edge answers")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// Run browser driver `script` (a Node module under `dir`, playwright-core) with `arg` as
 /// its one argument, off the async runtime; the one JSON object it prints.
 pub async fn drive_browser(

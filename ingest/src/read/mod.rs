@@ -235,26 +235,17 @@ impl FromRequestParts<Arc<EdgeState>> for Reader {
         let key = funnelhub_runtime::api::bearer_key(&parts.headers).ok_or(
             ApiError::Unauthorized("api key (Authorization: Bearer <key>)"),
         )?;
-        let operator = state
-            .setup
-            .service
-            .as_ref()
-            .is_some_and(|setup| setup.is_admin_key(key));
-        let (tenant, scope) = if operator {
-            let id = parts
+        let (tenant, scope) = if state.setup.is_operator_key(key) {
+            let named = parts
                 .headers
                 .get(TENANT_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|id| !id.is_empty())
-                .ok_or_else(|| {
-                    ApiError::field(
-                        "tenant",
-                        format!("an operator key names the tenant in {TENANT_HEADER}"),
-                    )
-                })?;
-            let id = funnelhub_setup::service::check_tenant_id(Some(id))
-                .map_err(|_| ApiError::field("tenant", "1-64 letters, digits, - or _"))?;
+                .and_then(|v| v.to_str().ok());
+            let id = funnelhub_setup::service::check_tenant_id(named).map_err(|_| {
+                ApiError::field(
+                    "tenant",
+                    format!("an operator key names the tenant in {TENANT_HEADER}: 1-64 letters, digits, - or _"),
+                )
+            })?;
             // A tenant not configured yet (a setup handed off before its first
             // autoconfigure) still has rows to read: its tickets, its setup's messages.
             let tenant = state

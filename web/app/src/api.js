@@ -6,6 +6,9 @@ const KEY = 'funnelhub.key';
 const WHO = 'funnelhub.who';
 const TENANT = 'funnelhub.tenant';
 
+/** A tenant id as the edge accepts it (`check_tenant_id`). */
+export const TENANT_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
 /** An error the API answered: its status, code (`error`), message and the field it names. */
 export class ApiError extends Error {
   constructor(status, body) {

@@ -39,12 +39,14 @@ export function chatPanel(id, { open = false } = {}) {
   let attached = [];
   let loaded = false;
   let ticket = null;
-  const shown = new Set();
+  /** The newest message shown: the next load asks only for what came after it. */
+  let lastSeq = 0;
   const textarea = form.querySelector('textarea');
 
+  /** Show the messages after the newest one shown (all of them the first time). */
   async function load() {
     loaded = true;
-    let cursor = null;
+    let cursor = lastSeq || null;
     try {
       do {
         const page = await call('GET', `${base}/messages?limit=100${cursor ? `&cursor=${cursor}` : ''}`);
@@ -58,8 +60,8 @@ export function chatPanel(id, { open = false } = {}) {
   }
 
   function show(message) {
-    if (shown.has(message.seq)) return;
-    shown.add(message.seq);
+    if (message.seq <= lastSeq) return;
+    lastSeq = message.seq;
     const images = h('div', { class: 'shots' });
     for (const attachment of message.attachment_ids || []) {
       const img = h('img', { alt: t('chat.screenshot'), 'data-attachment': attachment });
@@ -150,7 +152,6 @@ export function chatPanel(id, { open = false } = {}) {
       pending.replaceChildren();
       // The question and the answer, in order, with whatever else arrived meanwhile.
       await load();
-      show(answer.message);
       update(answer.session);
     } catch (error) {
       if (error instanceof ApiError && error.field === 'message') fieldError(textarea, error.message);

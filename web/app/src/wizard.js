@@ -4,7 +4,7 @@
 // (`autoconfigure`) and can roll it back. Beside it: the live status and, when a step
 // fails, the chat. Secrets typed here stay in this page's memory only.
 
-import { auth, call, ApiError } from './api.js';
+import { auth, call, ApiError, TENANT_ID } from './api.js';
 import { h, fill, field, fieldError, clearErrors, showApiError } from './dom.js';
 import { t } from './i18n.js';
 import { statusPanel, STEPS } from './status.js';
@@ -210,7 +210,7 @@ export function wizard(sessionId) {
     };
     const v = (id) => (draft.values[id] || '').trim();
     if (page === 'start') {
-      if (!/^[A-Za-z0-9_-]{1,64}$/.test(v('tenant_id'))) fail('tenant_id', t('check.tenant_id'));
+      if (!TENANT_ID.test(v('tenant_id'))) fail('tenant_id', t('check.tenant_id'));
       let url = null;
       try { url = new URL(v('url')); } catch { /* below */ }
       if (!url || !['http:', 'https:'].includes(url.protocol) || !url.hostname) fail('url', t('check.url'));
